@@ -1,0 +1,46 @@
+// Where verified blobs live. A blob becomes visible only through BlobWriter.commit(),
+// which checks digest and length first, so readers never see a partial or corrupt blob.
+
+export interface BlobKey {
+  registry: string;
+  digest: string; // validated "sha256:<hex>" / "sha512:<hex>"
+}
+
+export interface BlobInfo {
+  size: number;
+  /** Local file path, so the server can answer with sendfile. */
+  path: string;
+}
+
+export interface BlobWriter {
+  /** Path of the temp file being written; readers may open it to follow a download. */
+  readonly tempPath: string;
+  readonly bytesWritten: number;
+  write(chunk: Uint8Array): Promise<void>;
+  /** Verifies digest (and size when known) and publishes the blob; throws BlobIntegrityError otherwise. */
+  commit(expectedSize?: number): Promise<BlobInfo>;
+  abort(): Promise<void>;
+}
+
+export interface BlobStore {
+  stat(key: BlobKey): Promise<BlobInfo | undefined>;
+  begin(key: BlobKey): Promise<BlobWriter>;
+  /** Records that a blob was served (for least-recently-used eviction). */
+  touch(key: BlobKey): void;
+}
+
+export class BlobIntegrityError extends Error {
+  constructor(
+    readonly expected: string,
+    readonly actual: string,
+    readonly expectedSize?: number,
+    readonly actualSize?: number,
+  ) {
+    super(
+      expectedSize !== undefined && actualSize !== undefined && expectedSize !== actualSize
+        ? `blob length mismatch: expected ${expectedSize} bytes, got ${actualSize}`
+        : `blob digest mismatch: expected ${expected}, got ${actual}`,
+    );
+    this.name = "BlobIntegrityError";
+  }
+}

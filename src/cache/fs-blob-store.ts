@@ -1,0 +1,107 @@
+// Blobs on local disk, content-addressed: <dir>/blobs/<registry>/<alg>/<hex[0:2]>/<hex>.
+// Downloads go to <dir>/tmp and are renamed into place after verification; the
+// rename is atomic, so a crash leaves only temp files, which start-up removes.
+import { mkdir, open, rename, rm, stat, utimes, type FileHandle } from "node:fs/promises";
+import { join } from "node:path";
+import { parseDigest } from "../protocol/digest.ts";
+import { BlobIntegrityError, type BlobInfo, type BlobKey, type BlobStore, type BlobWriter } from "./blob-store.ts";
+
+export class FsBlobStore implements BlobStore {
+  private readonly blobsDir: string;
+  private readonly tmpDir: string;
+  private tempCounter = 0;
+
+  constructor(dir: string) {
+    this.blobsDir = join(dir, "blobs");
+    this.tmpDir = join(dir, "tmp");
+  }
+
+  /** Creates the folders and removes temp files left by a crash. */
+  async init(): Promise<void> {
+    await rm(this.tmpDir, { recursive: true, force: true });
+    await mkdir(this.tmpDir, { recursive: true });
+    await mkdir(this.blobsDir, { recursive: true });
+  }
+
+  pathOf(key: BlobKey): string {
+    const digest = parseDigest(key.digest);
+    // Callers validate earlier; this guard keeps a bad key from ever becoming a path.
+    if (!digest || !/^[a-z0-9.:-]+$/.test(key.registry) || key.registry.includes("..")) {
+      throw new Error(`invalid blob key ${key.registry} ${key.digest}`);
+    }
+    return join(this.blobsDir, key.registry.replace(":", "_"), digest.algorithm, digest.hex.slice(0, 2), digest.hex);
+  }
+
+  async stat(key: BlobKey): Promise<BlobInfo | undefined> {
+    const path = this.pathOf(key);
+    try {
+      const s = await stat(path);
+      return { size: s.size, path };
+    } catch {
+      return undefined;
+    }
+  }
+
+  touch(key: BlobKey): void {
+    const now = new Date();
+    utimes(this.pathOf(key), now, now).catch(() => {});
+  }
+
+  async begin(key: BlobKey): Promise<BlobWriter> {
+    const digest = parseDigest(key.digest);
+    if (!digest) throw new Error(`invalid digest ${key.digest}`);
+    const finalPath = this.pathOf(key);
+    const tempPath = join(this.tmpDir, `${digest.hex.slice(0, 16)}.${process.pid}.${++this.tempCounter}`);
+    const handle = await open(tempPath, "w+");
+    return new FsBlobWriter(handle, tempPath, finalPath, digest.text, new Bun.CryptoHasher(digest.algorithm));
+  }
+}
+
+class FsBlobWriter implements BlobWriter {
+  bytesWritten = 0;
+  private done = false;
+
+  constructor(
+    private readonly handle: FileHandle,
+    readonly tempPath: string,
+    private readonly finalPath: string,
+    private readonly expectedDigest: string,
+    private readonly hasher: Bun.CryptoHasher,
+  ) {}
+
+  async write(chunk: Uint8Array): Promise<void> {
+    this.hasher.update(chunk);
+    let offset = 0;
+    while (offset < chunk.byteLength) {
+      const { bytesWritten } = await this.handle.write(chunk, offset, chunk.byteLength - offset, this.bytesWritten + offset);
+      offset += bytesWritten;
+    }
+    this.bytesWritten += chunk.byteLength;
+  }
+
+  async commit(expectedSize?: number): Promise<BlobInfo> {
+    this.done = true;
+    const actual = `${this.expectedDigest.split(":")[0]}:${this.hasher.digest("hex")}`;
+    if (actual !== this.expectedDigest || (expectedSize !== undefined && expectedSize !== this.bytesWritten)) {
+      await this.discard();
+      throw new BlobIntegrityError(this.expectedDigest, actual, expectedSize, this.bytesWritten);
+    }
+    // Durable before visible: after a crash a published blob is whole.
+    await this.handle.datasync();
+    await this.handle.close();
+    await mkdir(join(this.finalPath, ".."), { recursive: true });
+    await rename(this.tempPath, this.finalPath);
+    return { size: this.bytesWritten, path: this.finalPath };
+  }
+
+  async abort(): Promise<void> {
+    if (this.done) return;
+    this.done = true;
+    await this.discard();
+  }
+
+  private async discard(): Promise<void> {
+    await this.handle.close().catch(() => {});
+    await rm(this.tempPath, { force: true });
+  }
+}

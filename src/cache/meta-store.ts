@@ -1,0 +1,33 @@
+// What ferry knows besides blob bytes: tag → digest mappings with their freshness and
+// manifests by digest. Async so that a shared (Redis) implementation fits the same shape.
+
+export interface TagRecord {
+  digest: string;
+  mediaType: string;
+  size: number;
+  /** When the mapping was last confirmed by upstream (ms since epoch). */
+  checkedAt: number;
+}
+
+export interface ManifestRecord {
+  digest: string;
+  mediaType: string;
+  body: Uint8Array;
+}
+
+export interface RepositoryRef {
+  registry: string;
+  repository: string;
+}
+
+export interface MetaStore {
+  getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined>;
+  putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void>;
+  getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined>;
+  putManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void>;
+  /** Cached tags of a repository, sorted. */
+  listTags(repo: RepositoryRef): Promise<string[]>;
+  /** Repositories with anything cached, sorted by registry then name. */
+  listRepositories(): Promise<RepositoryRef[]>;
+  close(): void;
+}

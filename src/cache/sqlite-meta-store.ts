@@ -1,0 +1,75 @@
+// The embedded MetaStore: one SQLite file (bun:sqlite) beside the blobs, so a single
+// ferry needs no Redis and its cache survives restarts. WAL mode keeps readers
+// from waiting on writers.
+import { Database, type Statement } from "bun:sqlite";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
+
+export class SqliteMetaStore implements MetaStore {
+  private readonly db: Database;
+  private readonly q: {
+    getTag: Statement<{ digest: string; media_type: string; size: number; checked_at: number }, [string, string, string]>;
+    putTag: Statement<unknown, [string, string, string, string, string, number, number]>;
+    getManifest: Statement<{ media_type: string; body: Uint8Array }, [string, string, string]>;
+    putManifest: Statement<unknown, [string, string, string, string, Uint8Array, number]>;
+    listTags: Statement<{ tag: string }, [string, string]>;
+    listRepositories: Statement<{ registry: string; repository: string }, []>;
+  };
+
+  constructor(dir: string) {
+    mkdirSync(dir, { recursive: true });
+    this.db = new Database(join(dir, "meta.sqlite"), { create: true, strict: true });
+    this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
+    this.db.exec(`
+      CREATE TABLE IF NOT EXISTS tags (
+        registry TEXT NOT NULL, repository TEXT NOT NULL, tag TEXT NOT NULL,
+        digest TEXT NOT NULL, media_type TEXT NOT NULL, size INTEGER NOT NULL, checked_at INTEGER NOT NULL,
+        PRIMARY KEY (registry, repository, tag));
+      CREATE TABLE IF NOT EXISTS manifests (
+        registry TEXT NOT NULL, repository TEXT NOT NULL, digest TEXT NOT NULL,
+        media_type TEXT NOT NULL, body BLOB NOT NULL, created_at INTEGER NOT NULL,
+        PRIMARY KEY (registry, repository, digest));
+    `);
+    this.q = {
+      getTag: this.db.query("SELECT digest, media_type, size, checked_at FROM tags WHERE registry = ? AND repository = ? AND tag = ?"),
+      putTag: this.db.query("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      getManifest: this.db.query("SELECT media_type, body FROM manifests WHERE registry = ? AND repository = ? AND digest = ?"),
+      putManifest: this.db.query("INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?, ?)"),
+      listTags: this.db.query("SELECT tag FROM tags WHERE registry = ? AND repository = ? ORDER BY tag"),
+      listRepositories: this.db.query(
+        "SELECT registry, repository FROM manifests UNION SELECT registry, repository FROM tags ORDER BY registry, repository",
+      ),
+    };
+  }
+
+  async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
+    const row = this.q.getTag.get(repo.registry, repo.repository, tag);
+    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, checkedAt: row.checked_at } : undefined;
+  }
+
+  async putTag(repo: RepositoryRef, tag: string, r: TagRecord): Promise<void> {
+    this.q.putTag.run(repo.registry, repo.repository, tag, r.digest, r.mediaType, r.size, r.checkedAt);
+  }
+
+  async getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined> {
+    const row = this.q.getManifest.get(repo.registry, repo.repository, digest);
+    return row ? { digest, mediaType: row.media_type, body: new Uint8Array(row.body) } : undefined;
+  }
+
+  async putManifest(repo: RepositoryRef, r: ManifestRecord): Promise<void> {
+    this.q.putManifest.run(repo.registry, repo.repository, r.digest, r.mediaType, r.body, Date.now());
+  }
+
+  async listTags(repo: RepositoryRef): Promise<string[]> {
+    return this.q.listTags.all(repo.registry, repo.repository).map((r) => r.tag);
+  }
+
+  async listRepositories(): Promise<RepositoryRef[]> {
+    return this.q.listRepositories.all();
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

@@ -1,0 +1,170 @@
+// Config file (TOML) + environment → one validated Config. Errors name the key.
+import { Value } from "@sinclair/typebox/value";
+import { BUILTIN_REGISTRIES } from "./builtin-registries.ts";
+import type { Config, EndpointConfig, RegistryConfig } from "./config.ts";
+import { ConfigFileSchema, type ConfigFile, type RegistryFile } from "./schema.ts";
+import { parseDuration, parseSize } from "./units.ts";
+
+export class ConfigError extends Error {
+  constructor(
+    readonly key: string,
+    problem: string,
+  ) {
+    super(`config: ${key}: ${problem}`);
+    this.name = "ConfigError";
+  }
+}
+
+const DEFAULT_TIMEOUT_MS = 30_000;
+const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
+
+/** Environment variables that override file keys (documented in config.example.toml). */
+const ENV_KEYS: Record<string, [section: "server" | "cache" | "log", key: string]> = {
+  FERRY_LISTEN: ["server", "listen"],
+  FERRY_PUBLIC_URL: ["server", "public_url"],
+  FERRY_CACHE_DIR: ["cache", "dir"],
+  FERRY_CACHE_MAX_SIZE: ["cache", "max_size"],
+  FERRY_TAG_TTL: ["cache", "tag_ttl"],
+  FERRY_NEGATIVE_TTL: ["cache", "negative_ttl"],
+  FERRY_LOG_LEVEL: ["log", "level"],
+};
+
+export async function loadConfigFile(path: string | undefined, env: Record<string, string | undefined> = process.env): Promise<Config> {
+  let text = "";
+  if (path) {
+    const file = Bun.file(path);
+    if (!(await file.exists())) throw new ConfigError(path, "config file not found");
+    text = await file.text();
+  }
+  return parseConfig(text, env);
+}
+
+export function parseConfig(tomlText: string, env: Record<string, string | undefined> = {}): Config {
+  let raw: unknown;
+  try {
+    raw = tomlText.trim() === "" ? {} : Bun.TOML.parse(tomlText);
+  } catch (error) {
+    throw new ConfigError("(file)", `not valid TOML: ${(error as Error).message}`);
+  }
+  const file = raw as Record<string, Record<string, unknown> | undefined>;
+  for (const [name, [section, key]] of Object.entries(ENV_KEYS)) {
+    const value = env[name];
+    if (value === undefined || value === "") continue;
+    file[section] ??= {};
+    file[section]![key] = value;
+  }
+  const firstError = Value.Errors(ConfigFileSchema, file).First();
+  if (firstError) throw new ConfigError(keyOf(firstError.path, file), schemaProblem(firstError.message, firstError.value));
+  return build(file as ConfigFile);
+}
+
+function keyOf(pointer: string, file: unknown): string {
+  // "/registry/0/endpoints/1" → "registry[0].endpoints[1]"; for an unknown key TypeBox
+  // points at the object, so name the offending key too.
+  return pointer
+    .split("/")
+    .filter(Boolean)
+    .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), "") || unknownKey(file);
+}
+
+function unknownKey(file: unknown): string {
+  const known = ["server", "cache", "log", "registry"];
+  const extra = Object.keys(file as object).find((k) => !known.includes(k));
+  return extra ?? "(file)";
+}
+
+function schemaProblem(message: string, value: unknown): string {
+  if (/unexpected property|additional/i.test(message)) return "unknown key";
+  return `${message.toLowerCase()} (got ${JSON.stringify(value)})`;
+}
+
+function build(file: ConfigFile): Config {
+  const listen = parseListen(file.server?.listen ?? "0.0.0.0:5000");
+  const publicUrl = file.server?.public_url;
+  if (publicUrl !== undefined && !isHttpUrl(publicUrl)) throw new ConfigError("server.public_url", `must be an http(s) URL (got "${publicUrl}")`);
+  const level = file.log?.level ?? "info";
+  if (!LOG_LEVELS.includes(level)) throw new ConfigError("log.level", `must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`);
+  return {
+    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, "") },
+    cache: {
+      dir: file.cache?.dir ?? "./data",
+      maxSize: file.cache?.max_size === undefined ? undefined : size("cache.max_size", file.cache.max_size),
+      tagTtlMs: duration("cache.tag_ttl", file.cache?.tag_ttl ?? "5m"),
+      negativeTtlMs: duration("cache.negative_ttl", file.cache?.negative_ttl ?? "30s"),
+    },
+    log: { level },
+    registries: buildRegistries(file.registry ?? []),
+  };
+}
+
+function buildRegistries(entries: RegistryFile[]): RegistryConfig[] {
+  const byName = new Map<string, RegistryConfig>();
+  for (const builtin of BUILTIN_REGISTRIES) {
+    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [{ url: builtin.endpoint, timeoutMs: DEFAULT_TIMEOUT_MS }] });
+  }
+  const seen = new Set<string>();
+  entries.forEach((entry, i) => {
+    const key = `registry[${i}]`;
+    const name = entry.name.toLowerCase();
+    if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?$/.test(name)) throw new ConfigError(`${key}.name`, `must be a registry host name like "ghcr.io" (got "${entry.name}")`);
+    if (seen.has(name)) throw new ConfigError(`${key}.name`, `registry "${name}" is configured twice`);
+    seen.add(name);
+    if (entry.enabled === false) {
+      byName.delete(name);
+      return;
+    }
+    const existing = byName.get(name);
+    const timeoutMs = entry.timeout === undefined ? DEFAULT_TIMEOUT_MS : duration(`${key}.timeout`, entry.timeout);
+    let endpoints: EndpointConfig[];
+    if (entry.endpoints) {
+      endpoints = entry.endpoints.map((e, j) => endpoint(`${key}.endpoints[${j}]`, e, { username: entry.username, password: entry.password, timeoutMs }));
+    } else if (existing) {
+      endpoints = existing.endpoints.map((e) => ({ ...e, username: entry.username, password: entry.password, timeoutMs }));
+    } else {
+      throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
+    }
+    if (endpoints.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
+    const hosts = (entry.hosts ?? []).map((h) => h.toLowerCase());
+    byName.set(name, { name, hosts, endpoints });
+  });
+  return [...byName.values()];
+}
+
+function endpoint(key: string, value: string | { url: string; username?: string; password?: string; timeout?: string | number }, defaults: Omit<EndpointConfig, "url">): EndpointConfig {
+  const spec = typeof value === "string" ? { url: value } : value;
+  if (!isHttpUrl(spec.url)) throw new ConfigError(key, `must be an http(s) URL (got "${spec.url}")`);
+  return {
+    url: spec.url.replace(/\/+$/, ""),
+    username: "username" in spec && spec.username !== undefined ? spec.username : defaults.username,
+    password: "password" in spec && spec.password !== undefined ? spec.password : defaults.password,
+    timeoutMs: "timeout" in spec && spec.timeout !== undefined ? duration(`${key}.timeout`, spec.timeout) : defaults.timeoutMs,
+  };
+}
+
+function parseListen(value: string): { hostname: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim()) ?? /^()()(\d{1,5})$/.exec(value.trim());
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new ConfigError("server.listen", `must be "host:port" or ":port" (got "${value}")`);
+  return { hostname: m[1] || m[2] || "0.0.0.0", port };
+}
+
+function duration(key: string, value: string | number): number {
+  const ms = parseDuration(value);
+  if (ms === undefined) throw new ConfigError(key, `must be a duration like "30s", "5m" or "1h" (got ${JSON.stringify(value)})`);
+  return ms;
+}
+
+function size(key: string, value: string | number): number {
+  const bytes = parseSize(value);
+  if (bytes === undefined) throw new ConfigError(key, `must be a size like "512MiB" or "50GB" (got ${JSON.stringify(value)})`);
+  return bytes;
+}
+
+function isHttpUrl(value: string): boolean {
+  try {
+    const url = new URL(value);
+    return url.protocol === "http:" || url.protocol === "https:";
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,65 @@
+// The shape of the config file, as written by people (units as text, optional keys).
+// load.ts validates a parsed file against this and turns it into the typed Config.
+import { t, type Static } from "elysia";
+
+const Duration = t.Union([t.String(), t.Number()]);
+const Size = t.Union([t.String(), t.Number()]);
+
+export const EndpointFileSchema = t.Union([
+  t.String(),
+  t.Object(
+    {
+      url: t.String(),
+      username: t.Optional(t.String()),
+      password: t.Optional(t.String()),
+      timeout: t.Optional(Duration),
+    },
+    { additionalProperties: false },
+  ),
+]);
+
+export const RegistryFileSchema = t.Object(
+  {
+    name: t.String(),
+    enabled: t.Optional(t.Boolean()),
+    hosts: t.Optional(t.Array(t.String())),
+    endpoints: t.Optional(t.Array(EndpointFileSchema)),
+    username: t.Optional(t.String()),
+    password: t.Optional(t.String()),
+    timeout: t.Optional(Duration),
+  },
+  { additionalProperties: false },
+);
+
+export const ConfigFileSchema = t.Object(
+  {
+    server: t.Optional(
+      t.Object(
+        {
+          listen: t.Optional(t.String()),
+          public_url: t.Optional(t.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    cache: t.Optional(
+      t.Object(
+        {
+          dir: t.Optional(t.String()),
+          max_size: t.Optional(Size),
+          tag_ttl: t.Optional(Duration),
+          negative_ttl: t.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    log: t.Optional(
+      t.Object({ level: t.Optional(t.String()) }, { additionalProperties: false }),
+    ),
+    registry: t.Optional(t.Array(RegistryFileSchema)),
+  },
+  { additionalProperties: false },
+);
+
+export type ConfigFile = Static<typeof ConfigFileSchema>;
+export type RegistryFile = Static<typeof RegistryFileSchema>;

@@ -1,0 +1,160 @@
+// Manifest pulls. Manifests are cached by digest (immutable, verified) with their media
+// type; a tag maps to a digest that is fresh for tag_ttl. After that the mapping is
+// revalidated with a HEAD (which Docker Hub does not count as a pull) and only a changed
+// digest is fetched. When upstream fails, the last known mapping is served (stale-if-error).
+import { LRUCache } from "lru-cache";
+import type { MetaStore, RepositoryRef, TagRecord } from "../cache/meta-store.ts";
+import type { Logger } from "../observe/logger.ts";
+import { digestOf, parseDigest } from "../protocol/digest.ts";
+import { RegistryError } from "../protocol/errors.ts";
+import { acceptsMediaType, ALL_MANIFEST_TYPES, mediaTypeFromBody } from "../protocol/media-types.ts";
+import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
+import type { Upstream } from "../upstream/upstream.ts";
+import type { CacheResult, ManifestResult } from "./results.ts";
+import { toRegistryError } from "./upstream-errors.ts";
+
+export interface ManifestRequest {
+  repo: RepositoryRef;
+  reference: string; // a tag or a validated digest
+  accept: string[];
+  method: "GET" | "HEAD";
+}
+
+/** Manifests are small; anything bigger than this from upstream is refused. */
+const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+
+export class ManifestService {
+  /** Upstream 404s, remembered briefly so a typo'd image doesn't hammer the upstream. */
+  private readonly notFound: LRUCache<string, RegistryError>;
+  private readonly inflight = new Map<string, Promise<unknown>>();
+
+  constructor(
+    private readonly meta: MetaStore,
+    private readonly upstreamFor: (registry: string) => Upstream,
+    private readonly tagTtlMs: number,
+    negativeTtlMs: number,
+    private readonly log: Logger,
+  ) {
+    this.notFound = new LRUCache({ max: 10_000, ttl: Math.max(1, negativeTtlMs) });
+  }
+
+  async get(req: ManifestRequest): Promise<ManifestResult> {
+    const negativeKey = `${req.repo.registry}/${req.repo.repository}:${req.reference}`;
+    const remembered = this.notFound.get(negativeKey);
+    if (remembered) throw remembered;
+    try {
+      return parseDigest(req.reference) ? await this.byDigest(req, req.reference) : await this.byTag(req);
+    } catch (error) {
+      const mapped = toRegistryError(error, "MANIFEST_UNKNOWN", `manifest ${req.repo.repository}:${req.reference}`);
+      if (mapped.status === 404) this.notFound.set(negativeKey, mapped);
+      throw mapped;
+    }
+  }
+
+  private async byDigest(req: ManifestRequest, digest: string): Promise<ManifestResult> {
+    const cached = await this.meta.getManifest(req.repo, digest);
+    if (cached) return { ...cached, cache: "hit" };
+    const fetched = await this.once(`m:${req.repo.registry}/${req.repo.repository}@${digest}`, () => this.fetch(req.repo, digest, unionAccept(req.accept)));
+    return { ...fetched, cache: "miss" };
+  }
+
+  private async byTag(req: ManifestRequest): Promise<ManifestResult> {
+    const tag = req.reference;
+    const record = await this.meta.getTag(req.repo, tag);
+    if (record && !acceptsMediaType(req.accept, record.mediaType)) {
+      // The client can't take what the tag points to (an old client and an index):
+      // ask upstream with the client's own Accept and don't touch the mapping.
+      const fetched = await this.fetch(req.repo, tag, req.accept);
+      return { ...fetched, cache: "bypass" };
+    }
+    if (record && Date.now() - record.checkedAt < this.tagTtlMs) {
+      return this.serveRecord(req, record, "hit");
+    }
+    const key = `t:${req.repo.registry}/${req.repo.repository}:${tag}`;
+    if (record) {
+      const outcome = await this.once(key, () => this.revalidate(req.repo, tag, record));
+      return this.serveRecord(req, outcome.record, outcome.cache);
+    }
+    const fetched = await this.once(key, async () => {
+      const m = await this.fetch(req.repo, tag, unionAccept(req.accept));
+      await this.meta.putTag(req.repo, tag, { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() });
+      return m;
+    });
+    if (!acceptsMediaType(req.accept, fetched.mediaType)) return { ...(await this.fetch(req.repo, tag, req.accept)), cache: "bypass" };
+    return { ...fetched, cache: "miss" };
+  }
+
+  private async serveRecord(req: ManifestRequest, record: TagRecord, cache: CacheResult): Promise<ManifestResult> {
+    const manifest = await this.meta.getManifest(req.repo, record.digest);
+    if (manifest) return { ...manifest, cache };
+    return { ...(await this.byDigest(req, record.digest)), cache: "miss" };
+  }
+
+  /** HEAD the tag upstream; on failure keep serving the known mapping (stale-if-error). */
+  private async revalidate(repo: RepositoryRef, tag: string, record: TagRecord): Promise<{ record: TagRecord; cache: CacheResult }> {
+    let response: Response;
+    let endpointUrl: string;
+    try {
+      const answer = await this.upstreamFor(repo.registry).request({ method: "HEAD", path: `/v2/${repo.repository}/manifests/${tag}`, repository: repo.repository, accept: ALL_MANIFEST_TYPES });
+      response = answer.response;
+      endpointUrl = answer.endpoint.url;
+    } catch (error) {
+      this.log.warn({ registry: repo.registry, repository: repo.repository, tag, error: (error as Error).message }, "upstream unavailable; serving cached tag (stale-if-error)");
+      return { record, cache: "stale" };
+    }
+    if (response.status === 404) throw new UpstreamError(endpointUrl, await failureFromResponse(response));
+    const digest = response.headers.get("docker-content-digest");
+    if (!response.ok || !digest || !parseDigest(digest)) {
+      this.log.warn({ registry: repo.registry, repository: repo.repository, tag, status: response.status }, "tag revalidation failed; serving cached tag (stale-if-error)");
+      return { record, cache: "stale" };
+    }
+    if (digest === record.digest) {
+      const refreshed = { ...record, checkedAt: Date.now() };
+      await this.meta.putTag(repo, tag, refreshed);
+      return { record: refreshed, cache: "hit" };
+    }
+    const m = await this.fetch(repo, digest, ALL_MANIFEST_TYPES);
+    const updated = { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() };
+    await this.meta.putTag(repo, tag, updated);
+    return { record: updated, cache: "miss" };
+  }
+
+  /** GET a manifest upstream, verify its digest, cache it by digest. */
+  private async fetch(repo: RepositoryRef, reference: string, accept: readonly string[]): Promise<Omit<ManifestResult, "cache">> {
+    const { response, endpoint } = await this.upstreamFor(repo.registry).request({ method: "GET", path: `/v2/${repo.repository}/manifests/${reference}`, repository: repo.repository, accept });
+    if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
+    const length = Number(response.headers.get("content-length") ?? 0);
+    if (length > MAX_MANIFEST_BYTES) {
+      await response.body?.cancel();
+      throw new RegistryError("MANIFEST_INVALID", `upstream manifest too large (${length} bytes)`, { status: 502 });
+    }
+    const body = new Uint8Array(await response.arrayBuffer());
+    if (body.byteLength > MAX_MANIFEST_BYTES) throw new RegistryError("MANIFEST_INVALID", "upstream manifest too large", { status: 502 });
+    const expected = parseDigest(reference) ?? parseDigest(response.headers.get("docker-content-digest") ?? "");
+    const actual = digestOf(body, expected?.algorithm ?? "sha256");
+    if (expected && expected.text !== actual) {
+      // Never cache or serve bytes that don't match the digest they were fetched for.
+      throw new RegistryError("MANIFEST_INVALID", `upstream manifest does not match its digest (expected ${expected.text}, got ${actual})`, { status: 502 });
+    }
+    const contentType = response.headers.get("content-type")?.split(";")[0]?.trim();
+    const mediaType = contentType && contentType !== "application/json" && contentType !== "text/plain" ? contentType : (mediaTypeFromBody(body) ?? "application/vnd.oci.image.manifest.v1+json");
+    const manifest = { digest: actual, mediaType, body };
+    await this.meta.putManifest(repo, manifest);
+    return manifest;
+  }
+
+  /** Single-flight: concurrent identical upstream work shares one promise. */
+  private once<T>(key: string, work: () => Promise<T>): Promise<T> {
+    const existing = this.inflight.get(key) as Promise<T> | undefined;
+    if (existing) return existing;
+    const promise = work().finally(() => this.inflight.delete(key));
+    this.inflight.set(key, promise);
+    return promise;
+  }
+}
+
+/** What ferry asks upstream for: every modern manifest type, plus anything else the client takes. */
+function unionAccept(clientAccept: readonly string[]): string[] {
+  const extra = clientAccept.filter((a) => a !== "*/*" && !(ALL_MANIFEST_TYPES as readonly string[]).includes(a));
+  return [...ALL_MANIFEST_TYPES, ...extra];
+}

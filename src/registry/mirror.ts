@@ -1,0 +1,43 @@
+// Everything a pull needs, wired once: the stores, one Upstream per registry, and the
+// manifest/blob/tag services on top of them.
+import type { Config, RegistryConfig } from "../config/config.ts";
+import type { BlobStore } from "../cache/blob-store.ts";
+import type { MetaStore } from "../cache/meta-store.ts";
+import type { Logger } from "../observe/logger.ts";
+import { TokenCache } from "../upstream/auth.ts";
+import { Upstream } from "../upstream/upstream.ts";
+import { BlobService } from "./blobs.ts";
+import { ManifestService } from "./manifests.ts";
+import { TagService } from "./tags.ts";
+
+/** A blob stream that delivers no byte for this long is abandoned and resumed elsewhere. */
+const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+
+export class Mirror {
+  readonly manifests: ManifestService;
+  readonly blobs: BlobService;
+  readonly tags: TagService;
+  private readonly upstreams = new Map<string, Upstream>();
+
+  constructor(
+    readonly config: Config,
+    readonly meta: MetaStore,
+    readonly blobStore: BlobStore,
+    readonly log: Logger,
+  ) {
+    const tokens = new TokenCache();
+    for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log));
+    const upstreamFor = (name: string) => {
+      const upstream = this.upstreams.get(name);
+      if (!upstream) throw new Error(`no upstream for registry ${name}`);
+      return upstream;
+    };
+    this.manifests = new ManifestService(meta, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);
+    this.blobs = new BlobService(blobStore, upstreamFor, DEFAULT_STALL_TIMEOUT_MS, log);
+    this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
+  }
+
+  get registries(): readonly RegistryConfig[] {
+    return this.config.registries;
+  }
+}

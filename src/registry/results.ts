@@ -1,0 +1,30 @@
+// What the registry layer hands back to the server: values, not HTTP responses.
+
+export type CacheResult = "hit" | "miss" | "stale" | "bypass";
+
+export interface ManifestResult {
+  digest: string;
+  mediaType: string;
+  body: Uint8Array;
+  cache: CacheResult;
+}
+
+export type BlobBody =
+  | { kind: "file"; path: string } // a verified cached blob: sent with sendfile
+  | { kind: "stream"; stream: ReadableStream<Uint8Array> } // following a download
+  | { kind: "none" }; // HEAD
+
+export interface BlobResult {
+  digest: string;
+  /** Size of the whole blob; undefined only while streaming from an upstream that sent no length. */
+  size: number | undefined;
+  /** The byte range served, when the client asked for one that could be satisfied. */
+  range?: { start: number; end: number };
+  body: BlobBody;
+  cache: CacheResult;
+}
+
+export interface TagList {
+  name: string;
+  tags: string[];
+}

@@ -1,0 +1,80 @@
+// Tag lists come from upstream (all pages, bounded), kept for tag_ttl and paginated
+// here with n/last; when upstream fails, the tags ferry has cached are listed instead.
+import { LRUCache } from "lru-cache";
+import type { MetaStore, RepositoryRef } from "../cache/meta-store.ts";
+import type { Logger } from "../observe/logger.ts";
+import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
+import type { Upstream } from "../upstream/upstream.ts";
+import { toRegistryError } from "./upstream-errors.ts";
+
+const MAX_PAGES = 100;
+
+export interface Page<T> {
+  items: T[];
+  /** The `last` value for the next page, when there is one. */
+  next?: string;
+}
+
+/** Lexically sorted pagination as the distribution spec describes (n, last). */
+export function paginate(sorted: readonly string[], n: number | undefined, last: string | undefined): Page<string> {
+  const start = last === undefined ? 0 : sorted.findIndex((t) => t > last);
+  const from = start < 0 ? sorted.length : start;
+  if (n === undefined) return { items: sorted.slice(from) };
+  const items = sorted.slice(from, from + n);
+  const more = from + n < sorted.length;
+  return { items, next: more && items.length > 0 ? items[items.length - 1] : undefined };
+}
+
+export class TagService {
+  private readonly lists: LRUCache<string, string[]>;
+
+  constructor(
+    private readonly meta: MetaStore,
+    private readonly upstreamFor: (registry: string) => Upstream,
+    tagTtlMs: number,
+    private readonly log: Logger,
+  ) {
+    this.lists = new LRUCache({ max: 1_000, ttl: Math.max(1, tagTtlMs) });
+  }
+
+  async list(repo: RepositoryRef): Promise<string[]> {
+    const key = `${repo.registry}/${repo.repository}`;
+    const cached = this.lists.get(key);
+    if (cached) return cached;
+    try {
+      const tags = await this.fetchAll(repo);
+      this.lists.set(key, tags);
+      return tags;
+    } catch (error) {
+      const known = await this.meta.listTags(repo);
+      const mapped = toRegistryError(error, "NAME_UNKNOWN", `repository ${repo.repository}`);
+      if (known.length > 0 && mapped.status !== 404) {
+        this.log.warn({ registry: repo.registry, repository: repo.repository, error: mapped.message }, "upstream tag list unavailable; listing cached tags");
+        return known;
+      }
+      throw mapped;
+    }
+  }
+
+  private async fetchAll(repo: RepositoryRef): Promise<string[]> {
+    const upstream = this.upstreamFor(repo.registry);
+    const tags = new Set<string>();
+    let path: string | undefined = `/v2/${repo.repository}/tags/list`;
+    for (let page = 0; path && page < MAX_PAGES; page++) {
+      const { response, endpoint } = await upstream.request({ method: "GET", path, repository: repo.repository });
+      if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
+      const body = (await response.json()) as { tags?: unknown };
+      if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === "string") tags.add(t);
+      path = nextPagePath(response.headers.get("link"));
+    }
+    return [...tags].sort();
+  }
+}
+
+/** `Link: </v2/x/tags/list?last=a&n=100>; rel="next"` → its path, if it stays on /v2/. */
+export function nextPagePath(link: string | null): string | undefined {
+  const m = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
+  if (!m) return undefined;
+  const url = new URL(m[1]!, "http://upstream.invalid");
+  return url.pathname.startsWith("/v2/") ? url.pathname + url.search : undefined;
+}

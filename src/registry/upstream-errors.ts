@@ -1,0 +1,37 @@
+// Upstream answers that end a pull, turned into the OCI error the client should see.
+// A 429 stays a 429 (with Retry-After), an unreachable upstream is a 503, and only a
+// real upstream 404 becomes *_UNKNOWN.
+import { isErrorCode, RegistryError, type ErrorCode } from "../protocol/errors.ts";
+import { TokenFetchError } from "../upstream/auth.ts";
+import { UpstreamError } from "../upstream/errors.ts";
+
+export function toRegistryError(error: unknown, notFound: ErrorCode, what: string): RegistryError {
+  if (error instanceof RegistryError) return error;
+  if (error instanceof TokenFetchError) {
+    return new RegistryError("UNAUTHORIZED", `upstream refused ferry's credentials for ${what}: ${error.message}`, { status: error.status === 401 ? 401 : 502 });
+  }
+  if (!(error instanceof UpstreamError)) return new RegistryError("UNKNOWN", `internal error: ${(error as Error)?.message ?? String(error)}`);
+  const f = error.failure;
+  switch (f.kind) {
+    case "timeout":
+      return new RegistryError("UNAVAILABLE", `upstream timed out (${f.phase}) for ${what}`, { status: 504 });
+    case "network":
+      return new RegistryError("UNAVAILABLE", `upstream unreachable for ${what}: ${f.message}`, { status: 503 });
+    case "status": {
+      const upstreamSays = f.message ? `: ${f.message}` : "";
+      if (f.status === 404) {
+        const code = f.code === "NAME_UNKNOWN" || f.code === notFound ? f.code : notFound;
+        return new RegistryError(code, `${what} not found upstream${upstreamSays}`);
+      }
+      if (f.status === 429) {
+        const headers: Record<string, string> = f.retryAfterSeconds !== undefined ? { "Retry-After": String(f.retryAfterSeconds) } : {};
+        return new RegistryError("TOOMANYREQUESTS", `upstream rate limit reached for ${what}${upstreamSays}`, { headers });
+      }
+      if (f.status === 401) return new RegistryError("UNAUTHORIZED", `upstream requires authentication for ${what}${upstreamSays}`);
+      if (f.status === 403) return new RegistryError("DENIED", `upstream denied access to ${what}${upstreamSays}`);
+      if (f.status >= 500) return new RegistryError("UNAVAILABLE", `upstream error ${f.status} for ${what}${upstreamSays}`, { status: 502 });
+      const code: ErrorCode = isErrorCode(f.code) ? f.code : "UNKNOWN";
+      return new RegistryError(code, `upstream answered ${f.status} for ${what}${upstreamSays}`, { status: 502 });
+    }
+  }
+}

@@ -1,0 +1,48 @@
+// `ferry serve`: load config, open the stores, listen. No upstream is contacted at
+// start-up, so ferry serves its cache even when every upstream is unreachable.
+import { mkdir } from "node:fs/promises";
+import { FsBlobStore } from "./cache/fs-blob-store.ts";
+import { SqliteMetaStore } from "./cache/sqlite-meta-store.ts";
+import type { Config } from "./config/config.ts";
+import { createLogger } from "./observe/logger.ts";
+import { Mirror } from "./registry/mirror.ts";
+import { createApp } from "./server/app.ts";
+
+/** Longest a SIGTERM waits for in-flight downloads to finish. */
+const DRAIN_TIMEOUT_MS = 30_000;
+
+export interface RunningServer {
+  url: string;
+  stop(): Promise<void>;
+}
+
+export async function serve(config: Config): Promise<RunningServer> {
+  const log = createLogger(config.log.level);
+  await mkdir(config.cache.dir, { recursive: true });
+  const blobStore = new FsBlobStore(config.cache.dir);
+  await blobStore.init();
+  const meta = new SqliteMetaStore(config.cache.dir);
+  const mirror = new Mirror(config, meta, blobStore, log);
+  const app = createApp(mirror).listen({
+    hostname: config.server.hostname,
+    port: config.server.port,
+    // A client may wait on a range a shared download has not reached yet.
+    idleTimeout: 255,
+    maxRequestBodySize: 64 * 1024,
+  });
+  const server = app.server!;
+  const url = `http://${server.hostname}:${server.port}`;
+  log.info({ listen: url, cache: config.cache.dir, registries: config.registries.map((r) => r.name) }, "ferry listening");
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      log.info("draining: no new connections; waiting for downloads in flight");
+      await server.stop(false);
+      const downloads = [...mirror.blobs.inFlight.values()].map((d) => d.finished);
+      await Promise.race([Promise.all(downloads), Bun.sleep(DRAIN_TIMEOUT_MS)]);
+      meta.close();
+      log.info("stopped");
+    })());
+  return { url, stop };
+}

@@ -1,0 +1,14 @@
+// The HTTP server: Elysia with one plugin per concern. The registry API is mounted
+// under /v2; health endpoints answer load balancers and systemd.
+import { Elysia } from "elysia";
+import type { Mirror } from "../registry/mirror.ts";
+import { registryApi } from "./registry-api.ts";
+import { requestLog } from "./request-log.ts";
+
+export function createApp(mirror: Mirror) {
+  return new Elysia({ name: "ferry" })
+    .use(requestLog(mirror.log))
+    .use(registryApi(mirror))
+    .get("/healthz", () => new Response("ok\n", { headers: { "Content-Type": "text/plain" } }))
+    .get("/", () => new Response(`ferry: a pull-through registry mirror.\nPoint Docker's "registry-mirrors" at this URL, or pull <this host>/<registry>/<image>.\n`, { headers: { "Content-Type": "text/plain; charset=utf-8" } }));
+}

@@ -1,0 +1,94 @@
+// The pull side of the OCI distribution API under /v2/. Pull-only: every write method
+// answers 405 UNSUPPORTED.
+import { Elysia } from "elysia";
+import { RegistryError } from "../protocol/errors.ts";
+import { parseAccept } from "../protocol/media-types.ts";
+import type { Mirror } from "../registry/mirror.ts";
+import { paginate } from "../registry/tags.ts";
+import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
+import { toRegistryErrorResponse } from "./errors.ts";
+import { annotate } from "./request-log.ts";
+import { API_VERSION_HEADER, blobResponse, jsonResponse, manifestResponse } from "./responses.ts";
+
+const MAX_PAGE_SIZE = 10_000;
+
+export function registryApi(mirror: Mirror) {
+  const handle = async (request: Request): Promise<Response> => {
+    const method = request.method;
+    try {
+      const url = new URL(request.url);
+      // The raw (still percent-encoded) path: names are validated as written, so
+      // an encoded "/" or "." can never sneak past the grammar.
+      const rest = url.pathname.replace(/^\/v2\/?/, "");
+      if (method !== "GET" && method !== "HEAD") {
+        throw new RegistryError("UNSUPPORTED", "ferry is a pull-only mirror: only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
+      }
+      const api = parseApiPath(rest);
+      switch (api.kind) {
+        case "base":
+          return jsonResponse({}, {}, method);
+        case "catalog":
+          return await catalog(mirror, url, method);
+        case "upload":
+          throw new RegistryError("UNSUPPORTED", "ferry is a pull-only mirror: uploads are not supported");
+      }
+      const routed = routeName(api.name, { host: request.headers.get("host"), ns: url.searchParams.get("ns") }, mirror.registries);
+      annotate(request, { registry: routed.registry.name });
+      const extra: Record<string, string> = routed.via === "ns" ? { "OCI-Namespace": routed.registry.name } : {};
+      const repo = { registry: routed.registry.name, repository: routed.repository };
+      switch (api.kind) {
+        case "manifest": {
+          const accept = parseAccept([request.headers.get("accept") ?? ""]) // repeated headers arrive comma-joined;
+          const m = await mirror.manifests.get({ repo, reference: api.reference, accept, method });
+          annotate(request, { cache: m.cache });
+          return manifestResponse(m, method, extra);
+        }
+        case "blob": {
+          const b = await mirror.blobs.get({ ...repo, digest: api.digest, method, range: request.headers.get("range") });
+          annotate(request, { cache: b.cache });
+          return blobResponse(b, extra);
+        }
+        case "tags":
+          return await tagList(mirror, routed, api.name, url, method, extra);
+      }
+    } catch (error) {
+      const { error: registryError, response } = toRegistryErrorResponse(error, method);
+      if (registryError.status >= 500) mirror.log.warn({ path: new URL(request.url).pathname, code: registryError.code, error: registryError.message }, "request failed");
+      return response;
+    }
+  };
+  return new Elysia({ name: "registry-api" }).all("/v2", ({ request }) => handle(request)).all("/v2/*", ({ request }) => handle(request));
+}
+
+function pageParams(url: URL): { n: number | undefined; last: string | undefined } {
+  const nText = url.searchParams.get("n");
+  let n: number | undefined;
+  if (nText !== null) {
+    if (!/^\d{1,9}$/.test(nText)) throw new RegistryError("UNSUPPORTED", `invalid page size n="${nText.slice(0, 20)}"`, { status: 400 });
+    n = Math.min(Number(nText), MAX_PAGE_SIZE);
+  }
+  return { n, last: url.searchParams.get("last") ?? undefined };
+}
+
+function linkHeader(path: string, n: number | undefined, next: string | undefined, extraQuery: Record<string, string> = {}): Record<string, string> {
+  if (next === undefined || n === undefined) return {};
+  const query = new URLSearchParams({ ...extraQuery, n: String(n), last: next });
+  return { Link: `<${path}?${query}>; rel="next"` };
+}
+
+async function tagList(mirror: Mirror, routed: RoutedName, clientName: string, url: URL, method: string, extra: Record<string, string>): Promise<Response> {
+  const { n, last } = pageParams(url);
+  const all = await mirror.tags.list({ registry: routed.registry.name, repository: routed.repository });
+  const page = paginate(all, n, last);
+  const ns = url.searchParams.get("ns");
+  return jsonResponse({ name: clientName, tags: page.items }, { ...extra, ...linkHeader(url.pathname, n, page.next, ns ? { ns } : {}) }, method);
+}
+
+async function catalog(mirror: Mirror, url: URL, method: string): Promise<Response> {
+  const { n, last } = pageParams(url);
+  const repos = (await mirror.meta.listRepositories()).map((r) => (r.registry === "docker.io" ? r.repository : `${r.registry}/${r.repository}`)).sort();
+  const page = paginate(repos, n, last);
+  return jsonResponse({ repositories: page.items }, linkHeader(url.pathname, n, page.next), method);
+}
+
+export { API_VERSION_HEADER };

@@ -1,0 +1,52 @@
+// One log line per request: id, method, path, status, bytes, duration, cache result.
+// Handlers annotate the request (cache result, registry) through a WeakMap, so the
+// log plugin needs no cooperation from Elysia's context types.
+import { Elysia } from "elysia";
+import type { Logger } from "../observe/logger.ts";
+
+export interface RequestNotes {
+  id: string;
+  started: number;
+  cache?: string;
+  registry?: string;
+}
+
+const notes = new WeakMap<Request, RequestNotes>();
+let counter = 0;
+
+export function annotate(request: Request, extra: Partial<Omit<RequestNotes, "id" | "started">>): void {
+  const n = notes.get(request);
+  if (n) Object.assign(n, extra);
+}
+
+export function requestId(request: Request): string | undefined {
+  return notes.get(request)?.id;
+}
+
+export function requestLog(log: Logger) {
+  return new Elysia({ name: "request-log" })
+    .onRequest(({ request }) => {
+      notes.set(request, { id: `${process.pid.toString(36)}-${(++counter).toString(36)}`, started: performance.now() });
+    })
+    .onAfterResponse({ as: "global" }, ({ request, set, responseValue }) => {
+      const n = notes.get(request);
+      if (!n) return;
+      const response = responseValue instanceof Response ? responseValue : undefined;
+      const status = response?.status ?? (typeof set.status === "number" ? set.status : 200);
+      const length = response?.headers.get("content-length");
+      const url = new URL(request.url);
+      log.info(
+        {
+          id: n.id,
+          method: request.method,
+          path: url.pathname,
+          status,
+          bytes: length ? Number(length) : undefined,
+          ms: Math.round((performance.now() - n.started) * 10) / 10,
+          cache: n.cache,
+          registry: n.registry,
+        },
+        "request",
+      );
+    });
+}

@@ -1,0 +1,88 @@
+// Upstream token auth (the Docker registry token flow): on a Bearer challenge, ask the
+// realm for a token for the scope, cache it until shortly before it expires.
+import { LRUCache } from "lru-cache";
+import type { Challenge } from "../protocol/challenge.ts";
+
+export interface Credentials {
+  username: string;
+  password: string;
+}
+
+export interface Token {
+  value: string;
+  expiresAt: number;
+}
+
+/** Docker's default when a token response has no expires_in. */
+const DEFAULT_TOKEN_SECONDS = 60;
+/** Tokens are dropped this long before they expire, so a request never carries a dead one. */
+const EXPIRY_MARGIN_MS = 10_000;
+
+export class TokenCache {
+  private readonly tokens = new LRUCache<string, Token>({ max: 10_000 });
+  private readonly pending = new Map<string, Promise<Token>>();
+
+  /** A cached token, or one fetched once for all concurrent callers. */
+  async get(key: string, fetcher: () => Promise<Token>, fresh = false): Promise<Token> {
+    const cached = this.tokens.get(key);
+    if (!fresh && cached && cached.expiresAt > Date.now()) return cached;
+    let inflight = this.pending.get(key);
+    if (!inflight) {
+      inflight = fetcher().finally(() => this.pending.delete(key));
+      this.pending.set(key, inflight);
+    }
+    const token = await inflight;
+    this.tokens.set(key, token);
+    return token;
+  }
+}
+
+export function pullScope(repository: string): string {
+  return `repository:${repository}:pull`;
+}
+
+export function tokenCacheKey(challenge: Challenge, scope: string, credentials?: Credentials): string {
+  return JSON.stringify([challenge.params.realm, challenge.params.service ?? "", scope, credentials?.username ?? ""]);
+}
+
+export function basicAuthorization(credentials: Credentials): string {
+  return `Basic ${Buffer.from(`${credentials.username}:${credentials.password}`).toString("base64")}`;
+}
+
+export class TokenFetchError extends Error {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
+    super(message);
+    this.name = "TokenFetchError";
+  }
+}
+
+/** GET realm?service=…&scope=… (Basic auth when there are credentials). */
+export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, timeoutMs: number): Promise<Token> {
+  const realm = challenge.params.realm;
+  if (!realm) throw new TokenFetchError("Bearer challenge without realm");
+  const url = new URL(realm);
+  if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
+  url.searchParams.append("scope", scope);
+  const headers: Record<string, string> = { "User-Agent": "ferry" };
+  if (credentials) headers.Authorization = basicAuthorization(credentials);
+  let response: Response;
+  try {
+    response = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
+  } catch (error) {
+    throw new TokenFetchError(`token endpoint ${url.host} unreachable: ${(error as Error).message}`);
+  }
+  if (!response.ok) {
+    await response.body?.cancel();
+    throw new TokenFetchError(`token endpoint ${url.host} answered ${response.status}`, response.status);
+  }
+  const body = (await response.json()) as { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
+  const value = body.token ?? body.access_token;
+  if (!value) throw new TokenFetchError(`token endpoint ${url.host} returned no token`);
+  const seconds = typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;
+  const issuedAt = body.issued_at ? Date.parse(body.issued_at) : NaN;
+  const start = Number.isNaN(issuedAt) ? Date.now() : Math.min(issuedAt, Date.now());
+  return { value, expiresAt: start + seconds * 1000 - Math.min(EXPIRY_MARGIN_MS, (seconds * 1000) / 2) };
+}

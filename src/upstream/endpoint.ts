@@ -1,0 +1,115 @@
+// One upstream endpoint: a base URL with its credentials and timeouts. It does the
+// registry token flow and follows blob redirects itself, so clients never talk to
+// the upstream's auth host or CDN.
+import type { EndpointConfig } from "../config/config.ts";
+import { parseChallenges, type Challenge } from "../protocol/challenge.ts";
+import { basicAuthorization, fetchToken, pullScope, TokenCache, TokenFetchError, tokenCacheKey, type Credentials } from "./auth.ts";
+import { UpstreamError } from "./errors.ts";
+
+export interface UpstreamRequest {
+  method: "GET" | "HEAD";
+  /** Path below the endpoint, e.g. "/v2/library/alpine/manifests/latest". */
+  path: string;
+  /** Repository the request is about: it decides the token scope. */
+  repository?: string;
+  accept?: readonly string[];
+  range?: string;
+  signal?: AbortSignal;
+}
+
+const MAX_REDIRECTS = 5;
+
+export class Endpoint {
+  /** The last auth challenge this endpoint sent, so later requests skip the 401 round trip. */
+  private challenge: Challenge | undefined;
+  private readonly credentials: Credentials | undefined;
+
+  constructor(
+    readonly config: EndpointConfig,
+    private readonly tokens: TokenCache,
+  ) {
+    this.credentials = config.username !== undefined && config.password !== undefined ? { username: config.username, password: config.password } : undefined;
+  }
+
+  get url(): string {
+    return this.config.url;
+  }
+
+  /**
+   * Sends the request and returns the upstream's response, whatever its status.
+   * Throws UpstreamError for network errors and timeouts, TokenFetchError when auth fails.
+   */
+  async request(req: UpstreamRequest): Promise<Response> {
+    let authorization = await this.authorization(req.repository, false);
+    let response = await this.send(req, authorization);
+    if (response.status === 401) {
+      const challenge = parseChallenges(response.headers.get("www-authenticate")).find((c) => c.scheme === "bearer" || c.scheme === "basic");
+      if (challenge) {
+        this.challenge = challenge;
+        const fresh = await this.authorization(req.repository, true, challenge);
+        if (fresh && fresh !== authorization) {
+          await response.body?.cancel();
+          authorization = fresh;
+          response = await this.send(req, authorization);
+        }
+      }
+    }
+    return response;
+  }
+
+  private async authorization(repository: string | undefined, fresh: boolean, fromChallenge?: Challenge): Promise<string | undefined> {
+    const challenge = fromChallenge ?? this.challenge;
+    if (!challenge) return undefined;
+    if (challenge.scheme === "basic") return this.credentials ? basicAuthorization(this.credentials) : undefined;
+    // A challenge's own scope wins: it names exactly what the upstream wants.
+    const scope = fromChallenge?.params.scope ?? (repository ? pullScope(repository) : "");
+    const key = tokenCacheKey(challenge, scope, this.credentials);
+    try {
+      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, this.credentials, this.config.timeoutMs), fresh);
+      return `Bearer ${token.value}`;
+    } catch (error) {
+      if (error instanceof TokenFetchError && error.status === undefined) {
+        throw new UpstreamError(this.config.url, { kind: "network", message: error.message });
+      }
+      throw error;
+    }
+  }
+
+  /** One request with manual redirects; the headers timeout covers the whole chain. */
+  private async send(req: UpstreamRequest, authorization: string | undefined): Promise<Response> {
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(), this.config.timeoutMs);
+    const signal = req.signal ? AbortSignal.any([req.signal, timeout.signal]) : timeout.signal;
+    let url = new URL(this.config.url + req.path);
+    const origin = url.origin;
+    try {
+      for (let hop = 0; ; hop++) {
+        const headers: Record<string, string> = { "User-Agent": "ferry", "Accept-Encoding": "identity" };
+        if (req.accept?.length) headers.Accept = req.accept.join(", ");
+        if (req.range) headers.Range = req.range;
+        // The registry's credentials go to the registry only, never to a CDN it redirects to.
+        if (authorization && url.origin === origin) headers.Authorization = authorization;
+        const response = await fetch(url, { method: req.method, headers, redirect: "manual", signal, decompress: false });
+        const location = response.headers.get("location");
+        if (response.status >= 300 && response.status < 400 && location) {
+          await response.body?.cancel();
+          if (hop >= MAX_REDIRECTS) throw new UpstreamError(this.config.url, { kind: "network", message: "too many redirects" });
+          const next = new URL(location, url);
+          if (next.protocol !== "http:" && next.protocol !== "https:") {
+            throw new UpstreamError(this.config.url, { kind: "network", message: `redirect to ${next.protocol} refused` });
+          }
+          url = next;
+          continue;
+        }
+        return response;
+      }
+    } catch (error) {
+      if (error instanceof UpstreamError) throw error;
+      if (timeout.signal.aborted) throw new UpstreamError(this.config.url, { kind: "timeout", phase: "headers" });
+      if (req.signal?.aborted) throw error;
+      throw new UpstreamError(this.config.url, { kind: "network", message: (error as Error).message });
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
