@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what ferry's runtime (npm) and, with --test, its tests (Debian packages) need.
+# Idempotent: skips what is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ ! -x node_modules/.bin/bun ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  # The real components the tests run: the upstream registry, clients, Redis, nginx.
+  need=()
+  for pair in docker-registry:docker-registry skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io \
+              redis-server:redis-server nginx:nginx unshare:util-linux newuidmap:uidmap openssl:openssl; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
+  done
+  if [ ${#need[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    $SUDO apt-get update -q >/dev/null
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${need[@]}" ca-certificates iproute2 >/dev/null
+  fi
+fi
