@@ -83,7 +83,7 @@ export async function startFerry(opts: FerryOptions = {}): Promise<FerryProcess>
         proc.kill("SIGKILL");
         await proc.exited;
       }
-      if (!opts.cacheDir) rmSync(dir, { recursive: true, force: true });
+      rmSync(dir, { recursive: true, force: true }); // a caller-owned cacheDir lives elsewhere and survives
     },
   };
   running.add(ferry);
