@@ -1,16 +1,23 @@
 // The validated, typed configuration every other module reads.
 
+import type { HealthPolicy } from "../upstream/health.ts";
+
 export interface EndpointConfig {
   url: string; // origin (and optional path prefix) of a registry API, no trailing slash
   username?: string;
   password?: string;
   timeoutMs: number; // connect + time to response headers
+  stallTimeoutMs: number; // longest silence in a body before the stream counts as broken
+  proxy?: string; // egress HTTP(S) proxy for this endpoint
+  headers: Record<string, string>; // extra request headers (e.g. a relay's shared secret)
 }
 
 export interface RegistryConfig {
   name: string; // "docker.io", "ghcr.io", …: also the path prefix and the ?ns= value
   hosts: string[]; // Host headers that select this registry
-  endpoints: EndpointConfig[]; // tried in order
+  endpoints: EndpointConfig[]; // tried in order (manifests, tags, and blobs unless blobEndpoints)
+  blobEndpoints?: EndpointConfig[]; // a different order for blobs, when set
+  health: HealthPolicy;
 }
 
 export interface Config {

@@ -2,7 +2,8 @@
 import { Value } from "@sinclair/typebox/value";
 import { BUILTIN_REGISTRIES } from "./builtin-registries.ts";
 import type { Config, EndpointConfig, RegistryConfig } from "./config.ts";
-import { ConfigFileSchema, type ConfigFile, type RegistryFile } from "./schema.ts";
+import { DEFAULT_HEALTH_POLICY } from "../upstream/health.ts";
+import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile } from "./schema.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 export class ConfigError extends Error {
@@ -16,6 +17,7 @@ export class ConfigError extends Error {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+const DEFAULT_STALL_TIMEOUT_MS = 30_000;
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** Environment variables that override file keys (documented in config.example.toml). */
@@ -100,7 +102,7 @@ function build(file: ConfigFile): Config {
 function buildRegistries(entries: RegistryFile[]): RegistryConfig[] {
   const byName = new Map<string, RegistryConfig>();
   for (const builtin of BUILTIN_REGISTRIES) {
-    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [{ url: builtin.endpoint, timeoutMs: DEFAULT_TIMEOUT_MS }] });
+    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [endpoint(builtin.name, builtin.endpoint, {})], health: DEFAULT_HEALTH_POLICY });
   }
   const seen = new Set<string>();
   entries.forEach((entry, i) => {
@@ -114,30 +116,40 @@ function buildRegistries(entries: RegistryFile[]): RegistryConfig[] {
       return;
     }
     const existing = byName.get(name);
-    const timeoutMs = entry.timeout === undefined ? DEFAULT_TIMEOUT_MS : duration(`${key}.timeout`, entry.timeout);
-    let endpoints: EndpointConfig[];
-    if (entry.endpoints) {
-      endpoints = entry.endpoints.map((e, j) => endpoint(`${key}.endpoints[${j}]`, e, { username: entry.username, password: entry.password, timeoutMs }));
-    } else if (existing) {
-      endpoints = existing.endpoints.map((e) => ({ ...e, username: entry.username, password: entry.password, timeoutMs }));
-    } else {
-      throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
-    }
-    if (endpoints.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
-    const hosts = (entry.hosts ?? []).map((h) => h.toLowerCase());
-    byName.set(name, { name, hosts, endpoints });
+    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy };
+    const specs: EndpointFile[] | undefined = entry.endpoints ?? existing?.endpoints.map((e) => e.url);
+    if (!specs) throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
+    if (specs.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
+    const endpoints = specs.map((e, j) => endpoint(`${key}.endpoints[${j}]`, e, defaults));
+    const blobEndpoints = entry.blob_endpoints?.map((e, j) => endpoint(`${key}.blob_endpoints[${j}]`, e, defaults));
+    if (blobEndpoints?.length === 0) throw new ConfigError(`${key}.blob_endpoints`, "needs at least one endpoint when set");
+    const health = {
+      ...DEFAULT_HEALTH_POLICY,
+      ...(entry.cooldown !== undefined && { rateLimitCooldownMs: duration(`${key}.cooldown`, entry.cooldown) }),
+      ...(entry.failure_cooldown !== undefined && { failureCooldownMs: duration(`${key}.failure_cooldown`, entry.failure_cooldown) }),
+      ...(entry.failure_threshold !== undefined && { failureThreshold: entry.failure_threshold }),
+    };
+    byName.set(name, { name, hosts: (entry.hosts ?? []).map((h) => h.toLowerCase()), endpoints, blobEndpoints, health });
   });
   return [...byName.values()];
 }
 
-function endpoint(key: string, value: string | { url: string; username?: string; password?: string; timeout?: string | number }, defaults: Omit<EndpointConfig, "url">): EndpointConfig {
+type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy">;
+
+/** An endpoint's settings: its own keys first, then the registry's. */
+function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults): EndpointConfig {
   const spec = typeof value === "string" ? { url: value } : value;
-  if (!isHttpUrl(spec.url)) throw new ConfigError(key, `must be an http(s) URL (got "${spec.url}")`);
+  const merged = { ...defaults, ...Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== undefined)) } as Exclude<EndpointFile, string>;
+  if (!isHttpUrl(merged.url)) throw new ConfigError(key, `must be an http(s) URL (got "${merged.url}")`);
+  if (merged.proxy !== undefined && !isHttpUrl(merged.proxy)) throw new ConfigError(`${key}.proxy`, `must be an http(s) URL (got "${merged.proxy}")`);
   return {
-    url: spec.url.replace(/\/+$/, ""),
-    username: "username" in spec && spec.username !== undefined ? spec.username : defaults.username,
-    password: "password" in spec && spec.password !== undefined ? spec.password : defaults.password,
-    timeoutMs: "timeout" in spec && spec.timeout !== undefined ? duration(`${key}.timeout`, spec.timeout) : defaults.timeoutMs,
+    url: merged.url.replace(/\/+$/, ""),
+    username: merged.username,
+    password: merged.password,
+    timeoutMs: merged.timeout === undefined ? DEFAULT_TIMEOUT_MS : duration(`${key}.timeout`, merged.timeout),
+    stallTimeoutMs: merged.stall_timeout === undefined ? DEFAULT_STALL_TIMEOUT_MS : duration(`${key}.stall_timeout`, merged.stall_timeout),
+    proxy: merged.proxy,
+    headers: merged.headers ?? {},
   };
 }
 

@@ -13,6 +13,9 @@ export const EndpointFileSchema = t.Union([
       username: t.Optional(t.String()),
       password: t.Optional(t.String()),
       timeout: t.Optional(Duration),
+      stall_timeout: t.Optional(Duration),
+      proxy: t.Optional(t.String()),
+      headers: t.Optional(t.Record(t.String(), t.String())),
     },
     { additionalProperties: false },
   ),
@@ -24,9 +27,15 @@ export const RegistryFileSchema = t.Object(
     enabled: t.Optional(t.Boolean()),
     hosts: t.Optional(t.Array(t.String())),
     endpoints: t.Optional(t.Array(EndpointFileSchema)),
+    blob_endpoints: t.Optional(t.Array(EndpointFileSchema)),
     username: t.Optional(t.String()),
     password: t.Optional(t.String()),
     timeout: t.Optional(Duration),
+    stall_timeout: t.Optional(Duration),
+    proxy: t.Optional(t.String()),
+    cooldown: t.Optional(Duration),
+    failure_cooldown: t.Optional(Duration),
+    failure_threshold: t.Optional(t.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 );
@@ -63,3 +72,4 @@ export const ConfigFileSchema = t.Object(
 
 export type ConfigFile = Static<typeof ConfigFileSchema>;
 export type RegistryFile = Static<typeof RegistryFileSchema>;
+export type EndpointFile = Static<typeof EndpointFileSchema>;

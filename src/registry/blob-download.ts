@@ -22,7 +22,6 @@ export interface DownloadOptions {
   store: BlobStore;
   key: BlobKey;
   repository: string;
-  stallTimeoutMs: number;
   log: Logger;
 }
 
@@ -162,7 +161,10 @@ export class BlobDownload {
         } catch (error) {
           const resumable = error instanceof UpstreamError && (error.failure.kind !== "status" || error.failure.status >= 500 || error.failure.status === 429);
           if (!resumable || attempt >= MAX_ATTEMPTS || this.size === undefined) throw error;
-          failedEndpoint = upstream.endpoints.length > 1 ? this.lastEndpoint : undefined;
+          // Mid-body trouble counts against the endpoint's health, and the rest is asked
+          // of the next tier (the same one again when it is the only one).
+          if (this.lastEndpoint) upstream.reportBodyFailure(this.lastEndpoint, (error as Error).message);
+          failedEndpoint = upstream.blobEndpoints.length > 1 ? this.lastEndpoint : undefined;
           log.warn({ digest: key.digest, registry: key.registry, at: this.written, attempt, error: (error as Error).message }, "blob download interrupted; resuming");
         }
       }
@@ -187,13 +189,15 @@ export class BlobDownload {
 
   /** One upstream GET from the current offset; appends what it receives. */
   private async fetchFrom(skip: Endpoint | undefined): Promise<void> {
-    const { upstream, key, repository, stallTimeoutMs } = this.opts;
+    const { upstream, key, repository } = this.opts;
     const abort = new AbortController();
     const resumeAt = this.written;
     const { response, endpoint } = await upstream.request(
       { method: "GET", path: `/v2/${repository}/blobs/${key.digest}`, repository, range: resumeAt > 0 ? `bytes=${resumeAt}-` : undefined, signal: abort.signal },
+      "blob",
       skip,
     );
+    const stallTimeoutMs = endpoint.config.stallTimeoutMs;
     this.lastEndpoint = endpoint;
     if (response.status !== 200 && response.status !== 206) {
       throw new UpstreamError(endpoint.url, await failureFromResponse(response));

@@ -24,7 +24,6 @@ export class BlobService {
   constructor(
     private readonly store: BlobStore,
     private readonly upstreamFor: (registry: string) => Upstream,
-    private readonly stallTimeoutMs: number,
     private readonly log: Logger,
   ) {}
 
@@ -61,7 +60,7 @@ export class BlobService {
 
   private startDownload(key: BlobKey, repository: string): BlobDownload {
     const id = keyString(key);
-    const download = BlobDownload.start({ upstream: this.upstreamFor(key.registry), store: this.store, key, repository, stallTimeoutMs: this.stallTimeoutMs, log: this.log });
+    const download = BlobDownload.start({ upstream: this.upstreamFor(key.registry), store: this.store, key, repository, log: this.log });
     this.downloads.set(id, download);
     // Leave the map only once the blob is in the store (or the download failed), so a
     // request arriving in between finds one or the other.
@@ -71,7 +70,7 @@ export class BlobService {
 
   private async headUpstream(req: BlobRequest, what: string): Promise<BlobResult> {
     try {
-      const { response, endpoint } = await this.upstreamFor(req.registry).request({ method: "HEAD", path: `/v2/${req.repository}/blobs/${req.digest}`, repository: req.repository });
+      const { response, endpoint } = await this.upstreamFor(req.registry).request({ method: "HEAD", path: `/v2/${req.repository}/blobs/${req.digest}`, repository: req.repository }, "blob");
       if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
       const length = response.headers.get("content-length");
       return { digest: req.digest, size: length && /^\d+$/.test(length) ? Number(length) : undefined, body: { kind: "none" }, cache: "miss" };

@@ -10,9 +10,6 @@ import { BlobService } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
 import { TagService } from "./tags.ts";
 
-/** A blob stream that delivers no byte for this long is abandoned and resumed elsewhere. */
-const DEFAULT_STALL_TIMEOUT_MS = 30_000;
-
 export class Mirror {
   readonly manifests: ManifestService;
   readonly blobs: BlobService;
@@ -33,8 +30,13 @@ export class Mirror {
       return upstream;
     };
     this.manifests = new ManifestService(meta, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);
-    this.blobs = new BlobService(blobStore, upstreamFor, DEFAULT_STALL_TIMEOUT_MS, log);
+    this.blobs = new BlobService(blobStore, upstreamFor, log);
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
+  }
+
+  /** Each registry's tiers and their health, for the status API. */
+  upstreamStatus() {
+    return this.config.registries.map((r) => ({ registry: r.name, endpoints: this.upstreams.get(r.name)!.status() }));
   }
 
   get registries(): readonly RegistryConfig[] {

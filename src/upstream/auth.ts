@@ -60,17 +60,18 @@ export class TokenFetchError extends Error {
 }
 
 /** GET realm?service=…&scope=… (Basic auth when there are credentials). */
-export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, timeoutMs: number): Promise<Token> {
+export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, via: { timeoutMs: number; proxy?: string; headers?: Record<string, string> }): Promise<Token> {
   const realm = challenge.params.realm;
   if (!realm) throw new TokenFetchError("Bearer challenge without realm");
   const url = new URL(realm);
   if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
   url.searchParams.append("scope", scope);
-  const headers: Record<string, string> = { "User-Agent": "ferry" };
+  // The endpoint's own headers (a relay's secret) go along: a relay serves /token too.
+  const headers: Record<string, string> = { "User-Agent": "ferry", ...via.headers };
   if (credentials) headers.Authorization = basicAuthorization(credentials);
   let response: Response;
   try {
-    response = await fetch(url, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    response = await fetch(url, { headers, signal: AbortSignal.timeout(via.timeoutMs), proxy: via.proxy });
   } catch (error) {
     throw new TokenFetchError(`token endpoint ${url.host} unreachable: ${(error as Error).message}`);
   }

@@ -5,6 +5,7 @@ import type { EndpointConfig } from "../config/config.ts";
 import { parseChallenges, type Challenge } from "../protocol/challenge.ts";
 import { basicAuthorization, fetchToken, pullScope, TokenCache, TokenFetchError, tokenCacheKey, type Credentials } from "./auth.ts";
 import { UpstreamError } from "./errors.ts";
+import type { EndpointHealth } from "./health.ts";
 
 export interface UpstreamRequest {
   method: "GET" | "HEAD";
@@ -27,6 +28,7 @@ export class Endpoint {
   constructor(
     readonly config: EndpointConfig,
     private readonly tokens: TokenCache,
+    readonly health: EndpointHealth,
   ) {
     this.credentials = config.username !== undefined && config.password !== undefined ? { username: config.username, password: config.password } : undefined;
   }
@@ -65,7 +67,7 @@ export class Endpoint {
     const scope = fromChallenge?.params.scope ?? (repository ? pullScope(repository) : "");
     const key = tokenCacheKey(challenge, scope, this.credentials);
     try {
-      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, this.credentials, this.config.timeoutMs), fresh);
+      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, this.credentials, this.tokenRequestOptions(challenge)), fresh);
       return `Bearer ${token.value}`;
     } catch (error) {
       if (error instanceof TokenFetchError && error.status === undefined) {
@@ -73,6 +75,15 @@ export class Endpoint {
       }
       throw error;
     }
+  }
+
+  /** Extra headers (a relay's secret) go to the token realm only if it is this endpoint's own host. */
+  private tokenRequestOptions(challenge: Challenge): { timeoutMs: number; proxy?: string; headers?: Record<string, string> } {
+    let sameOrigin = false;
+    try {
+      sameOrigin = new URL(challenge.params.realm ?? "").origin === new URL(this.config.url).origin;
+    } catch {}
+    return { timeoutMs: this.config.timeoutMs, proxy: this.config.proxy, headers: sameOrigin ? this.config.headers : undefined };
   }
 
   /** One request with manual redirects; the headers timeout covers the whole chain. */
@@ -84,12 +95,12 @@ export class Endpoint {
     const origin = url.origin;
     try {
       for (let hop = 0; ; hop++) {
-        const headers: Record<string, string> = { "User-Agent": "ferry", "Accept-Encoding": "identity" };
+        const headers: Record<string, string> = { "User-Agent": "ferry", "Accept-Encoding": "identity", ...(url.origin === origin ? this.config.headers : {}) };
         if (req.accept?.length) headers.Accept = req.accept.join(", ");
         if (req.range) headers.Range = req.range;
         // The registry's credentials go to the registry only, never to a CDN it redirects to.
         if (authorization && url.origin === origin) headers.Authorization = authorization;
-        const response = await fetch(url, { method: req.method, headers, redirect: "manual", signal, decompress: false });
+        const response = await fetch(url, { method: req.method, headers, redirect: "manual", signal, decompress: false, proxy: this.config.proxy });
         const location = response.headers.get("location");
         if (response.status >= 300 && response.status < 400 && location) {
           await response.body?.cancel();

@@ -41,10 +41,23 @@ describe("config", () => {
     expect(c.cache.tagTtlMs).toBe(60_000);
     expect(c.cache.maxSize).toBe(10 * 1024 ** 3);
     const hub = c.registries.find((r) => r.name === "docker.io")!;
-    expect(hub.endpoints).toEqual([
+    expect(hub.endpoints).toMatchObject([
       { url: "http://127.0.0.1:9", username: "u", password: "p", timeoutMs: 30_000 },
       { url: "https://relay.example.com", username: "u", password: "p", timeoutMs: 5_000 },
     ]);
+  });
+  test("tiers: per-endpoint headers, proxy and timeouts; blob_endpoints; health policy", () => {
+    const c = parseConfig(
+      `[[registry]]\nname = "docker.io"\nproxy = "http://127.0.0.1:3128"\ncooldown = "2m"\nfailure_threshold = 5\n` +
+        `endpoints = ["https://registry-1.docker.io", { url = "https://relay.example.com", headers = { "x-ferry-relay-secret" = "s" }, stall_timeout = "7s", proxy = "http://127.0.0.1:8888" }]\n` +
+        `blob_endpoints = ["https://relay.example.com"]`,
+    );
+    const hub = c.registries.find((r) => r.name === "docker.io")!;
+    expect(hub.endpoints[0]).toMatchObject({ proxy: "http://127.0.0.1:3128", headers: {}, stallTimeoutMs: 30_000 });
+    expect(hub.endpoints[1]).toMatchObject({ proxy: "http://127.0.0.1:8888", headers: { "x-ferry-relay-secret": "s" }, stallTimeoutMs: 7_000 });
+    expect(hub.blobEndpoints?.map((e) => e.url)).toEqual(["https://relay.example.com"]);
+    expect(hub.health.rateLimitCooldownMs).toBe(120_000);
+    expect(hub.health.failureThreshold).toBe(5);
   });
   test("a built-in registry can be disabled, a new one added", () => {
     const c = parseConfig(`[[registry]]\nname = "quay.io"\nenabled = false\n[[registry]]\nname = "registry.example.com"\nendpoints = ["https://registry.example.com"]\nhosts = ["reg.mirror.example.com"]`);
