@@ -10,6 +10,7 @@ export interface EndpointConfig {
   stallTimeoutMs: number; // longest silence in a body before the stream counts as broken
   proxy?: string; // egress HTTP(S) proxy for this endpoint
   headers: Record<string, string>; // extra request headers (e.g. a relay's shared secret)
+  allowPrivateRedirects: boolean; // follow redirects to loopback/private/link-local addresses
 }
 
 export interface RegistryConfig {

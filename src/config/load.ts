@@ -116,7 +116,7 @@ function buildRegistries(entries: RegistryFile[]): RegistryConfig[] {
       return;
     }
     const existing = byName.get(name);
-    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy };
+    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects };
     const specs: EndpointFile[] | undefined = entry.endpoints ?? existing?.endpoints.map((e) => e.url);
     if (!specs) throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
     if (specs.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
@@ -134,7 +134,7 @@ function buildRegistries(entries: RegistryFile[]): RegistryConfig[] {
   return [...byName.values()];
 }
 
-type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy">;
+type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects">;
 
 /** An endpoint's settings: its own keys first, then the registry's. */
 function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults): EndpointConfig {
@@ -150,6 +150,7 @@ function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults):
     stallTimeoutMs: merged.stall_timeout === undefined ? DEFAULT_STALL_TIMEOUT_MS : duration(`${key}.stall_timeout`, merged.stall_timeout),
     proxy: merged.proxy,
     headers: merged.headers ?? {},
+    allowPrivateRedirects: merged.allow_private_redirects ?? false,
   };
 }
 

@@ -2,7 +2,10 @@
 // registry token flow and follows blob redirects itself, so clients never talk to
 // the upstream's auth host or CDN.
 import type { EndpointConfig } from "../config/config.ts";
+import { lookup } from "node:dns/promises";
+import { isIP } from "node:net";
 import { parseChallenges, type Challenge } from "../protocol/challenge.ts";
+import { isNonPublicAddress } from "../protocol/ip.ts";
 import { basicAuthorization, fetchToken, pullScope, TokenCache, TokenFetchError, tokenCacheKey, type Credentials } from "./auth.ts";
 import { UpstreamError } from "./errors.ts";
 import type { EndpointHealth } from "./health.ts";
@@ -109,6 +112,9 @@ export class Endpoint {
           if (next.protocol !== "http:" && next.protocol !== "https:") {
             throw new UpstreamError(this.config.url, { kind: "network", message: `redirect to ${next.protocol} refused` });
           }
+          if (!this.config.allowPrivateRedirects && (await resolvesToNonPublic(next.hostname))) {
+            throw new UpstreamError(this.config.url, { kind: "network", message: `redirect to non-public address ${next.hostname} refused` });
+          }
           url = next;
           continue;
         }
@@ -122,5 +128,21 @@ export class Endpoint {
     } finally {
       clearTimeout(timer);
     }
+  }
+}
+
+/**
+ * Whether a redirect target is (or resolves to) a loopback, private or link-local
+ * address: an upstream must not be able to point ferry at its own network.
+ */
+async function resolvesToNonPublic(hostname: string): Promise<boolean> {
+  const host = hostname.replace(/^\[|\]$/g, "");
+  if (host === "localhost" || host.endsWith(".localhost")) return true;
+  if (isIP(host)) return isNonPublicAddress(host);
+  try {
+    const addresses = await lookup(host, { all: true });
+    return addresses.some((a) => isNonPublicAddress(a.address));
+  } catch {
+    return false; // unresolvable: the fetch itself will fail
   }
 }
