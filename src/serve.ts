@@ -19,7 +19,10 @@ export interface RunningServer {
 export async function serve(config: Config): Promise<RunningServer> {
   const log = createLogger(config.log.level);
   await mkdir(config.cache.dir, { recursive: true });
-  const blobStore = new FsBlobStore(config.cache.dir);
+  const blobStore = new FsBlobStore(config.cache.dir, {
+    maxSize: config.cache.maxSize,
+    onEvict: (r) => log.info({ evictedFiles: r.files, evictedBytes: r.bytes, cacheBytes: r.remaining }, "evicted least recently used blobs (cache.max_size)"),
+  });
   await blobStore.init();
   const meta = new SqliteMetaStore(config.cache.dir);
   const mirror = new Mirror(config, meta, blobStore, log);

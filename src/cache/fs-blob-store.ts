@@ -5,22 +5,50 @@ import { mkdir, open, rename, rm, stat, utimes, type FileHandle } from "node:fs/
 import { join } from "node:path";
 import { parseDigest } from "../protocol/digest.ts";
 import { BlobIntegrityError, type BlobInfo, type BlobKey, type BlobStore, type BlobWriter } from "./blob-store.ts";
+import { LruIndex } from "./lru-index.ts";
+
+/** Eviction brings the tier down to this share of max_size, so it doesn't run on every commit. */
+const EVICTION_LOW_WATER = 0.9;
+
+export interface FsBlobStoreOptions {
+  /** Upper bound for the blobs on disk; least recently used ones are evicted past it. */
+  maxSize?: number;
+  onEvict?: (result: { files: number; bytes: number; remaining: number }) => void;
+}
 
 export class FsBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
   private tempCounter = 0;
+  readonly usage = new LruIndex();
+  private evicting: Promise<void> | undefined;
 
-  constructor(dir: string) {
+  constructor(
+    dir: string,
+    private readonly options: FsBlobStoreOptions = {},
+  ) {
     this.blobsDir = join(dir, "blobs");
     this.tmpDir = join(dir, "tmp");
   }
 
-  /** Creates the folders and removes temp files left by a crash. */
+  /** Creates the folders, removes temp files left by a crash, and indexes what is cached. */
   async init(): Promise<void> {
     await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
     await mkdir(this.blobsDir, { recursive: true });
+    await this.usage.load(this.blobsDir);
+    await this.enforceMaxSize();
+  }
+
+  /** Evicts least-recently-used blobs when the tier is over max_size (one run at a time). */
+  enforceMaxSize(): Promise<void> {
+    const max = this.options.maxSize;
+    if (max === undefined || this.usage.size <= max) return Promise.resolve();
+    this.evicting ??= this.usage
+      .evictTo(Math.floor(max * EVICTION_LOW_WATER))
+      .then((r) => this.options.onEvict?.({ ...r, remaining: this.usage.size }))
+      .finally(() => (this.evicting = undefined));
+    return this.evicting;
   }
 
   pathOf(key: BlobKey): string {
@@ -43,8 +71,11 @@ export class FsBlobStore implements BlobStore {
   }
 
   touch(key: BlobKey): void {
+    const path = this.pathOf(key);
+    this.usage.touch(path);
+    // mtime records last use across restarts (the index is rebuilt from it).
     const now = new Date();
-    utimes(this.pathOf(key), now, now).catch(() => {});
+    utimes(path, now, now).catch(() => {});
   }
 
   async begin(key: BlobKey): Promise<BlobWriter> {
@@ -53,7 +84,10 @@ export class FsBlobStore implements BlobStore {
     const finalPath = this.pathOf(key);
     const tempPath = join(this.tmpDir, `${digest.hex.slice(0, 16)}.${process.pid}.${++this.tempCounter}`);
     const handle = await open(tempPath, "w+");
-    return new FsBlobWriter(handle, tempPath, finalPath, digest.text, new Bun.CryptoHasher(digest.algorithm));
+    return new FsBlobWriter(handle, tempPath, finalPath, digest.text, new Bun.CryptoHasher(digest.algorithm), (info) => {
+      this.usage.add(info.path, info.size);
+      void this.enforceMaxSize();
+    });
   }
 }
 
@@ -67,6 +101,7 @@ class FsBlobWriter implements BlobWriter {
     private readonly finalPath: string,
     private readonly expectedDigest: string,
     private readonly hasher: Bun.CryptoHasher,
+    private readonly onCommit: (info: BlobInfo) => void,
   ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -91,7 +126,9 @@ class FsBlobWriter implements BlobWriter {
     await this.handle.close();
     await mkdir(join(this.finalPath, ".."), { recursive: true });
     await rename(this.tempPath, this.finalPath);
-    return { size: this.bytesWritten, path: this.finalPath };
+    const info = { size: this.bytesWritten, path: this.finalPath };
+    this.onCommit(info);
+    return info;
   }
 
   async abort(): Promise<void> {
