@@ -40,8 +40,8 @@ pid ${join(dir, "nginx.pid")};
 error_log ${join(dir, "logs", "error.log")} info;
 events { worker_connections 1024; }
 http {
-  access_log ${accessLogPath} ferryjson;
   log_format ferryjson escape=json '{"method":"$request_method","uri":"$request_uri","status":$status,"upstream":"$upstream_addr","bytes":$body_bytes_sent}';
+  access_log ${accessLogPath} ferryjson;
   client_body_temp_path ${dir}/body; proxy_temp_path ${dir}/proxy; fastcgi_temp_path ${dir}/fcgi;
   uwsgi_temp_path ${dir}/uwsgi; scgi_temp_path ${dir}/scgi;
   proxy_http_version 1.1;
@@ -82,7 +82,11 @@ ${httpBlock}
     for (let i = 0; i < 100 && !up; i++) {
       if (proc.exitCode !== null) {
         const err = await new Response(proc.stderr).text();
-        throw new Error(`nginx exited: ${err}\n${readFileSync(join(dir, "logs", "error.log"), "utf8")}`);
+        let log = "";
+        try {
+          log = readFileSync(join(dir, "logs", "error.log"), "utf8");
+        } catch {}
+        throw new Error(`nginx exited: ${err}\n${log}`);
       }
       up = await fetch(`http://127.0.0.1:${port}/`).then(
         () => true,
