@@ -43,6 +43,7 @@ export class FsBlobStore implements BlobStore {
   /** Evicts least-recently-used blobs when the tier is over max_size (one run at a time). */
   enforceMaxSize(): Promise<void> {
     const max = this.options.maxSize;
+    if (this.evicting) return this.evicting; // the index shrinks before the files are gone
     if (max === undefined || this.usage.size <= max) return Promise.resolve();
     this.evicting ??= this.usage
       .evictTo(Math.floor(max * EVICTION_LOW_WATER))

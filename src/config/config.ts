@@ -21,9 +21,32 @@ export interface RegistryConfig {
   health: HealthPolicy;
 }
 
+export interface RedisSettings {
+  url?: string;
+  keyPrefix: string;
+  sentinels?: string[];
+  sentinelName?: string;
+  clusterNodes?: string[];
+}
+
+export interface S3Settings {
+  endpoint?: string;
+  bucket: string;
+  region: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+  forcePathStyle: boolean;
+  prefix: string;
+  redirect: boolean;
+  redirectTtlSeconds: number;
+  publicBaseUrl?: string;
+}
+
 export interface Config {
   server: { hostname: string; port: number; publicUrl?: string };
   cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number };
+  redis?: RedisSettings;
+  s3?: S3Settings;
   log: { level: string };
   registries: RegistryConfig[];
 }

@@ -21,7 +21,13 @@ const DEFAULT_STALL_TIMEOUT_MS = 30_000;
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** Environment variables that override file keys (documented in config.example.toml). */
-const ENV_KEYS: Record<string, [section: "server" | "cache" | "log", key: string]> = {
+const ENV_KEYS: Record<string, [section: "server" | "cache" | "log" | "redis" | "s3", key: string]> = {
+  FERRY_REDIS_URL: ["redis", "url"],
+  FERRY_S3_ENDPOINT: ["s3", "endpoint"],
+  FERRY_S3_BUCKET: ["s3", "bucket"],
+  FERRY_S3_REGION: ["s3", "region"],
+  FERRY_S3_ACCESS_KEY_ID: ["s3", "access_key_id"],
+  FERRY_S3_SECRET_ACCESS_KEY: ["s3", "secret_access_key"],
   FERRY_LISTEN: ["server", "listen"],
   FERRY_PUBLIC_URL: ["server", "public_url"],
   FERRY_CACHE_DIR: ["cache", "dir"],
@@ -70,7 +76,7 @@ function keyOf(pointer: string, file: unknown): string {
 }
 
 function unknownKey(file: unknown): string {
-  const known = ["server", "cache", "log", "registry"];
+  const known = ["server", "cache", "log", "redis", "s3", "registry"];
   const extra = Object.keys(file as object).find((k) => !known.includes(k));
   return extra ?? "(file)";
 }
@@ -95,7 +101,37 @@ function build(file: ConfigFile): Config {
       negativeTtlMs: duration("cache.negative_ttl", file.cache?.negative_ttl ?? "30s"),
     },
     log: { level },
+    redis: buildRedis(file.redis),
+    s3: buildS3(file.s3),
     registries: buildRegistries(file.registry ?? []),
+  };
+}
+
+function buildRedis(r: ConfigFile["redis"]): Config["redis"] {
+  if (!r) return undefined;
+  if (!r.url && !r.sentinels?.length && !r.cluster_nodes?.length) throw new ConfigError("redis.url", "needs url, sentinels or cluster_nodes");
+  if (r.url && !/^rediss?:\/\//.test(r.url)) throw new ConfigError("redis.url", `must start with redis:// or rediss:// (got "${r.url.replace(/\/\/[^@]*@/, "//***@")}")`);
+  return { url: r.url, keyPrefix: r.key_prefix ?? "ferry:", sentinels: r.sentinels, sentinelName: r.sentinel_name, clusterNodes: r.cluster_nodes };
+}
+
+function buildS3(s: ConfigFile["s3"]): Config["s3"] {
+  if (!s) return undefined;
+  if (!s.bucket) throw new ConfigError("s3.bucket", "is required when [s3] is set");
+  if (s.endpoint !== undefined && !isHttpUrl(s.endpoint)) throw new ConfigError("s3.endpoint", `must be an http(s) URL (got "${s.endpoint}")`);
+  if (s.public_base_url !== undefined && !isHttpUrl(s.public_base_url)) throw new ConfigError("s3.public_base_url", `must be an http(s) URL (got "${s.public_base_url}")`);
+  const prefix = s.prefix ?? "";
+  if (prefix && !/^[A-Za-z0-9._\/-]+$/.test(prefix)) throw new ConfigError("s3.prefix", `may hold letters, digits, "._-/" only (got "${prefix}")`);
+  return {
+    endpoint: s.endpoint,
+    bucket: s.bucket,
+    region: s.region ?? "us-east-1",
+    accessKeyId: s.access_key_id ?? process.env.AWS_ACCESS_KEY_ID,
+    secretAccessKey: s.secret_access_key ?? process.env.AWS_SECRET_ACCESS_KEY,
+    forcePathStyle: s.force_path_style ?? s.endpoint !== undefined,
+    prefix: prefix && !prefix.endsWith("/") ? `${prefix}/` : prefix,
+    redirect: s.redirect ?? false,
+    redirectTtlSeconds: Math.round(duration("s3.redirect_ttl", s.redirect_ttl ?? "5m") / 1000),
+    publicBaseUrl: s.public_base_url?.replace(/\/+$/, ""),
   };
 }
 

@@ -64,6 +64,35 @@ export const ConfigFileSchema = t.Object(
         { additionalProperties: false },
       ),
     ),
+    redis: t.Optional(
+      t.Object(
+        {
+          url: t.Optional(t.String()),
+          key_prefix: t.Optional(t.String()),
+          sentinels: t.Optional(t.Array(t.String())),
+          sentinel_name: t.Optional(t.String()),
+          cluster_nodes: t.Optional(t.Array(t.String())),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    s3: t.Optional(
+      t.Object(
+        {
+          endpoint: t.Optional(t.String()),
+          bucket: t.Optional(t.String()),
+          region: t.Optional(t.String()),
+          access_key_id: t.Optional(t.String()),
+          secret_access_key: t.Optional(t.String()),
+          force_path_style: t.Optional(t.Boolean()),
+          prefix: t.Optional(t.String()),
+          redirect: t.Optional(t.Boolean()),
+          redirect_ttl: t.Optional(Duration),
+          public_base_url: t.Optional(t.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     log: t.Optional(
       t.Object({ level: t.Optional(t.String()) }, { additionalProperties: false }),
     ),

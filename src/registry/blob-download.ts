@@ -1,27 +1,26 @@
-// One upstream download of a blob, shared by every client that asks for it while it
-// runs (single-flight). Bytes go to a temp file as they arrive and are hashed; each
-// client reads the temp file from its own offset as the download progresses, so a
-// slow client never slows the download and nothing is buffered in memory. If the
-// upstream breaks mid-body, the download resumes with Range from the byte reached.
-// The blob is published only after digest and length are verified; if they are
-// wrong, every client that has not yet received the last byte gets a failed stream.
+// One download of a blob (from upstream, or from the shared store into the local tier),
+// shared by every client that asks for it while it runs (single-flight). Bytes go to a
+// temp file as they arrive and are hashed; each client reads the temp file from its own
+// offset as the download progresses, so a slow client never slows the download and
+// nothing is buffered in memory. If the source breaks mid-body, the download resumes
+// from the byte reached (see blob-sources.ts). The blob is published only after digest
+// and length are verified; if they are wrong, every client that has not yet received
+// the last byte gets a failed stream.
 import { open, type FileHandle } from "node:fs/promises";
-import type { BlobKey, BlobStore, BlobWriter } from "../cache/blob-store.ts";
+import type { BlobKey, BlobWriter } from "../cache/blob-store.ts";
 import type { Logger } from "../observe/logger.ts";
-import { parseContentRange } from "../protocol/range.ts";
-import type { Endpoint } from "../upstream/endpoint.ts";
-import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
-import type { Upstream } from "../upstream/upstream.ts";
+import { UpstreamError } from "../upstream/errors.ts";
+import type { BlobSource } from "./blob-sources.ts";
 
 const READ_CHUNK = 256 * 1024;
-/** Resumes after a broken or stalled upstream body, each from the byte reached. */
+/** Attempts per download: the first, then resumes from the byte reached. */
 const MAX_ATTEMPTS = 4;
 
 export interface DownloadOptions {
-  upstream: Upstream;
-  store: BlobStore;
   key: BlobKey;
-  repository: string;
+  source: BlobSource;
+  /** Where the bytes go (the local tier, and the shared store when it is being filled). */
+  createWriter: () => Promise<BlobWriter>;
   log: Logger;
 }
 
@@ -148,35 +147,30 @@ export class BlobDownload {
   }
 
   private async run(): Promise<void> {
-    const { upstream, store, key, repository, log } = this.opts;
+    const { key, source, log } = this.opts;
     try {
-      this.writer = await store.begin(key);
+      this.writer = await this.opts.createWriter();
       // Opened now, before any rename, so readers can always reach the bytes.
       await this.handle();
-      let failedEndpoint: Endpoint | undefined;
       for (let attempt = 1; ; attempt++) {
         try {
-          await this.fetchFrom(failedEndpoint);
+          await this.fetchFrom(source);
           break;
         } catch (error) {
-          const resumable = error instanceof UpstreamError && (error.failure.kind !== "status" || error.failure.status >= 500 || error.failure.status === 429);
-          if (!resumable || attempt >= MAX_ATTEMPTS || this.size === undefined) throw error;
-          // Mid-body trouble counts against the endpoint's health, and the rest is asked
-          // of the next tier (the same one again when it is the only one).
-          if (this.lastEndpoint) upstream.reportBodyFailure(this.lastEndpoint, (error as Error).message);
-          failedEndpoint = upstream.blobEndpoints.length > 1 ? this.lastEndpoint : undefined;
-          log.warn({ digest: key.digest, registry: key.registry, at: this.written, attempt, error: (error as Error).message }, "blob download interrupted; resuming");
+          const resumable = isResumable(error) && this.size !== undefined && attempt < MAX_ATTEMPTS && source.bodyFailed(error as Error);
+          if (!resumable) throw error;
+          log.warn({ digest: key.digest, registry: key.registry, from: source.kind, at: this.written, attempt, error: (error as Error).message }, "blob download interrupted; resuming");
         }
       }
       this.committedPath = (await this.writer.commit(this.size)).path;
       this.state = "done";
-      log.debug({ digest: key.digest, registry: key.registry, repository, bytes: this.written }, "blob cached");
+      log.debug({ digest: key.digest, registry: key.registry, from: source.kind, bytes: this.written }, "blob cached");
     } catch (error) {
       this.state = "failed";
       this.error = error as Error;
       this.rejectReady(this.error);
       await this.writer?.abort();
-      log.warn({ digest: key.digest, registry: key.registry, repository, error: this.error.message }, "blob download failed");
+      log.warn({ digest: key.digest, registry: key.registry, from: source.kind, error: this.error.message }, "blob download failed");
       throw error;
     } finally {
       this.notify();
@@ -184,47 +178,19 @@ export class BlobDownload {
     }
   }
 
-  private lastEndpoint: Endpoint | undefined;
   private committedPath: string | undefined;
 
-  /** One upstream GET from the current offset; appends what it receives. */
-  private async fetchFrom(skip: Endpoint | undefined): Promise<void> {
-    const { upstream, key, repository } = this.opts;
+  /** One request from the current offset; appends what it receives. */
+  private async fetchFrom(source: BlobSource): Promise<void> {
     const abort = new AbortController();
-    const resumeAt = this.written;
-    const { response, endpoint } = await upstream.request(
-      { method: "GET", path: `/v2/${repository}/blobs/${key.digest}`, repository, range: resumeAt > 0 ? `bytes=${resumeAt}-` : undefined, signal: abort.signal },
-      "blob",
-      skip,
-    );
-    const stallTimeoutMs = endpoint.config.stallTimeoutMs;
-    this.lastEndpoint = endpoint;
-    if (response.status !== 200 && response.status !== 206) {
-      throw new UpstreamError(endpoint.url, await failureFromResponse(response));
-    }
-    // An upstream that ignores Range sends the whole blob again: skip what we have.
-    let skipBytes = resumeAt;
-    if (response.status === 206) {
-      const range = parseContentRange(response.headers.get("content-range"));
-      if (!range || range.start !== resumeAt) {
-        await response.body?.cancel();
-        throw new UpstreamError(endpoint.url, { kind: "network", message: "upstream answered a different range" });
-      }
-      skipBytes = 0;
-      if (this.size === undefined && range.size !== undefined) this.size = range.size;
-    } else if (this.size === undefined) {
-      const length = response.headers.get("content-length");
-      this.size = length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
-    }
+    const opened = await source.open(this.written, abort.signal);
+    if (this.size === undefined) this.size = opened.size;
     this.resolveReady(this.size);
-
-    const body = response.body;
-    if (!body) throw new UpstreamError(endpoint.url, { kind: "network", message: "empty body" });
-    const reader = body.getReader();
+    const reader = opened.body.getReader();
     let stallTimer: Timer | undefined;
     const armStallTimer = () => {
       clearTimeout(stallTimer);
-      stallTimer = setTimeout(() => abort.abort(), stallTimeoutMs);
+      stallTimer = setTimeout(() => abort.abort(), opened.stallTimeoutMs);
     };
     try {
       armStallTimer();
@@ -232,25 +198,26 @@ export class BlobDownload {
         const { done, value } = await reader.read();
         if (done) break;
         armStallTimer();
-        let chunk = value;
-        if (skipBytes > 0) {
-          const skipped = Math.min(skipBytes, chunk.byteLength);
-          skipBytes -= skipped;
-          chunk = chunk.subarray(skipped);
-          if (chunk.byteLength === 0) continue;
-        }
-        await this.writer!.write(chunk);
-        this.written += chunk.byteLength;
+        await this.writer!.write(value);
+        this.written += value.byteLength;
         this.notify();
       }
     } catch (error) {
-      if (abort.signal.aborted) throw new UpstreamError(endpoint.url, { kind: "timeout", phase: "body" });
-      throw new UpstreamError(endpoint.url, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
+      reader.cancel().catch(() => {});
+      if (abort.signal.aborted) throw new UpstreamError(source.kind, { kind: "timeout", phase: "body" });
+      throw new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
     } finally {
       clearTimeout(stallTimer);
     }
     if (this.size !== undefined && this.written < this.size) {
-      throw new UpstreamError(endpoint.url, { kind: "network", message: `body ended early at ${this.written} of ${this.size} bytes` });
+      throw new UpstreamError(source.kind, { kind: "network", message: `body ended early at ${this.written} of ${this.size} bytes` });
     }
   }
+}
+
+/** Network trouble, timeouts and 5xx/429 are worth a resume; a 404 or 401 is not. */
+function isResumable(error: unknown): boolean {
+  if (!(error instanceof UpstreamError)) return false;
+  const f = error.failure;
+  return f.kind !== "status" || f.status >= 500 || f.status === 429;
 }

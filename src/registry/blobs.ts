@@ -1,12 +1,21 @@
-// Blob pulls: cache first, then a shared upstream download. HEAD on an uncached blob is
-// answered from an upstream HEAD and never starts a download.
-import type { BlobKey, BlobStore } from "../cache/blob-store.ts";
+// Blob pulls through the tiers: local disk → shared store (S3) → upstream.
+// - Local hit: sendfile. Shared hit: a 307 to a short-lived URL (redirect mode), or a
+//   download from the shared store into the local tier, streamed to the client.
+// - Miss everywhere: one replica (Redis lease) downloads from upstream, writing the local
+//   tier and the shared store at once; the others wait for the shared copy.
+// - HEAD on an uncached blob is answered from an upstream HEAD; it never downloads.
+import type { BlobKey } from "../cache/blob-store.ts";
+import type { FsBlobStore } from "../cache/fs-blob-store.ts";
+import type { Lease, LockService } from "../cache/locks.ts";
+import type { RemoteBlobStore } from "../cache/remote-blob-store.ts";
+import { TeeBlobWriter } from "../cache/tee-blob-writer.ts";
 import type { Logger } from "../observe/logger.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { parseRange, type ByteRange } from "../protocol/range.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { BlobDownload } from "./blob-download.ts";
+import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
 import type { BlobResult } from "./results.ts";
 import { toRegistryError } from "./upstream-errors.ts";
 
@@ -18,11 +27,24 @@ export interface BlobRequest {
   range: string | null;
 }
 
+export interface SharedBlobTier {
+  store: RemoteBlobStore;
+  /** Answer shared-store hits with a 307 to a short-lived URL instead of streaming them. */
+  redirect: boolean;
+  urlTtlSeconds: number;
+}
+
+/** How long a replica waits for another one's download before giving up (bounded). */
+const MAX_WAIT_FOR_PEER_MS = 10 * 60_000;
+
 export class BlobService {
   private readonly downloads = new Map<string, BlobDownload>();
+  private sharedDown = false;
 
   constructor(
-    private readonly store: BlobStore,
+    private readonly local: FsBlobStore,
+    private readonly shared: SharedBlobTier | undefined,
+    private readonly locks: LockService,
     private readonly upstreamFor: (registry: string) => Upstream,
     private readonly log: Logger,
   ) {}
@@ -35,18 +57,40 @@ export class BlobService {
   async get(req: BlobRequest): Promise<BlobResult> {
     const key: BlobKey = { registry: req.registry, digest: req.digest };
     const what = `blob ${req.digest} of ${req.repository}`;
-    const cached = await this.store.stat(key);
+    const cached = await this.local.stat(key);
     if (cached) {
-      this.store.touch(key);
+      this.local.touch(key);
       const range = rangeOf(req.range, cached.size);
       return { digest: req.digest, size: cached.size, range, body: req.method === "HEAD" ? { kind: "none" } : { kind: "file", path: cached.path }, cache: "hit" };
     }
-    let download = this.downloads.get(keyString(key));
+    const running = this.downloads.get(keyString(key));
     if (req.method === "HEAD") {
-      if (download?.size !== undefined) return { digest: req.digest, size: download.size, body: { kind: "none" }, cache: "miss" };
+      if (running?.size !== undefined) return { digest: req.digest, size: running.size, body: { kind: "none" }, cache: "miss" };
+      const inShared = await this.sharedStat(key);
+      if (inShared) return { digest: req.digest, size: inShared.size, body: { kind: "none" }, cache: "hit" };
       return this.headUpstream(req, what);
     }
-    if (!download) download = this.startDownload(key, req.repository);
+    if (running) return this.follow(running, req, what, "miss");
+    let shared = await this.sharedStat(key);
+    let lease: Lease | undefined;
+    if (!shared && this.shared) {
+      ({ shared, lease } = await this.leaseOrPeerCopy(key));
+    }
+    if (shared) {
+      if (this.shared!.redirect) {
+        const url = await this.shared!.store.publicUrl(key, this.shared!.urlTtlSeconds);
+        return { digest: req.digest, size: shared.size, body: { kind: "redirect", url }, cache: "hit" };
+      }
+      // Another request may have started the same copy while we looked.
+      const download = this.downloads.get(keyString(key)) ?? this.start(key, new SharedStoreBlobSource(this.shared!.store, key, shared.size), false);
+      return this.follow(download, req, what, "hit");
+    }
+    const download = this.downloads.get(keyString(key)) ?? this.start(key, new UpstreamBlobSource(this.upstreamFor(key.registry), req.repository, key), true);
+    if (lease) download.finished.then(() => lease.release());
+    return this.follow(download, req, what, "miss");
+  }
+
+  private async follow(download: BlobDownload, req: BlobRequest, what: string, cache: "hit" | "miss"): Promise<BlobResult> {
     let size: number | undefined;
     try {
       size = await download.ready;
@@ -55,17 +99,68 @@ export class BlobService {
     }
     const range = size === undefined ? undefined : rangeOf(req.range, size);
     const stream = range ? download.reader(range.start, range.end + 1) : download.reader(0, undefined);
-    return { digest: req.digest, size, range, body: { kind: "stream", stream }, cache: "miss" };
+    return { digest: req.digest, size, range, body: { kind: "stream", stream }, cache };
   }
 
-  private startDownload(key: BlobKey, repository: string): BlobDownload {
+  private start(key: BlobKey, source: BlobSource, fillShared: boolean): BlobDownload {
     const id = keyString(key);
-    const download = BlobDownload.start({ upstream: this.upstreamFor(key.registry), store: this.store, key, repository, log: this.log });
+    const shared = fillShared && !this.sharedDown ? this.shared?.store : undefined;
+    const download = BlobDownload.start({
+      key,
+      source,
+      log: this.log,
+      createWriter: async () => {
+        const local = await this.local.begin(key);
+        return shared ? new TeeBlobWriter(local, shared.beginUpload(key), this.log, id) : local;
+      },
+    });
     this.downloads.set(id, download);
     // Leave the map only once the blob is in the store (or the download failed), so a
     // request arriving in between finds one or the other.
     download.finished.then(() => this.downloads.delete(id));
     return download;
+  }
+
+  /**
+   * Takes the cross-replica lease for a blob missing everywhere, or waits (bounded) for
+   * the replica holding it to publish the blob in the shared store. A lease left by a
+   * replica that died expires, and then this one takes over.
+   */
+  private async leaseOrPeerCopy(key: BlobKey): Promise<{ shared?: { size: number }; lease?: Lease }> {
+    const name = `blob:${keyString(key)}`;
+    const deadline = Date.now() + MAX_WAIT_FOR_PEER_MS;
+    for (let round = 0; Date.now() < deadline; round++) {
+      const lease = await this.locks.acquire(name);
+      if (lease) {
+        // The holder may have finished between our look and the lease.
+        const shared = await this.sharedStat(key);
+        if (shared) {
+          await lease.release();
+          return { shared };
+        }
+        return { lease };
+      }
+      await Bun.sleep(Math.min(100 * 2 ** Math.min(round, 4), 1_000));
+      const shared = await this.sharedStat(key);
+      if (shared) return { shared };
+    }
+    this.log.warn({ blob: keyString(key) }, "gave up waiting for another replica's download; fetching here");
+    return {};
+  }
+
+  /** The shared store's view of a blob; a store that is down counts as a miss (logged once). */
+  private async sharedStat(key: BlobKey): Promise<{ size: number } | undefined> {
+    if (!this.shared) return undefined;
+    try {
+      const info = await this.shared.store.stat(key);
+      if (this.sharedDown) this.log.info("shared blob store is back");
+      this.sharedDown = false;
+      return info;
+    } catch (error) {
+      if (!this.sharedDown) this.log.warn({ error: (error as Error).message }, "shared blob store unavailable; serving from local disk and upstream");
+      this.sharedDown = true;
+      return undefined;
+    }
   }
 
   private async headUpstream(req: BlobRequest, what: string): Promise<BlobResult> {

@@ -3,6 +3,7 @@
 // revalidated with a HEAD (which Docker Hub does not count as a pull) and only a changed
 // digest is fetched. When upstream fails, the last known mapping is served (stale-if-error).
 import { LRUCache } from "lru-cache";
+import type { LockService } from "../cache/locks.ts";
 import type { MetaStore, RepositoryRef, TagRecord } from "../cache/meta-store.ts";
 import type { Logger } from "../observe/logger.ts";
 import { digestOf, parseDigest } from "../protocol/digest.ts";
@@ -22,6 +23,8 @@ export interface ManifestRequest {
 
 /** Manifests are small; anything bigger than this from upstream is refused. */
 const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
+/** Rounds (about 0.5 s each, at most) a replica waits for another one's manifest fetch. */
+const MAX_PEER_WAIT_ROUNDS = 120;
 
 export class ManifestService {
   /** Upstream 404s, remembered briefly so a typo'd image doesn't hammer the upstream. */
@@ -30,6 +33,7 @@ export class ManifestService {
 
   constructor(
     private readonly meta: MetaStore,
+    private readonly locks: LockService,
     private readonly upstreamFor: (registry: string) => Upstream,
     private readonly tagTtlMs: number,
     negativeTtlMs: number,
@@ -54,7 +58,14 @@ export class ManifestService {
   private async byDigest(req: ManifestRequest, digest: string): Promise<ManifestResult> {
     const cached = await this.meta.getManifest(req.repo, digest);
     if (cached) return { ...cached, cache: "hit" };
-    const fetched = await this.once(`m:${req.repo.registry}/${req.repo.repository}@${digest}`, () => this.fetch(req.repo, digest, unionAccept(req.accept)));
+    const key = `m:${req.repo.registry}/${req.repo.repository}@${digest}`;
+    const fetched = await this.once(key, () =>
+      this.acrossReplicas(
+        key,
+        () => this.meta.getManifest(req.repo, digest),
+        () => this.fetch(req.repo, digest, unionAccept(req.accept)),
+      ),
+    );
     return { ...fetched, cache: "miss" };
   }
 
@@ -75,11 +86,20 @@ export class ManifestService {
       const outcome = await this.once(key, () => this.revalidate(req.repo, tag, record));
       return this.serveRecord(req, outcome.record, outcome.cache);
     }
-    const fetched = await this.once(key, async () => {
-      const m = await this.fetch(req.repo, tag, unionAccept(req.accept));
-      await this.meta.putTag(req.repo, tag, { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() });
-      return m;
-    });
+    const fetched = await this.once(key, () =>
+      this.acrossReplicas(
+        key,
+        async () => {
+          const known = await this.meta.getTag(req.repo, tag);
+          return known ? this.meta.getManifest(req.repo, known.digest) : undefined;
+        },
+        async () => {
+          const m = await this.fetch(req.repo, tag, unionAccept(req.accept));
+          await this.meta.putTag(req.repo, tag, { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() });
+          return m;
+        },
+      ),
+    );
     if (!acceptsMediaType(req.accept, fetched.mediaType)) return { ...(await this.fetch(req.repo, tag, req.accept)), cache: "bypass" };
     return { ...fetched, cache: "miss" };
   }
@@ -141,6 +161,27 @@ export class ManifestService {
     const manifest = { digest: actual, mediaType, body };
     await this.meta.putManifest(repo, manifest);
     return manifest;
+  }
+
+  /**
+   * Cross-replica single-flight: the replica holding the lease fetches; the others wait
+   * (bounded) for its result to appear in the shared metadata store.
+   */
+  private async acrossReplicas<T>(name: string, lookup: () => Promise<T | undefined>, work: () => Promise<T>): Promise<T> {
+    for (let round = 0; round < MAX_PEER_WAIT_ROUNDS; round++) {
+      const lease = await this.locks.acquire(name);
+      if (lease) {
+        try {
+          return (round > 0 ? await lookup() : undefined) ?? (await work());
+        } finally {
+          await lease.release();
+        }
+      }
+      await Bun.sleep(Math.min(50 * 2 ** Math.min(round, 4), 500));
+      const found = await lookup();
+      if (found) return found;
+    }
+    return work();
   }
 
   /** Single-flight: concurrent identical upstream work shares one promise. */

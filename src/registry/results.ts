@@ -12,6 +12,7 @@ export interface ManifestResult {
 export type BlobBody =
   | { kind: "file"; path: string } // a verified cached blob: sent with sendfile
   | { kind: "stream"; stream: ReadableStream<Uint8Array> } // following a download
+  | { kind: "redirect"; url: string } // a short-lived URL of the shared store
   | { kind: "none" }; // HEAD
 
 export interface BlobResult {

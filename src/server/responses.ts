@@ -46,6 +46,9 @@ export function blobResponse(b: BlobResult, extra: Record<string, string>): Resp
     }
     case "stream":
       return new Response(b.body.stream, { status, headers });
+    case "redirect":
+      // The client fetches (and ranges) the bytes from the shared store itself.
+      return new Response(null, { status: 307, headers: { ...API_VERSION_HEADER, ...extra, Location: b.body.url, "Docker-Content-Digest": b.digest } });
   }
 }
 

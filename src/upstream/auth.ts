@@ -1,6 +1,7 @@
 // Upstream token auth (the Docker registry token flow): on a Bearer challenge, ask the
 // realm for a token for the scope, cache it until shortly before it expires.
 import { LRUCache } from "lru-cache";
+import type { SharedRedis } from "../cache/redis-client.ts";
 import type { Challenge } from "../protocol/challenge.ts";
 
 export interface Credentials {
@@ -18,9 +19,12 @@ const DEFAULT_TOKEN_SECONDS = 60;
 /** Tokens are dropped this long before they expire, so a request never carries a dead one. */
 const EXPIRY_MARGIN_MS = 10_000;
 
+/** Upstream tokens, per process and (with Redis) shared by all replicas until they expire. */
 export class TokenCache {
   private readonly tokens = new LRUCache<string, Token>({ max: 10_000 });
   private readonly pending = new Map<string, Promise<Token>>();
+
+  constructor(private readonly redis?: SharedRedis) {}
 
   /** A cached token, or one fetched once for all concurrent callers. */
   async get(key: string, fetcher: () => Promise<Token>, fresh = false): Promise<Token> {
@@ -28,11 +32,27 @@ export class TokenCache {
     if (!fresh && cached && cached.expiresAt > Date.now()) return cached;
     let inflight = this.pending.get(key);
     if (!inflight) {
-      inflight = fetcher().finally(() => this.pending.delete(key));
+      inflight = this.load(key, fetcher, fresh).finally(() => this.pending.delete(key));
       this.pending.set(key, inflight);
     }
     const token = await inflight;
     this.tokens.set(key, token);
+    return token;
+  }
+
+  private async load(key: string, fetcher: () => Promise<Token>, fresh: boolean): Promise<Token> {
+    // Token keys hold no secret, but are hashed to keep Redis keys short and opaque.
+    const redisKey = this.redis?.key("token", new Bun.CryptoHasher("sha256").update(key).digest("hex"));
+    if (this.redis && redisKey && !fresh) {
+      const shared = await this.redis.try((c) => c.get(redisKey));
+      if (shared) {
+        const token = JSON.parse(shared) as Token;
+        if (token.expiresAt > Date.now()) return token;
+      }
+    }
+    const token = await fetcher();
+    const ttl = token.expiresAt - Date.now();
+    if (this.redis && redisKey && ttl > 0) await this.redis.try((c) => c.set(redisKey, JSON.stringify(token), "PX", ttl));
     return token;
   }
 }

@@ -102,6 +102,18 @@ export class EndpointHealth {
     this.onChange(this.consecutiveFailures >= this.policy.failureThreshold ? "endpoint circuit open" : "endpoint failed; cooling down", this.snapshot());
   }
 
+  /** A cooldown another replica observed (shared through Redis); never shortens our own. */
+  applyRemoteCooldown(until: number, reason: "rate-limit" | "failure"): void {
+    if (until <= this.cooldownUntil || until <= this.now()) return;
+    this.cooldownUntil = until;
+    this.cooldownReason = reason;
+  }
+
+  /** Until when (ms epoch) this endpoint rests, and why; undefined when it doesn't. */
+  cooldown(): { until: number; reason: "rate-limit" | "failure" } | undefined {
+    return this.cooldownUntil > this.now() && this.cooldownReason ? { until: this.cooldownUntil, reason: this.cooldownReason } : undefined;
+  }
+
   /** Releases a half-open probe slot taken by tryAcquire when the request ended neither way (e.g. 404). */
   release(): void {
     this.probeInFlight = false;

@@ -1,0 +1,85 @@
+// MetaStore for replicas: Redis is the shared truth, the local SQLite store a write-
+// through copy. Reads try Redis first and fall back to the local copy while Redis is
+// down, so an outage never turns a servable pull into an error, and the replica
+// rejoins by itself when Redis returns.
+import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
+import type { SharedRedis } from "./redis-client.ts";
+
+/** Tag mappings and manifests expire from Redis after this long unused (they are re-fetchable). */
+const RETENTION_SECONDS = 30 * 24 * 3600;
+
+export class SharedMetaStore implements MetaStore {
+  constructor(
+    private readonly local: MetaStore,
+    private readonly redis: SharedRedis,
+  ) {}
+
+  private repoId(repo: RepositoryRef): string {
+    return `${repo.registry}/${repo.repository}`;
+  }
+
+  async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
+    const text = await this.redis.try((c) => c.get(this.redis.key("tag", this.repoId(repo), tag)));
+    if (text === undefined) return this.local.getTag(repo, tag);
+    if (text === null) return undefined;
+    const record = JSON.parse(text) as TagRecord;
+    await this.local.putTag(repo, tag, record);
+    return record;
+  }
+
+  async putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void> {
+    await this.local.putTag(repo, tag, record);
+    const id = this.repoId(repo);
+    await this.redis.try((c) =>
+      c
+        .multi()
+        .set(this.redis.key("tag", id, tag), JSON.stringify(record), "EX", RETENTION_SECONDS)
+        .sadd(this.redis.key("tags", id), tag)
+        .sadd(this.redis.key("repos"), id)
+        .exec(),
+    );
+  }
+
+  async getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined> {
+    const local = await this.local.getManifest(repo, digest);
+    if (local) return local; // immutable: a local copy is as good as the shared one
+    const fields = await this.redis.try((c) => c.hgetallBuffer(this.redis.key("manifest", this.repoId(repo), digest)));
+    if (!fields?.body || !fields.mediaType) return undefined;
+    const record = { digest, mediaType: fields.mediaType.toString(), body: new Uint8Array(fields.body) };
+    await this.local.putManifest(repo, record);
+    return record;
+  }
+
+  async putManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void> {
+    await this.local.putManifest(repo, record);
+    const key = this.redis.key("manifest", this.repoId(repo), record.digest);
+    await this.redis.try((c) =>
+      c
+        .multi()
+        .hset(key, { mediaType: record.mediaType, body: Buffer.from(record.body) })
+        .expire(key, RETENTION_SECONDS)
+        .sadd(this.redis.key("repos"), this.repoId(repo))
+        .exec(),
+    );
+  }
+
+  async listTags(repo: RepositoryRef): Promise<string[]> {
+    const tags = await this.redis.try((c) => c.smembers(this.redis.key("tags", this.repoId(repo))));
+    return tags ? tags.sort() : this.local.listTags(repo);
+  }
+
+  async listRepositories(): Promise<RepositoryRef[]> {
+    const ids = await this.redis.try((c) => c.smembers(this.redis.key("repos")));
+    if (!ids) return this.local.listRepositories();
+    return ids
+      .map((id) => {
+        const slash = id.indexOf("/");
+        return { registry: id.slice(0, slash), repository: id.slice(slash + 1) };
+      })
+      .sort((a, b) => a.registry.localeCompare(b.registry) || a.repository.localeCompare(b.repository));
+  }
+
+  close(): void {
+    this.local.close();
+  }
+}

@@ -1,0 +1,67 @@
+// Writes a blob to the local tier and the shared store at once. The local writer
+// verifies the digest; only then is the shared upload completed (aborted otherwise),
+// so a corrupt or partial blob never becomes visible to other replicas. If the shared
+// store fails mid-way, the blob is still cached locally and served.
+import type { Logger } from "../observe/logger.ts";
+import type { BlobInfo, BlobWriter } from "./blob-store.ts";
+import type { RemoteUpload } from "./remote-blob-store.ts";
+
+export class TeeBlobWriter implements BlobWriter {
+  private remote: RemoteUpload | undefined;
+
+  constructor(
+    private readonly local: BlobWriter,
+    remote: RemoteUpload,
+    private readonly log: Logger,
+    private readonly what: string,
+  ) {
+    this.remote = remote;
+  }
+
+  get tempPath(): string {
+    return this.local.tempPath;
+  }
+
+  get bytesWritten(): number {
+    return this.local.bytesWritten;
+  }
+
+  async write(chunk: Uint8Array): Promise<void> {
+    await this.local.write(chunk);
+    if (!this.remote) return;
+    try {
+      await this.remote.write(chunk);
+    } catch (error) {
+      this.dropRemote(error as Error);
+    }
+  }
+
+  async commit(expectedSize?: number): Promise<BlobInfo> {
+    let info: BlobInfo;
+    try {
+      info = await this.local.commit(expectedSize);
+    } catch (error) {
+      await this.remote?.abort().catch(() => {});
+      throw error;
+    }
+    if (this.remote) {
+      try {
+        await this.remote.complete();
+      } catch (error) {
+        this.dropRemote(error as Error);
+      }
+    }
+    return info;
+  }
+
+  async abort(): Promise<void> {
+    await Promise.all([this.local.abort(), this.remote?.abort().catch(() => {})]);
+  }
+
+  private dropRemote(error: Error): void {
+    this.log.warn({ blob: this.what, error: error.message }, "shared store upload failed; blob kept in the local tier only");
+    const remote = this.remote;
+    this.remote = undefined;
+    void remote?.abort().catch(() => {});
+  }
+}
