@@ -1,13 +1,16 @@
 #!/usr/bin/env bun
 // ferry's command line: serve | version | help.
 import pkg from "../package.json" with { type: "json" };
-import { ConfigError, loadConfigFile } from "./config/load.ts";
+import { parseRelayConfig, RelayConfigError, serveRelay } from "../relay/src/serve.ts";
+import { ConfigError, loadConfigFile, parseListen } from "./config/load.ts";
+import { createLogger } from "./observe/logger.ts";
 import { serve } from "./serve.ts";
 
 const HELP = `ferry ${pkg.version}: a pull-through mirror for Docker Hub, ghcr.io, quay.io and other OCI registries
 
 Usage:
   ferry serve [--config FILE]   run the mirror (default config: $FERRY_CONFIG, else built-in defaults)
+  ferry relay [--listen ADDR]   run the secondary-mirror relay (the Workers handler) on this host
   ferry version                 print the version
   ferry help | --help           this text
 
@@ -16,6 +19,17 @@ built-in registries, and caches under ./data. Environment overrides:
   FERRY_CONFIG FERRY_LISTEN FERRY_PUBLIC_URL FERRY_CACHE_DIR FERRY_CACHE_MAX_SIZE
   FERRY_TAG_TTL FERRY_NEGATIVE_TTL FERRY_LOG_LEVEL
 See config.example.toml for every key.
+`;
+
+const RELAY_HELP = `Usage: ferry relay [--listen ADDR]
+
+Runs the secondary-mirror relay (the same handler as relay/ on Cloudflare Workers) on this
+host: /v2/… and /token relayed to the configured registries, token realm rewritten to
+the relay, blob redirects followed here, GET/HEAD only. Configure with environment:
+  RELAY_LISTEN (default :5001)   RELAY_REGISTRIES="docker.io=https://registry-1.docker.io,ghcr.io=https://ghcr.io"
+  RELAY_SECRET, RELAY_SECRET_HEADER (default x-ferry-relay-secret)   RELAY_DEFAULT_REGISTRY
+  RELAY_PUBLIC_URL   RELAY_ALLOW_PRIVATE_REDIRECTS   RELAY_UPSTREAM_TIMEOUT_MS
+See relay/README.md.
 `;
 
 function optionValue(args: string[], name: string): string | undefined {
@@ -61,6 +75,30 @@ async function main(args: string[]): Promise<void> {
       }
       const server = await serve(config);
       const shutdown = () => server.stop().then(() => process.exit(0));
+      process.on("SIGTERM", shutdown);
+      process.on("SIGINT", shutdown);
+      return;
+    }
+    case "relay": {
+      if (rest.includes("--help") || rest.includes("-h")) {
+        process.stdout.write(RELAY_HELP);
+        return;
+      }
+      let relay;
+      try {
+        const listen = parseListen(optionValue(rest, "--listen") ?? process.env.RELAY_LISTEN ?? ":5001", "--listen");
+        const config = parseRelayConfig(process.env);
+        const log = createLogger(process.env.FERRY_LOG_LEVEL ?? "info");
+        relay = serveRelay({ ...listen, config, onRequest: (entry) => log.info(entry, "relay request") });
+        log.info({ listen: relay.url, registries: Object.keys(config.registries), secret: Boolean(config.secret) }, "ferry relay listening");
+      } catch (error) {
+        if (error instanceof RelayConfigError || error instanceof ConfigError) fail(error.message);
+        throw error;
+      }
+      const shutdown = () => {
+        relay.stop();
+        process.exit(0);
+      };
       process.on("SIGTERM", shutdown);
       process.on("SIGINT", shutdown);
       return;

@@ -111,7 +111,14 @@ function buildRedis(r: ConfigFile["redis"]): Config["redis"] {
   if (!r) return undefined;
   if (!r.url && !r.sentinels?.length && !r.cluster_nodes?.length) throw new ConfigError("redis.url", "needs url, sentinels or cluster_nodes");
   if (r.url && !/^rediss?:\/\//.test(r.url)) throw new ConfigError("redis.url", `must start with redis:// or rediss:// (got "${r.url.replace(/\/\/[^@]*@/, "//***@")}")`);
-  return { url: r.url, keyPrefix: r.key_prefix ?? "ferry:", sentinels: r.sentinels, sentinelName: r.sentinel_name, clusterNodes: r.cluster_nodes };
+  return {
+    url: r.url,
+    keyPrefix: r.key_prefix ?? "ferry:",
+    sentinels: r.sentinels,
+    sentinelName: r.sentinel_name,
+    clusterNodes: r.cluster_nodes,
+    lockLeaseMs: duration("redis.lock_lease", r.lock_lease ?? "15s"),
+  };
 }
 
 function buildS3(s: ConfigFile["s3"]): Config["s3"] {
@@ -190,10 +197,10 @@ function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults):
   };
 }
 
-function parseListen(value: string): { hostname: string; port: number } {
+export function parseListen(value: string, key = "server.listen"): { hostname: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value.trim()) ?? /^()()(\d{1,5})$/.exec(value.trim());
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new ConfigError("server.listen", `must be "host:port" or ":port" (got "${value}")`);
+  if (!m || port > 65535) throw new ConfigError(key, `must be "host:port" or ":port" (got "${value}")`);
   return { hostname: m[1] || m[2] || "0.0.0.0", port };
 }
 

@@ -4,6 +4,7 @@
 // tiers are a socket that accepts and never answers, and the harness CDN resetting.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
+import { join } from "node:path";
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
@@ -152,3 +153,76 @@ describe("tier fallback", () => {
     }
   }, 120_000);
 });
+
+describe("rate-limited primary, relay as second tier", () => {
+  test("429s send pulls to the relay during the cooldown, then back to the primary", async () => {
+    const { startRateLimitedFront } = await import("../harness/nginx.ts");
+    const { skopeoCopy } = await import("../harness/clients.ts");
+    for (let i = 1; i <= 8; i++) await upstream.push(five, `library/limited:t${i}`);
+    // Docker Hub-like pull limit: manifest GETs past ~1/s get 429 + Retry-After: 3.
+    const primary = await startRateLimitedFront(upstream.url, { ratePerMinute: 60, retryAfterSeconds: 3 });
+    const relayPort = await freePort();
+    const relay = Bun.spawn([`${import.meta.dir}/../../node_modules/.bin/bun`, `${import.meta.dir}/../../src/main.ts`, "relay", "--listen", `127.0.0.1:${relayPort}`], {
+      env: { ...process.env, RELAY_REGISTRIES: `docker.io=${upstream.url}`, RELAY_SECRET: "s3cret", RELAY_ALLOW_PRIVATE_REDIRECTS: "true" },
+      stdout: "pipe",
+      stderr: "pipe",
+    });
+    let relayUp = false;
+    for (let i = 0; i < 100 && !relayUp; i++) {
+      relayUp = await fetch(`http://127.0.0.1:${relayPort}/v2/`, { headers: { "x-ferry-relay-secret": "s3cret" } }).then(
+        () => true,
+        () => false,
+      );
+      if (!relayUp) await Bun.sleep(50);
+    }
+    expect(relayUp).toBe(true);
+    const ferry = await startFerry({
+      config: `[[registry]]\nname = "docker.io"\nallow_private_redirects = true\ntimeout = "5s"\nendpoints = ["${primary.url}", { url = "http://127.0.0.1:${relayPort}", headers = { "x-ferry-relay-secret" = "s3cret" } }]\n`,
+    });
+    const pullTag = async (tag: string) => {
+      const r = await fetch(`${ferry.url}/v2/library/limited/manifests/${tag}`, { headers: { Accept: ACCEPT } });
+      await r.arrayBuffer();
+      return { status: r.status, digest: r.headers.get("docker-content-digest") };
+    };
+    const primaryGets = (tag: string) => primary.accessLog().filter((l) => l.method === "GET" && l.uri.endsWith(`/manifests/${tag}`));
+    try {
+      // Burst of pulls: the first pass the primary, then it 429s and the relay takes over.
+      for (const tag of ["t1", "t2", "t3", "t4", "t5"]) expect(await pullTag(tag)).toEqual({ status: 200, digest: five.manifestDigest });
+      const limited = primary.accessLog().filter((l) => l.status === 429);
+      expect(limited.length).toBe(1); // asked once, then skipped during the cooldown
+      const limitedTag = /manifests\/(t\d)$/.exec(limited[0]!.uri)![1]!;
+      const afterLimit = ["t1", "t2", "t3", "t4", "t5"].slice(["t1", "t2", "t3", "t4", "t5"].indexOf(limitedTag) + 1);
+      for (const tag of afterLimit) expect(primaryGets(tag)).toEqual([]);
+      // Every tag reached the upstream once, through one tier or the other.
+      expect(upstream.entries({ server: "front", method: "GET", pathRegex: /\/manifests\/t[1-5]$/, status: 200 }).length).toBe(5);
+      // A real client pulls through the relay while the primary rests.
+      const s = await skopeoCopy(`docker://${ferry.host}/library/limited:t6`, `dir:${join(tmpdirOf(ferry), "t6")}`, ["--src-tls-verify=false"]);
+      expect({ code: s.code, err: s.code ? s.stderr.slice(-800) : "" }).toEqual({ code: 0, err: "" });
+      expect(primaryGets("t6")).toEqual([]);
+      // After Retry-After the primary is used again.
+      await Bun.sleep(3_500);
+      expect(await pullTag("t7")).toEqual({ status: 200, digest: five.manifestDigest });
+      expect(primaryGets("t7").map((l) => l.status)).toEqual([200]);
+      const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: { recentRateLimits: number }[] }[] };
+      expect(status.registries.find((r) => r.registry === "docker.io")!.endpoints[0]!.recentRateLimits).toBe(1);
+      // The relay's own log: it served the limited tag, the ones after it, and t6; not t7.
+      relay.kill();
+      await relay.exited;
+      const relayLog = (await new Response(relay.stdout).text())
+        .split("\n")
+        .filter((l) => l.includes('"relay request"'))
+        .map((l) => JSON.parse(l) as { method: string; path: string; status: number });
+      const relayedTags = relayLog.filter((e) => e.method === "GET" && e.status === 200).map((e) => /\/manifests\/(t\d)$/.exec(e.path)?.[1]).filter(Boolean);
+      expect(relayedTags).toEqual([limitedTag, ...afterLimit, "t6"]);
+    } finally {
+      await ferry.stop();
+      relay.kill();
+      await relay.exited;
+      await primary.stop();
+    }
+  }, 120_000);
+});
+
+function tmpdirOf(f: { dir: string }): string {
+  return f.dir;
+}
