@@ -27,6 +27,7 @@ export interface RedisSettings {
   sentinels?: string[];
   sentinelName?: string;
   clusterNodes?: string[];
+  lockLeaseMs: number; // how long a dead replica's single-flight lease blocks the others
 }
 
 export interface S3Settings {

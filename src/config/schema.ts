@@ -72,6 +72,7 @@ export const ConfigFileSchema = t.Object(
           sentinels: t.Optional(t.Array(t.String())),
           sentinel_name: t.Optional(t.String()),
           cluster_nodes: t.Optional(t.Array(t.String())),
+          lock_lease: t.Optional(Duration),
         },
         { additionalProperties: false },
       ),
