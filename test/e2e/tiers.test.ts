@@ -226,3 +226,27 @@ describe("rate-limited primary, relay as second tier", () => {
 function tmpdirOf(f: { dir: string }): string {
   return f.dir;
 }
+
+describe("egress proxy", () => {
+  test("an endpoint with `proxy` reaches the registry, its token realm and its CDN through the proxy", async () => {
+    const { startForwardProxy } = await import("../harness/forward-proxy.ts");
+    const proxy = await startForwardProxy();
+    const ferry = await startFerry({
+      config: `[[registry]]\nname = "docker.io"\nendpoints = [{ url = "${upstream.url}", proxy = "${proxy.url}" }]\nallow_private_redirects = true\n`,
+    });
+    try {
+      const m = await fetch(`${ferry.url}/v2/library/five/manifests/latest`, { headers: { Accept: ACCEPT } });
+      expect(m.headers.get("docker-content-digest")).toBe(five.manifestDigest);
+      const blob = five.blobs[0]!;
+      const b = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`);
+      expect(sha256(await b.arrayBuffer())).toBe(blob.digest);
+      const seen = proxy.requests();
+      expect(seen.some((l) => l.includes(`${upstream.url}/v2/library/five/manifests/latest`))).toBe(true);
+      expect(seen.some((l) => l.includes(upstream.tokenUrl))).toBe(true);
+      expect(seen.some((l) => l.includes(`${upstream.cdnUrl}/blobs/${blob.digest}`))).toBe(true);
+    } finally {
+      await ferry.stop();
+      await proxy.stop();
+    }
+  }, 60_000);
+});
