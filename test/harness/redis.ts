@@ -1,0 +1,140 @@
+// A real Redis (Debian's redis-server) on loopback for tests of ferry's shared tier.
+//
+// Runs in the foreground (daemonize no) with a generated config in its own temp dir,
+// so it is stopped by PID and dies with the test process (proc.ts exit hooks +
+// pdeathsig). No persistence (save "", appendonly no): a restart empties it, which is
+// what "Redis lost its data" tests want; the port stays the same so clients reconnect.
+
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { connect } from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { LOOPBACK, freePort, onExit, spawnDaemon, waitFor, type Daemon } from "./proc.ts";
+
+export interface RedisOptions {
+  /** Fixed port (default: a free one). */
+  port?: number;
+  /** Extra redis.conf lines, e.g. ["maxmemory 10mb"]. */
+  extraConfig?: string[];
+  /** Time budget for startup, in ms (default 10 s). */
+  startTimeoutMs?: number;
+}
+
+export interface RedisServer {
+  /** redis://127.0.0.1:PORT */
+  readonly url: string;
+  readonly port: number;
+  /** PID of the current redis-server process (changes after start()/restart()). */
+  readonly pid: number;
+  readonly dir: string;
+  /** SIGTERM (SIGKILL after a grace period); the dir is kept so start() works again. */
+  stop(): Promise<void>;
+  /** stop() then start(): same port, same dir. */
+  restart(): Promise<void>;
+  /** SIGKILL, as a crash would; waits until the process is gone. */
+  kill(): Promise<void>;
+  /** Starts again after kill()/stop(); no-op when already running. */
+  start(): Promise<void>;
+  /** Stops it and removes its temp dir (also done at process exit). */
+  dispose(): Promise<void>;
+  logTail(bytes?: number): string;
+}
+
+/** Sends PING over a raw socket: true on "+PONG" (a LOADING Redis is not ready). */
+function redisPing(port: number, timeoutMs = 1000): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = connect({ host: LOOPBACK, port });
+    let buf = "";
+    const done = (ok: boolean) => {
+      clearTimeout(timer);
+      sock.destroy();
+      resolve(ok);
+    };
+    const timer = setTimeout(() => done(false), timeoutMs);
+    sock.once("connect", () => sock.write("PING\r\n"));
+    sock.on("data", (d) => {
+      buf += d.toString();
+      if (buf.includes("\r\n")) done(buf.startsWith("+PONG"));
+    });
+    sock.once("error", () => done(false));
+  });
+}
+
+export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> {
+  const port = opts.port ?? (await freePort());
+  const dir = mkdtempSync(join(tmpdir(), "ferry-redis-"));
+  const unregisterRm = onExit(() => rmSync(dir, { recursive: true, force: true }));
+  const confPath = join(dir, "redis.conf");
+  const logFile = join(dir, "redis.log");
+  writeFileSync(
+    confPath,
+    [
+      `bind ${LOOPBACK}`,
+      `port ${port}`,
+      `dir ${dir}`,
+      "daemonize no",
+      'save ""',
+      "appendonly no",
+      'logfile ""', // stdout, which spawnDaemon appends to logFile
+      "databases 16",
+      ...(opts.extraConfig ?? []),
+      "",
+    ].join("\n"),
+  );
+  const startTimeoutMs = opts.startTimeoutMs ?? 10_000;
+
+  let daemon: Daemon | undefined;
+
+  async function start(): Promise<void> {
+    if (daemon?.alive()) return;
+    const d = spawnDaemon(["redis-server", confPath], { logFile });
+    daemon = d;
+    let exited = false;
+    void d.exited.then(() => (exited = true));
+    await waitFor(
+      async () => {
+        if (exited) throw new Error(`redis-server exited during startup`);
+        return redisPing(port);
+      },
+      { timeoutMs: startTimeoutMs, intervalMs: 50, what: `redis-server on ${port}`, onTimeout: () => d.logTail() },
+    ).catch(async (e) => {
+      await d.stop(500);
+      throw e;
+    });
+  }
+
+  async function stop(): Promise<void> {
+    await daemon?.stop(3000);
+  }
+
+  async function kill(): Promise<void> {
+    const d = daemon;
+    if (!d?.alive()) return;
+    process.kill(d.pid, "SIGKILL");
+    await Promise.race([d.exited, Bun.sleep(5000)]);
+  }
+
+  await start();
+
+  return {
+    url: `redis://${LOOPBACK}:${port}`,
+    port,
+    get pid() {
+      return daemon?.pid ?? -1;
+    },
+    dir,
+    stop,
+    async restart() {
+      await stop();
+      await start();
+    },
+    kill,
+    start,
+    async dispose() {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+      unregisterRm();
+    },
+    logTail: (bytes?: number) => daemon?.logTail(bytes) ?? "",
+  };
+}
