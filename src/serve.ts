@@ -2,6 +2,11 @@
 // start-up, so ferry serves its cache even when every upstream is unreachable.
 import { mkdir } from "node:fs/promises";
 import { FsBlobStore } from "./cache/fs-blob-store.ts";
+import { RedisLocks } from "./cache/locks.ts";
+import type { MetaStore } from "./cache/meta-store.ts";
+import { SharedRedis } from "./cache/redis-client.ts";
+import { S3BlobStore } from "./cache/s3-blob-store.ts";
+import { SharedMetaStore } from "./cache/shared-meta-store.ts";
 import { SqliteMetaStore } from "./cache/sqlite-meta-store.ts";
 import type { Config } from "./config/config.ts";
 import { createLogger } from "./observe/logger.ts";
@@ -24,8 +29,15 @@ export async function serve(config: Config): Promise<RunningServer> {
     onEvict: (r) => log.info({ evictedFiles: r.files, evictedBytes: r.bytes, cacheBytes: r.remaining }, "evicted least recently used blobs (cache.max_size)"),
   });
   await blobStore.init();
-  const meta = new SqliteMetaStore(config.cache.dir);
-  const mirror = new Mirror(config, meta, blobStore, log);
+  // Embedded by default; Redis and S3 turn the replicas into one mirror. Neither is
+  // contacted before serving: they join (and rejoin) in the background.
+  const localMeta = new SqliteMetaStore(config.cache.dir);
+  const redis = config.redis ? new SharedRedis(config.redis, log) : undefined;
+  const meta: MetaStore = redis ? new SharedMetaStore(localMeta, redis) : localMeta;
+  const sharedBlobs = config.s3
+    ? { store: new S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds }
+    : undefined;
+  const mirror = new Mirror(config, meta, blobStore, log, { redis, blobs: sharedBlobs, locks: redis ? new RedisLocks(redis, config.redis!.lockLeaseMs) : undefined });
   const app = createApp(mirror).listen({
     hostname: config.server.hostname,
     port: config.server.port,
@@ -35,7 +47,10 @@ export async function serve(config: Config): Promise<RunningServer> {
   });
   const server = app.server!;
   const url = `http://${server.hostname}:${server.port}`;
-  log.info({ listen: url, cache: config.cache.dir, registries: config.registries.map((r) => r.name) }, "ferry listening");
+  log.info(
+    { listen: url, cache: config.cache.dir, redis: Boolean(redis), s3: config.s3 ? { bucket: config.s3.bucket, redirect: config.s3.redirect } : false, registries: config.registries.map((r) => r.name) },
+    "ferry listening",
+  );
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
@@ -44,7 +59,9 @@ export async function serve(config: Config): Promise<RunningServer> {
       await server.stop(false);
       const downloads = [...mirror.blobs.inFlight.values()].map((d) => d.finished);
       await Promise.race([Promise.all(downloads), Bun.sleep(DRAIN_TIMEOUT_MS)]);
+      mirror.close();
       meta.close();
+      await redis?.close();
       log.info("stopped");
     })());
   return { url, stop };

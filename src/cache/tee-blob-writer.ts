@@ -1,10 +1,13 @@
 // Writes a blob to the local tier and the shared store at once. The local writer
 // verifies the digest; only then is the shared upload completed (aborted otherwise),
 // so a corrupt or partial blob never becomes visible to other replicas. If the shared
-// store fails mid-way, the blob is still cached locally and served.
+// store fails or stalls mid-way, the blob is still cached locally and served: a slow S3
+// never holds a client's download back for longer than REMOTE_WRITE_TIMEOUT_MS.
 import type { Logger } from "../observe/logger.ts";
 import type { BlobInfo, BlobWriter } from "./blob-store.ts";
 import type { RemoteUpload } from "./remote-blob-store.ts";
+
+const REMOTE_WRITE_TIMEOUT_MS = 10_000;
 
 export class TeeBlobWriter implements BlobWriter {
   private remote: RemoteUpload | undefined;
@@ -29,10 +32,18 @@ export class TeeBlobWriter implements BlobWriter {
   async write(chunk: Uint8Array): Promise<void> {
     await this.local.write(chunk);
     if (!this.remote) return;
+    let timer: Timer | undefined;
     try {
-      await this.remote.write(chunk);
+      await Promise.race([
+        this.remote.write(chunk),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error(`shared store accepted no data for ${REMOTE_WRITE_TIMEOUT_MS / 1000} s`)), REMOTE_WRITE_TIMEOUT_MS);
+        }),
+      ]);
     } catch (error) {
       this.dropRemote(error as Error);
+    } finally {
+      clearTimeout(timer);
     }
   }
 
