@@ -14,7 +14,7 @@ fi
 mkdir -p .test-artifacts
 report=.test-artifacts/junit.xml
 rm -f "$report"
-node_modules/.bin/bun test --reporter=junit --reporter-outfile="$report" "$@"
+node_modules/.bin/bun test --timeout 60000 --reporter=junit --reporter-outfile="$report" "$@"
 status=$?
 
 read -r tests failures errors skipped < <(node -e '
