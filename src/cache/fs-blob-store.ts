@@ -1,7 +1,7 @@
 // Blobs on local disk, content-addressed: <dir>/blobs/<registry>/<alg>/<hex[0:2]>/<hex>.
 // Downloads go to <dir>/tmp and are renamed into place after verification; the
 // rename is atomic, so a crash leaves only temp files, which start-up removes.
-import { mkdir, open, rename, rm, stat, utimes, type FileHandle } from "node:fs/promises";
+import { mkdir, open, rename, rm, stat, utimes, writeFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { parseDigest } from "../protocol/digest.ts";
 import { BlobIntegrityError, type BlobInfo, type BlobKey, type BlobStore, type BlobWriter } from "./blob-store.ts";
@@ -50,6 +50,18 @@ export class FsBlobStore implements BlobStore {
       .then((r) => this.options.onEvict?.({ ...r, remaining: this.usage.size }))
       .finally(() => (this.evicting = undefined));
     return this.evicting;
+  }
+
+  /** Writes and removes a probe file: a full disk or a read-only mount fails here. */
+  async checkWritable(): Promise<{ ok: boolean; error?: string }> {
+    const probe = join(this.tmpDir, `.ready-${process.pid}`);
+    try {
+      await writeFile(probe, "ok");
+      await rm(probe, { force: true });
+      return { ok: true };
+    } catch (error) {
+      return { ok: false, error: (error as Error).message };
+    }
   }
 
   pathOf(key: BlobKey): string {

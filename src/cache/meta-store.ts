@@ -7,6 +7,8 @@ export interface TagRecord {
   size: number;
   /** When the mapping was last confirmed by upstream (ms since epoch). */
   checkedAt: number;
+  /** When a client last pulled this tag through this replica (ms since epoch). */
+  pulledAt?: number;
 }
 
 export interface ManifestRecord {
@@ -23,6 +25,8 @@ export interface RepositoryRef {
 export interface MetaStore {
   getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined>;
   putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void>;
+  /** Notes a pull of the tag (best effort, for the dashboard). */
+  touchTag(repo: RepositoryRef, tag: string, at: number): void;
   getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined>;
   putManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void>;
   /** Cached tags of a repository, sorted. */

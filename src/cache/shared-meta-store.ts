@@ -24,7 +24,8 @@ export class SharedMetaStore implements MetaStore {
     if (text === null) return undefined;
     const record = JSON.parse(text) as TagRecord;
     await this.local.putTag(repo, tag, record);
-    return record;
+    const local = await this.local.getTag(repo, tag);
+    return { ...record, pulledAt: local?.pulledAt };
   }
 
   async putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void> {
@@ -38,6 +39,10 @@ export class SharedMetaStore implements MetaStore {
         .sadd(this.redis.key("repos"), id)
         .exec(),
     );
+  }
+
+  touchTag(repo: RepositoryRef, tag: string, at: number): void {
+    this.local.touchTag(repo, tag, at);
   }
 
   async getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined> {

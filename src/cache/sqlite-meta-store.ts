@@ -9,7 +9,8 @@ import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database;
   private readonly q: {
-    getTag: Statement<{ digest: string; media_type: string; size: number; checked_at: number }, [string, string, string]>;
+    getTag: Statement<{ digest: string; media_type: string; size: number; checked_at: number; pulled_at: number | null }, [string, string, string]>;
+    touchTag: Statement<unknown, [number, string, string, string]>;
     putTag: Statement<unknown, [string, string, string, string, string, number, number]>;
     getManifest: Statement<{ media_type: string; body: Uint8Array }, [string, string, string]>;
     putManifest: Statement<unknown, [string, string, string, string, Uint8Array, number]>;
@@ -31,9 +32,16 @@ export class SqliteMetaStore implements MetaStore {
         media_type TEXT NOT NULL, body BLOB NOT NULL, created_at INTEGER NOT NULL,
         PRIMARY KEY (registry, repository, digest));
     `);
+    // Added after the first release of the schema: a column for the dashboard's "last pull".
+    const columns = this.db.query<{ name: string }, []>("PRAGMA table_info(tags)").all();
+    if (!columns.some((c) => c.name === "pulled_at")) this.db.exec("ALTER TABLE tags ADD COLUMN pulled_at INTEGER");
     this.q = {
-      getTag: this.db.query("SELECT digest, media_type, size, checked_at FROM tags WHERE registry = ? AND repository = ? AND tag = ?"),
-      putTag: this.db.query("INSERT OR REPLACE INTO tags VALUES (?, ?, ?, ?, ?, ?, ?)"),
+      getTag: this.db.query("SELECT digest, media_type, size, checked_at, pulled_at FROM tags WHERE registry = ? AND repository = ? AND tag = ?"),
+      putTag: this.db.query(
+        "INSERT INTO tags (registry, repository, tag, digest, media_type, size, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?) " +
+          "ON CONFLICT (registry, repository, tag) DO UPDATE SET digest = excluded.digest, media_type = excluded.media_type, size = excluded.size, checked_at = excluded.checked_at",
+      ),
+      touchTag: this.db.query("UPDATE tags SET pulled_at = ? WHERE registry = ? AND repository = ? AND tag = ?"),
       getManifest: this.db.query("SELECT media_type, body FROM manifests WHERE registry = ? AND repository = ? AND digest = ?"),
       putManifest: this.db.query("INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?, ?)"),
       listTags: this.db.query("SELECT tag FROM tags WHERE registry = ? AND repository = ? ORDER BY tag"),
@@ -45,11 +53,15 @@ export class SqliteMetaStore implements MetaStore {
 
   async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
     const row = this.q.getTag.get(repo.registry, repo.repository, tag);
-    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, checkedAt: row.checked_at } : undefined;
+    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, checkedAt: row.checked_at, pulledAt: row.pulled_at ?? undefined } : undefined;
   }
 
   async putTag(repo: RepositoryRef, tag: string, r: TagRecord): Promise<void> {
     this.q.putTag.run(repo.registry, repo.repository, tag, r.digest, r.mediaType, r.size, r.checkedAt);
+  }
+
+  touchTag(repo: RepositoryRef, tag: string, at: number): void {
+    this.q.touchTag.run(at, repo.registry, repo.repository, tag);
   }
 
   async getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined> {

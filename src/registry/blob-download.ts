@@ -56,6 +56,14 @@ export class BlobDownload {
     );
   }
 
+  get sourceKind(): BlobSource["kind"] {
+    return this.opts.source.kind;
+  }
+
+  get digest(): string {
+    return this.opts.key.digest;
+  }
+
   static start(opts: DownloadOptions): BlobDownload {
     return new BlobDownload(opts);
   }

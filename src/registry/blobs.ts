@@ -61,16 +61,16 @@ export class BlobService {
     if (cached) {
       this.local.touch(key);
       const range = rangeOf(req.range, cached.size);
-      return { digest: req.digest, size: cached.size, range, body: req.method === "HEAD" ? { kind: "none" } : { kind: "file", path: cached.path }, cache: "hit" };
+      return { digest: req.digest, source: "local", size: cached.size, range, body: req.method === "HEAD" ? { kind: "none" } : { kind: "file", path: cached.path }, cache: "hit" };
     }
     const running = this.downloads.get(keyString(key));
     if (req.method === "HEAD") {
-      if (running?.size !== undefined) return { digest: req.digest, size: running.size, body: { kind: "none" }, cache: "miss" };
+      if (running?.size !== undefined) return { digest: req.digest, source: "upstream", size: running.size, body: { kind: "none" }, cache: "miss" };
       const inShared = await this.sharedStat(key);
-      if (inShared) return { digest: req.digest, size: inShared.size, body: { kind: "none" }, cache: "hit" };
+      if (inShared) return { digest: req.digest, source: "shared", size: inShared.size, body: { kind: "none" }, cache: "hit" };
       return this.headUpstream(req, what);
     }
-    if (running) return this.follow(running, req, what, "miss");
+    if (running) return this.follow(running, req, what, running.sourceKind === "shared-store" ? "shared" : "upstream");
     let shared = await this.sharedStat(key);
     let lease: Lease | undefined;
     if (!shared && this.shared) {
@@ -79,18 +79,18 @@ export class BlobService {
     if (shared) {
       if (this.shared!.redirect) {
         const url = await this.shared!.store.publicUrl(key, this.shared!.urlTtlSeconds);
-        return { digest: req.digest, size: shared.size, body: { kind: "redirect", url }, cache: "hit" };
+        return { digest: req.digest, source: "shared", size: shared.size, body: { kind: "redirect", url }, cache: "hit" };
       }
       // Another request may have started the same copy while we looked.
       const download = this.downloads.get(keyString(key)) ?? this.start(key, new SharedStoreBlobSource(this.shared!.store, key, shared.size), false);
-      return this.follow(download, req, what, "hit");
+      return this.follow(download, req, what, "shared");
     }
     const download = this.downloads.get(keyString(key)) ?? this.start(key, new UpstreamBlobSource(this.upstreamFor(key.registry), req.repository, key), true);
     if (lease) download.finished.then(() => lease.release());
-    return this.follow(download, req, what, "miss");
+    return this.follow(download, req, what, "upstream");
   }
 
-  private async follow(download: BlobDownload, req: BlobRequest, what: string, cache: "hit" | "miss"): Promise<BlobResult> {
+  private async follow(download: BlobDownload, req: BlobRequest, what: string, source: "shared" | "upstream"): Promise<BlobResult> {
     let size: number | undefined;
     try {
       size = await download.ready;
@@ -99,7 +99,7 @@ export class BlobService {
     }
     const range = size === undefined ? undefined : rangeOf(req.range, size);
     const stream = range ? download.reader(range.start, range.end + 1) : download.reader(0, undefined);
-    return { digest: req.digest, size, range, body: { kind: "stream", stream }, cache };
+    return { digest: req.digest, source, size, range, body: { kind: "stream", stream }, cache: source === "shared" ? "hit" : "miss" };
   }
 
   private start(key: BlobKey, source: BlobSource, fillShared: boolean): BlobDownload {
@@ -168,7 +168,7 @@ export class BlobService {
       const { response, endpoint } = await this.upstreamFor(req.registry).request({ method: "HEAD", path: `/v2/${req.repository}/blobs/${req.digest}`, repository: req.repository }, "blob");
       if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
       const length = response.headers.get("content-length");
-      return { digest: req.digest, size: length && /^\d+$/.test(length) ? Number(length) : undefined, body: { kind: "none" }, cache: "miss" };
+      return { digest: req.digest, source: "upstream", size: length && /^\d+$/.test(length) ? Number(length) : undefined, body: { kind: "none" }, cache: "miss" };
     } catch (error) {
       throw toRegistryError(error, "BLOB_UNKNOWN", what);
     }

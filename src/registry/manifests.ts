@@ -101,10 +101,12 @@ export class ManifestService {
       ),
     );
     if (!acceptsMediaType(req.accept, fetched.mediaType)) return { ...(await this.fetch(req.repo, tag, req.accept)), cache: "bypass" };
+    this.meta.touchTag(req.repo, tag, Date.now());
     return { ...fetched, cache: "miss" };
   }
 
   private async serveRecord(req: ManifestRequest, record: TagRecord, cache: CacheResult): Promise<ManifestResult> {
+    this.meta.touchTag(req.repo, req.reference, Date.now());
     const manifest = await this.meta.getManifest(req.repo, record.digest);
     if (manifest) return { ...manifest, cache };
     return { ...(await this.byDigest(req, record.digest)), cache: "miss" };

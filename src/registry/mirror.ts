@@ -6,6 +6,8 @@ import { LocalLocks, type LockService } from "../cache/locks.ts";
 import type { MetaStore } from "../cache/meta-store.ts";
 import type { SharedRedis } from "../cache/redis-client.ts";
 import type { Logger } from "../observe/logger.ts";
+import { Metrics } from "../observe/metrics.ts";
+import { TrafficStats } from "../observe/traffic.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
@@ -20,6 +22,10 @@ export class Mirror {
   private readonly upstreams = new Map<string, Upstream>();
 
   private readonly sharedHealth: SharedHealth | undefined;
+  readonly metrics: Metrics;
+  readonly traffic = new TrafficStats();
+  readonly redis: SharedRedis | undefined;
+  readonly sharedBlobs: SharedBlobTier | undefined;
 
   constructor(
     readonly config: Config,
@@ -28,9 +34,17 @@ export class Mirror {
     readonly log: Logger,
     shared: { redis?: SharedRedis; blobs?: SharedBlobTier; locks?: LockService } = {},
   ) {
+    this.redis = shared.redis;
+    this.sharedBlobs = shared.blobs;
+    this.metrics = new Metrics({
+      inFlightDownloads: () => this.blobs.inFlight.size,
+      cacheBytes: () => blobStore.usage.size,
+      cacheBlobs: () => blobStore.usage.count,
+      cacheMaxBytes: config.cache.maxSize,
+    });
     const tokens = new TokenCache(shared.redis);
     const locks = shared.locks ?? new LocalLocks();
-    for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log));
+    for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
     const upstreamFor = (name: string) => {
       const upstream = this.upstreams.get(name);
       if (!upstream) throw new Error(`no upstream for registry ${name}`);
@@ -45,6 +59,47 @@ export class Mirror {
     }
   }
 
+  /** Cached repositories with their tags, digests, image sizes and last pull (for the dashboard). */
+  async cachedRepositories(): Promise<{ registry: string; repository: string; tags: { tag: string; digest: string; mediaType: string; size: number | null; checkedAt: string; pulledAt: string | null }[] }[]> {
+    const repos = await this.meta.listRepositories();
+    return Promise.all(
+      repos.map(async (repo) => {
+        const tags = await this.meta.listTags(repo);
+        const details = await Promise.all(
+          tags.map(async (tag) => {
+            const record = await this.meta.getTag(repo, tag);
+            if (!record) return undefined;
+            const manifest = await this.meta.getManifest(repo, record.digest);
+            return {
+              tag,
+              digest: record.digest,
+              mediaType: record.mediaType,
+              size: manifest ? imageSize(manifest.body) : null,
+              checkedAt: new Date(record.checkedAt).toISOString(),
+              pulledAt: record.pulledAt ? new Date(record.pulledAt).toISOString() : null,
+            };
+          }),
+        );
+        return { ...repo, tags: details.filter((d) => d !== undefined) };
+      }),
+    );
+  }
+
+  /** What /readyz reports: config loaded (we exist), cache dir writable, Redis and S3 reachable. */
+  async readiness(): Promise<Record<string, { ok: boolean; error?: string }>> {
+    const checks: Record<string, { ok: boolean; error?: string }> = { config: { ok: true }, cache: await this.blobStore.checkWritable() };
+    if (this.redis) checks.redis = this.redis.ready ? { ok: true } : { ok: false, error: "not connected" };
+    if (this.sharedBlobs) {
+      try {
+        await this.sharedBlobs.store.stat({ registry: "ferry-readiness", digest: `sha256:${"0".repeat(64)}` });
+        checks.s3 = { ok: true };
+      } catch (error) {
+        checks.s3 = { ok: false, error: (error as Error).message };
+      }
+    }
+    return checks;
+  }
+
   close(): void {
     this.sharedHealth?.stop();
   }
@@ -56,5 +111,16 @@ export class Mirror {
 
   get registries(): readonly RegistryConfig[] {
     return this.config.registries;
+  }
+}
+
+/** Config plus layer sizes of an image manifest; null for an index (its size is per platform). */
+function imageSize(body: Uint8Array): number | null {
+  try {
+    const m = JSON.parse(new TextDecoder().decode(body)) as { config?: { size?: number }; layers?: { size?: number }[] };
+    if (!Array.isArray(m.layers)) return null;
+    return (m.config?.size ?? 0) + m.layers.reduce((sum, l) => sum + (l.size ?? 0), 0);
+  } catch {
+    return null;
   }
 }

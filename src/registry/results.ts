@@ -15,8 +15,12 @@ export type BlobBody =
   | { kind: "redirect"; url: string } // a short-lived URL of the shared store
   | { kind: "none" }; // HEAD
 
+export type BlobSourceTier = "local" | "shared" | "upstream";
+
 export interface BlobResult {
   digest: string;
+  /** Which tier the bytes come from. */
+  source: BlobSourceTier;
   /** Size of the whole blob; undefined only while streaming from an upstream that sent no length. */
   size: number | undefined;
   /** The byte range served, when the client asked for one that could be satisfied. */

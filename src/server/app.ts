@@ -4,13 +4,15 @@ import { Elysia } from "elysia";
 import type { Mirror } from "../registry/mirror.ts";
 import { registryApi } from "./registry-api.ts";
 import { requestLog } from "./request-log.ts";
+import { healthApi } from "./health-api.ts";
 import { statusApi } from "./status-api.ts";
 
 export function createApp(mirror: Mirror) {
   return new Elysia({ name: "ferry" })
-    .use(requestLog(mirror.log))
+    .use(requestLog(mirror.log, mirror.metrics))
     .use(registryApi(mirror))
     .use(statusApi(mirror))
-    .get("/healthz", () => new Response("ok\n", { headers: { "Content-Type": "text/plain" } }))
+    .use(healthApi(mirror))
+    .get("/metrics", async () => new Response(await mirror.metrics.registry.metrics(), { headers: { "Content-Type": mirror.metrics.registry.contentType } }))
     .get("/", () => new Response(`ferry: a pull-through registry mirror.\nPoint Docker's "registry-mirrors" at this URL, or pull <this host>/<registry>/<image>.\n`, { headers: { "Content-Type": "text/plain; charset=utf-8" } }));
 }

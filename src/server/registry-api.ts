@@ -4,6 +4,7 @@ import { Elysia } from "elysia";
 import { RegistryError } from "../protocol/errors.ts";
 import { parseAccept } from "../protocol/media-types.ts";
 import type { Mirror } from "../registry/mirror.ts";
+import type { BlobResult } from "../registry/results.ts";
 import { paginate } from "../registry/tags.ts";
 import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
@@ -41,11 +42,13 @@ export function registryApi(mirror: Mirror) {
           const accept = parseAccept([request.headers.get("accept") ?? ""]) // repeated headers arrive comma-joined;
           const m = await mirror.manifests.get({ repo, reference: api.reference, accept, method });
           annotate(request, { cache: m.cache });
+          mirror.metrics.cacheResults.inc({ kind: "manifest", result: m.cache, tier: m.cache === "miss" || m.cache === "bypass" ? "upstream" : "local" });
           return manifestResponse(m, method, extra);
         }
         case "blob": {
           const b = await mirror.blobs.get({ ...repo, digest: api.digest, method, range: request.headers.get("range") });
           annotate(request, { cache: b.cache });
+          recordBlob(mirror, b, method);
           return blobResponse(b, extra);
         }
         case "tags":
@@ -58,6 +61,15 @@ export function registryApi(mirror: Mirror) {
     }
   };
   return new Elysia({ name: "registry-api" }).all("/v2", ({ request }) => handle(request)).all("/v2/*", ({ request }) => handle(request));
+}
+
+/** Cache outcome and bytes sent (as declared: a client that leaves early is counted whole). */
+function recordBlob(mirror: Mirror, b: BlobResult, method: string): void {
+  mirror.metrics.cacheResults.inc({ kind: "blob", result: b.cache, tier: b.source });
+  if (method !== "GET" || b.body.kind === "redirect") return;
+  const bytes = b.range ? b.range.end - b.range.start + 1 : (b.size ?? 0);
+  mirror.metrics.bytesServed.inc({ source: b.source }, bytes);
+  mirror.traffic.served(b.source !== "upstream", bytes);
 }
 
 function pageParams(url: URL): { n: number | undefined; last: string | undefined } {

@@ -3,6 +3,7 @@
 // log plugin needs no cooperation from Elysia's context types.
 import { Elysia } from "elysia";
 import type { Logger } from "../observe/logger.ts";
+import { Metrics } from "../observe/metrics.ts";
 
 export interface RequestNotes {
   id: string;
@@ -23,7 +24,7 @@ export function requestId(request: Request): string | undefined {
   return notes.get(request)?.id;
 }
 
-export function requestLog(log: Logger) {
+export function requestLog(log: Logger, metrics: Metrics) {
   return new Elysia({ name: "request-log" })
     .onRequest(({ request }) => {
       notes.set(request, { id: `${process.pid.toString(36)}-${(++counter).toString(36)}`, started: performance.now() });
@@ -35,6 +36,10 @@ export function requestLog(log: Logger) {
       const status = response?.status ?? (typeof set.status === "number" ? set.status : 200);
       const length = response?.headers.get("content-length");
       const url = new URL(request.url);
+      const ms = performance.now() - n.started;
+      const route = Metrics.routeOf(url.pathname);
+      metrics.httpRequests.inc({ route, method: request.method, status: String(status) });
+      metrics.httpDuration.observe({ route }, ms / 1000);
       log.info(
         {
           id: n.id,
@@ -42,7 +47,7 @@ export function requestLog(log: Logger) {
           path: url.pathname,
           status,
           bytes: length ? Number(length) : undefined,
-          ms: Math.round((performance.now() - n.started) * 10) / 10,
+          ms: Math.round(ms * 10) / 10,
           cache: n.cache,
           registry: n.registry,
         },

@@ -4,6 +4,7 @@
 // are cooling down are skipped without being asked; see health.ts.
 import type { EndpointConfig, RegistryConfig } from "../config/config.ts";
 import type { Logger } from "../observe/logger.ts";
+import type { Metrics } from "../observe/metrics.ts";
 import { TokenCache } from "./auth.ts";
 import { Endpoint, type UpstreamRequest } from "./endpoint.ts";
 import { failureFromResponse, isFailoverStatus, UpstreamError } from "./errors.ts";
@@ -31,6 +32,7 @@ export class Upstream {
     readonly registry: RegistryConfig,
     tokens: TokenCache,
     private readonly log: Logger,
+    private readonly metrics?: Metrics,
   ) {
     // One Endpoint (and so one health record) per distinct URL, shared by both orders.
     const byUrl = new Map<string, Endpoint>();
@@ -69,8 +71,11 @@ export class Upstream {
     let lastError: UpstreamError | undefined;
     for (const endpoint of candidates) {
       const started = performance.now();
+      const labels = { registry: this.registry.name, endpoint: endpoint.url };
       try {
         const response = await endpoint.request(req);
+        this.metrics?.upstreamDuration.observe({ ...labels, method: req.method }, (performance.now() - started) / 1000);
+        this.metrics?.upstreamResponses.inc({ ...labels, status: String(response.status) });
         this.log.debug({ upstream: endpoint.url, method: req.method, path: req.path, status: response.status, ms: Math.round(performance.now() - started) }, "upstream request");
         if (!isFailoverStatus(response.status)) {
           // A 404 or 401 is an answer, not a sign of trouble; only 2xx/3xx prove health.
@@ -80,6 +85,7 @@ export class Upstream {
         }
         const failure = await failureFromResponse(response);
         lastError = new UpstreamError(endpoint.url, failure);
+        if (response.status === 429) this.metrics?.upstreamRateLimited.inc(labels);
         if (response.status === 429) endpoint.health.recordRateLimit(rateLimitCooldownMs(response.headers, failure.kind === "status" ? failure.retryAfterSeconds : undefined), lastError.message);
         else endpoint.health.recordFailure(lastError.message);
       } catch (error) {
@@ -88,8 +94,10 @@ export class Upstream {
           throw error;
         }
         lastError = error;
+        this.metrics?.upstreamResponses.inc({ ...labels, status: "0" });
         endpoint.health.recordFailure(error.message);
       }
+      this.metrics?.upstreamFallbacks.inc(labels);
       this.log.warn({ registry: this.registry.name, upstream: endpoint.url, path: req.path, error: lastError.message }, "upstream tier failed; trying next");
     }
     throw lastError ?? new UpstreamError(this.registry.name, { kind: "network", message: "no endpoints" });
