@@ -33,6 +33,9 @@ export async function serve(config: Config): Promise<RunningServer> {
   // contacted before serving: they join (and rejoin) in the background.
   const localMeta = new SqliteMetaStore(config.cache.dir);
   const redis = config.redis ? new SharedRedis(config.redis, log) : undefined;
+  // A moment for Redis to connect, so a (re)started replica's first requests use the
+  // shared state; if it is down, ferry starts anyway with per-process state.
+  if (redis && !(await redis.waitReady(2_000))) log.warn("redis not reachable at start-up; starting with per-process state");
   const meta: MetaStore = redis ? new SharedMetaStore(localMeta, redis) : localMeta;
   const sharedBlobs = config.s3
     ? { store: new S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds }

@@ -47,6 +47,15 @@ export class SharedRedis {
     });
   }
 
+  /** Resolves when connected, or after `timeoutMs` (an unreachable Redis never blocks start-up). */
+  async waitReady(timeoutMs: number): Promise<boolean> {
+    if (this.ready) return true;
+    return Promise.race([
+      new Promise<boolean>((resolve) => this.client.once("ready", () => resolve(true))),
+      Bun.sleep(timeoutMs).then(() => this.ready),
+    ]);
+  }
+
   get ready(): boolean {
     return this.client.status === "ready";
   }

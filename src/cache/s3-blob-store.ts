@@ -177,7 +177,7 @@ export class S3BlobStore implements RemoteBlobStore {
     }
   }
 
-  async open(key: BlobKey, range?: { start: number; end: number }): Promise<ReadableStream<Uint8Array>> {
+  async open(key: BlobKey, range?: { start: number; end: number }): Promise<{ body: ReadableStream<Uint8Array>; size?: number }> {
     const objectKey = this.objectKey(key);
     if (range && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
       throw new RangeError(`invalid range ${range.start}-${range.end}`);
@@ -199,7 +199,9 @@ export class S3BlobStore implements RemoteBlobStore {
       await body.transformToWebStream().cancel().catch(() => {});
       throw storeError("GetObject", objectKey, new Error(`asked for bytes ${range.start}-${range.end}, got Content-Range ${out.ContentRange ?? "(none)"}`));
     }
-    return body.transformToWebStream() as ReadableStream<Uint8Array>;
+    // The object's total size as this response states it (Content-Range total, or length).
+    const total = range ? Number(out.ContentRange?.split("/")[1]) : out.ContentLength;
+    return { body: body.transformToWebStream() as ReadableStream<Uint8Array>, size: Number.isSafeInteger(total) ? total : undefined };
   }
 
   async publicUrl(key: BlobKey, ttlSeconds: number): Promise<string> {

@@ -83,8 +83,9 @@ export class SharedStoreBlobSource implements BlobSource {
   ) {}
 
   async open(offset: number): Promise<OpenedBody> {
-    const body = await this.remote.open(this.key, offset > 0 ? { start: offset, end: this.size - 1 } : undefined);
-    return { size: this.size, body, stallTimeoutMs: 30_000 };
+    const opened = await this.remote.open(this.key, offset > 0 ? { start: offset, end: this.size - 1 } : undefined);
+    // The GET's own length is authoritative over the earlier stat.
+    return { size: opened.size ?? this.size, body: opened.body, stallTimeoutMs: 30_000 };
   }
 
   bodyFailed(): boolean {

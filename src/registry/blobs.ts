@@ -71,10 +71,13 @@ export class BlobService {
       return this.headUpstream(req, what);
     }
     if (running) return this.follow(running, req, what, running.sourceKind === "shared-store" ? "shared" : "upstream");
-    let shared = await this.sharedStat(key);
+    let shared: { size: number } | undefined;
     let lease: Lease | undefined;
-    if (!shared && this.shared) {
-      ({ shared, lease } = await this.leaseOrPeerCopy(key));
+    if (this.shared) {
+      // While another replica holds the lease, its upload may be completing: the shared
+      // copy is trusted only once the lease is released (after the upload completed).
+      if (!(await this.locks.isHeld(leaseName(key)))) shared = await this.sharedStat(key);
+      if (!shared) ({ shared, lease } = await this.leaseOrPeerCopy(key));
     }
     if (shared) {
       if (this.shared!.redirect) {
@@ -127,7 +130,7 @@ export class BlobService {
    * replica that died expires, and then this one takes over.
    */
   private async leaseOrPeerCopy(key: BlobKey): Promise<{ shared?: { size: number }; lease?: Lease }> {
-    const name = `blob:${keyString(key)}`;
+    const name = leaseName(key);
     const deadline = Date.now() + MAX_WAIT_FOR_PEER_MS;
     for (let round = 0; Date.now() < deadline; round++) {
       const lease = await this.locks.acquire(name);
@@ -141,6 +144,7 @@ export class BlobService {
         return { lease };
       }
       await Bun.sleep(Math.min(100 * 2 ** Math.min(round, 4), 1_000));
+      if (await this.locks.isHeld(name)) continue;
       const shared = await this.sharedStat(key);
       if (shared) return { shared };
     }
@@ -173,6 +177,10 @@ export class BlobService {
       throw toRegistryError(error, "BLOB_UNKNOWN", what);
     }
   }
+}
+
+function leaseName(key: BlobKey): string {
+  return `blob:${keyString(key)}`;
 }
 
 function keyString(key: BlobKey): string {

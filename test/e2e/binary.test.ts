@@ -72,6 +72,9 @@ describe("dist/ferry", () => {
       expect(status).toBe(200);
       const bad = await fetch(`http://127.0.0.1:${port}/v2/Bad/manifests/x`);
       expect(bad.status).toBe(400);
+      await bad.arrayBuffer();
+      // The access line is written once the response has gone out; give it a moment.
+      await Bun.sleep(300);
       proc.kill("SIGTERM");
       expect(await proc.exited).toBe(0);
       const lines = (await new Response(proc.stdout).text()).split("\n").filter(Boolean).map((l) => JSON.parse(l));

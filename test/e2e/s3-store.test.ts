@@ -138,7 +138,7 @@ describe("S3BlobStore on s3rver", () => {
     expect(await s3.listKeys("ferry/")).toEqual([objectKeyFor("ferry/", bigKey)]);
 
     const t1 = performance.now();
-    const whole = await readAll(await store.open(bigKey));
+    const whole = await readAll((await store.open(bigKey)).body);
     const tRead = performance.now() - t1;
     expect(whole.byteLength).toBe(big.byteLength);
     expect(sha256(whole)).toBe(bigKey.digest);
@@ -146,12 +146,12 @@ describe("S3BlobStore on s3rver", () => {
     // A range across the first part boundary, and the tail.
     const start = 8 * MiB - 10;
     const end = 8 * MiB + 9;
-    expect(await readAll(await store.open(bigKey, { start, end }))).toEqual(big.subarray(start, end + 1));
-    expect(await readAll(await store.open(bigKey, { start: 20 * MiB - 3, end: 20 * MiB - 1 }))).toEqual(big.subarray(20 * MiB - 3));
+    expect(await readAll((await store.open(bigKey, { start, end })).body)).toEqual(big.subarray(start, end + 1));
+    expect(await readAll((await store.open(bigKey, { start: 20 * MiB - 3, end: 20 * MiB - 1 })).body)).toEqual(big.subarray(20 * MiB - 3));
 
     // A reader that gives up early cancels the body; the connection pool is not leaked.
     for (let i = 0; i < 60; i++) {
-      const reader = (await store.open(bigKey)).getReader();
+      const reader = (await store.open(bigKey)).body.getReader();
       expect((await reader.read()).done).toBe(false);
       await reader.cancel();
     }
@@ -239,14 +239,14 @@ describe("S3BlobStore on s3rver", () => {
     await up.abort(); // abort after complete leaves the object alone
     expect(sent).toEqual([{ op: "PutObject", size: 3000 }]);
     expect(await store.stat(key)).toEqual({ size: 3000 });
-    expect(await readAll(await store.open(key))).toEqual(small);
+    expect(await readAll((await store.open(key)).body)).toEqual(small);
 
     const empty = new Uint8Array(0);
     const emptyKey: BlobKey = { registry: "docker.io", digest: sha256(empty) };
     const up0 = store.beginUpload(emptyKey, 0);
     await up0.complete();
     expect(await store.stat(emptyKey)).toEqual({ size: 0 });
-    expect((await readAll(await store.open(emptyKey))).byteLength).toBe(0);
+    expect((await readAll((await store.open(emptyKey)).body)).byteLength).toBe(0);
 
     const missing: BlobKey = { registry: "docker.io", digest: sha256(bytes(10, 99)) };
     await expect(store.open(missing)).rejects.toBeInstanceOf(RemoteBlobNotFoundError);
@@ -312,7 +312,7 @@ describe("S3BlobStore on s3rver", () => {
     await s3.start();
     console.log(`s3rver restart ${Math.round(performance.now() - t1)} ms`);
     expect(await store.stat(key)).toEqual({ size: 4096 });
-    expect(await readAll(await store.open(key))).toEqual(data);
+    expect(await readAll((await store.open(key)).body)).toEqual(data);
   }, 30_000);
 
   test("a hung store (SIGSTOP) fails within the request timeout; a stalled body errors", async () => {
@@ -327,7 +327,7 @@ describe("S3BlobStore on s3rver", () => {
     await writeUneven(up, data);
     await up.complete();
     const idle = new S3BlobStore(config, { socketIdleTimeoutMs: 1500 });
-    const reader = (await idle.open(bodyKey)).getReader();
+    const reader = (await idle.open(bodyKey)).body.getReader();
     let got = (await reader.read()).value?.byteLength ?? 0;
     s3.freeze();
     const t0 = performance.now();
