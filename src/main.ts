@@ -73,7 +73,13 @@ async function main(args: string[]): Promise<void> {
         if (error instanceof ConfigError) fail(error.message);
         throw error;
       }
-      const server = await serve(config);
+      let server;
+      try {
+        server = await serve(config);
+      } catch (error) {
+        if (error instanceof ConfigError) fail(error.message);
+        throw error;
+      }
       const shutdown = () => server.stop().then(() => process.exit(0));
       process.on("SIGTERM", shutdown);
       process.on("SIGINT", shutdown);

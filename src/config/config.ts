@@ -19,6 +19,31 @@ export interface RegistryConfig {
   endpoints: EndpointConfig[]; // tried in order (manifests, tags, and blobs unless blobEndpoints)
   blobEndpoints?: EndpointConfig[]; // a different order for blobs, when set
   health: HealthPolicy;
+  /** Pull without logging in (when [auth] is on). */
+  anonymous: boolean;
+  /** Clients log in with their own upstream credentials; access is checked upstream. */
+  passthroughAuth: boolean;
+  allow: string[]; // repository globs; empty = everything
+  deny: string[];
+  maxConcurrent?: number; // upstream requests in flight per endpoint
+}
+
+export interface AuthSettings {
+  htpasswd?: string;
+  tokens: string[];
+  tokenSecret?: string;
+  tokenTtlMs: number;
+  service: string;
+}
+
+export interface LimitSettings {
+  requestsPerMinute?: number;
+  concurrentDownloads?: number;
+  bytes?: { limit: number; windowMs: number };
+  exempt: string[]; // CIDRs
+  authenticatedExempt: boolean;
+  trustedProxies: string[]; // CIDRs whose X-Forwarded-For is believed
+  blockUserAgents: string[]; // regular expressions
 }
 
 export interface RedisSettings {
@@ -44,7 +69,9 @@ export interface S3Settings {
 }
 
 export interface Config {
-  server: { hostname: string; port: number; publicUrl?: string };
+  server: { hostname: string; port: number; publicUrl?: string; tls?: { hostname: string; port: number; cert: string; key: string } };
+  auth?: AuthSettings;
+  limits: LimitSettings;
   cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number };
   redis?: RedisSettings;
   s3?: S3Settings;

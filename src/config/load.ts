@@ -2,6 +2,7 @@
 import { Value } from "@sinclair/typebox/value";
 import { BUILTIN_REGISTRIES } from "./builtin-registries.ts";
 import type { Config, EndpointConfig, RegistryConfig } from "./config.ts";
+import { parseCidr } from "../protocol/ip.ts";
 import { DEFAULT_HEALTH_POLICY } from "../upstream/health.ts";
 import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile } from "./schema.ts";
 import { parseDuration, parseSize } from "./units.ts";
@@ -76,7 +77,7 @@ function keyOf(pointer: string, file: unknown): string {
 }
 
 function unknownKey(file: unknown): string {
-  const known = ["server", "cache", "log", "redis", "s3", "registry"];
+  const known = ["server", "cache", "log", "auth", "limits", "redis", "s3", "registry"];
   const extra = Object.keys(file as object).find((k) => !known.includes(k));
   return extra ?? "(file)";
 }
@@ -92,8 +93,11 @@ function build(file: ConfigFile): Config {
   if (publicUrl !== undefined && !isHttpUrl(publicUrl)) throw new ConfigError("server.public_url", `must be an http(s) URL (got "${publicUrl}")`);
   const level = file.log?.level ?? "info";
   if (!LOG_LEVELS.includes(level)) throw new ConfigError("log.level", `must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`);
+  const auth = buildAuth(file.auth);
   return {
-    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, "") },
+    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), tls: buildTls(file.server) },
+    auth,
+    limits: buildLimits(file.limits),
     cache: {
       dir: file.cache?.dir ?? "./data",
       maxSize: file.cache?.max_size === undefined ? undefined : size("cache.max_size", file.cache.max_size),
@@ -103,9 +107,64 @@ function build(file: ConfigFile): Config {
     log: { level },
     redis: buildRedis(file.redis),
     s3: buildS3(file.s3),
-    registries: buildRegistries(file.registry ?? []),
+    registries: buildRegistries(file.registry ?? [], auth === undefined || (file.auth?.anonymous ?? false)),
   };
 }
+
+function buildTls(server: ConfigFile["server"]): Config["server"]["tls"] {
+  if (!server?.tls_cert && !server?.tls_key && !server?.tls_listen) return undefined;
+  if (!server.tls_cert) throw new ConfigError("server.tls_cert", "is required for TLS (with tls_key)");
+  if (!server.tls_key) throw new ConfigError("server.tls_key", "is required for TLS (with tls_cert)");
+  return { ...parseListen(server.tls_listen ?? "0.0.0.0:5443", "server.tls_listen"), cert: server.tls_cert, key: server.tls_key };
+}
+
+function buildAuth(a: ConfigFile["auth"]): Config["auth"] {
+  if (!a) return undefined;
+  if (!a.htpasswd && !a.tokens?.length) throw new ConfigError("auth", "needs htpasswd or tokens (or remove [auth] to allow everyone)");
+  if (a.token_secret !== undefined && a.token_secret.length < 32) throw new ConfigError("auth.token_secret", "must be at least 32 characters");
+  if (a.tokens?.some((t) => t.length < 16)) throw new ConfigError("auth.tokens", "each token must be at least 16 characters");
+  return {
+    htpasswd: a.htpasswd,
+    tokens: a.tokens ?? [],
+    tokenSecret: a.token_secret,
+    tokenTtlMs: duration("auth.token_ttl", a.token_ttl ?? "5m"),
+    service: a.service ?? "ferry",
+  };
+}
+
+function buildLimits(l: ConfigFile["limits"]): Config["limits"] {
+  const cidrs = (key: string, list: string[] | undefined) =>
+    (list ?? []).map((c, i) => {
+      if (!parseCidr(c)) throw new ConfigError(`limits.${key}[${i}]`, `not an IP address or CIDR range (got "${c}")`);
+      return c;
+    });
+  let bytes: LimitBytes | undefined;
+  if (l?.bytes !== undefined) {
+    const [amount = "", window = ""] = l.bytes.split("/");
+    const limit = parseSize(amount);
+    const windowMs = parseDuration(window);
+    if (limit === undefined || windowMs === undefined || windowMs === 0) throw new ConfigError("limits.bytes", `must look like "20GiB/1h" (got "${l.bytes}")`);
+    bytes = { limit, windowMs };
+  }
+  (l?.block_user_agents ?? []).forEach((re, i) => {
+    try {
+      new RegExp(re, "i");
+    } catch {
+      throw new ConfigError(`limits.block_user_agents[${i}]`, `not a valid regular expression (got "${re}")`);
+    }
+  });
+  return {
+    requestsPerMinute: l?.requests_per_minute,
+    concurrentDownloads: l?.concurrent_downloads,
+    bytes,
+    exempt: cidrs("exempt", l?.exempt),
+    authenticatedExempt: l?.authenticated_exempt ?? true,
+    trustedProxies: cidrs("trusted_proxies", l?.trusted_proxies),
+    blockUserAgents: l?.block_user_agents ?? [],
+  };
+}
+
+type LimitBytes = { limit: number; windowMs: number };
 
 function buildRedis(r: ConfigFile["redis"]): Config["redis"] {
   if (!r) return undefined;
@@ -142,10 +201,10 @@ function buildS3(s: ConfigFile["s3"]): Config["s3"] {
   };
 }
 
-function buildRegistries(entries: RegistryFile[]): RegistryConfig[] {
+function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): RegistryConfig[] {
   const byName = new Map<string, RegistryConfig>();
   for (const builtin of BUILTIN_REGISTRIES) {
-    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [endpoint(builtin.name, builtin.endpoint, {})], health: DEFAULT_HEALTH_POLICY });
+    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [endpoint(builtin.name, builtin.endpoint, {})], health: DEFAULT_HEALTH_POLICY, anonymous: anonymousDefault, passthroughAuth: false, allow: [], deny: [] });
   }
   const seen = new Set<string>();
   entries.forEach((entry, i) => {
@@ -172,7 +231,23 @@ function buildRegistries(entries: RegistryFile[]): RegistryConfig[] {
       ...(entry.failure_cooldown !== undefined && { failureCooldownMs: duration(`${key}.failure_cooldown`, entry.failure_cooldown) }),
       ...(entry.failure_threshold !== undefined && { failureThreshold: entry.failure_threshold }),
     };
-    byName.set(name, { name, hosts: (entry.hosts ?? []).map((h) => h.toLowerCase()), endpoints, blobEndpoints, health });
+    for (const [listKey, list] of [["allow", entry.allow], ["deny", entry.deny]] as const) {
+      (list ?? []).forEach((glob, j) => {
+        if (!/^[a-z0-9._\/*-]+$/.test(glob)) throw new ConfigError(`${key}.${listKey}[${j}]`, `a repository glob like "library/*" or "grafana/**" (got "${glob}")`);
+      });
+    }
+    byName.set(name, {
+      name,
+      hosts: (entry.hosts ?? []).map((h) => h.toLowerCase()),
+      endpoints,
+      blobEndpoints,
+      health,
+      anonymous: entry.anonymous ?? anonymousDefault,
+      passthroughAuth: entry.passthrough_auth ?? false,
+      allow: entry.allow ?? [],
+      deny: entry.deny ?? [],
+      maxConcurrent: entry.max_concurrent,
+    });
   });
   return [...byName.values()];
 }

@@ -3,6 +3,7 @@
 import type { BlobKey } from "../cache/blob-store.ts";
 import type { RemoteBlobStore } from "../cache/remote-blob-store.ts";
 import { parseContentRange } from "../protocol/range.ts";
+import type { Credentials } from "../upstream/auth.ts";
 import type { Endpoint } from "../upstream/endpoint.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
@@ -33,11 +34,12 @@ export class UpstreamBlobSource implements BlobSource {
     private readonly upstream: Upstream,
     private readonly repository: string,
     private readonly key: BlobKey,
+    private readonly credentials?: Credentials,
   ) {}
 
   async open(offset: number, signal: AbortSignal): Promise<OpenedBody> {
     const { response, endpoint } = await this.upstream.request(
-      { method: "GET", path: `/v2/${this.repository}/blobs/${this.key.digest}`, repository: this.repository, range: offset > 0 ? `bytes=${offset}-` : undefined, signal },
+      { method: "GET", path: `/v2/${this.repository}/blobs/${this.key.digest}`, repository: this.repository, range: offset > 0 ? `bytes=${offset}-` : undefined, signal, credentials: this.credentials },
       "blob",
       this.skip,
     );

@@ -12,6 +12,7 @@ import { TeeBlobWriter } from "../cache/tee-blob-writer.ts";
 import type { Logger } from "../observe/logger.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { parseRange, type ByteRange } from "../protocol/range.ts";
+import type { Credentials } from "../upstream/auth.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { BlobDownload } from "./blob-download.ts";
@@ -25,6 +26,8 @@ export interface BlobRequest {
   digest: string;
   method: "GET" | "HEAD";
   range: string | null;
+  /** A passthrough client's own upstream credentials, for what has to be fetched. */
+  credentials?: Credentials;
 }
 
 export interface SharedBlobTier {
@@ -88,7 +91,7 @@ export class BlobService {
       const download = this.downloads.get(keyString(key)) ?? this.start(key, new SharedStoreBlobSource(this.shared!.store, key, shared.size), false);
       return this.follow(download, req, what, "shared");
     }
-    const download = this.downloads.get(keyString(key)) ?? this.start(key, new UpstreamBlobSource(this.upstreamFor(key.registry), req.repository, key), true);
+    const download = this.downloads.get(keyString(key)) ?? this.start(key, new UpstreamBlobSource(this.upstreamFor(key.registry), req.repository, key, req.credentials), true);
     if (lease) download.finished.then(() => lease.release());
     return this.follow(download, req, what, "upstream");
   }
@@ -169,7 +172,7 @@ export class BlobService {
 
   private async headUpstream(req: BlobRequest, what: string): Promise<BlobResult> {
     try {
-      const { response, endpoint } = await this.upstreamFor(req.registry).request({ method: "HEAD", path: `/v2/${req.repository}/blobs/${req.digest}`, repository: req.repository }, "blob");
+      const { response, endpoint } = await this.upstreamFor(req.registry).request({ method: "HEAD", path: `/v2/${req.repository}/blobs/${req.digest}`, repository: req.repository, credentials: req.credentials }, "blob");
       if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
       const length = response.headers.get("content-length");
       return { digest: req.digest, source: "upstream", size: length && /^\d+$/.test(length) ? Number(length) : undefined, body: { kind: "none" }, cache: "miss" };

@@ -9,6 +9,7 @@ import type { Logger } from "../observe/logger.ts";
 import { digestOf, parseDigest } from "../protocol/digest.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { acceptsMediaType, ALL_MANIFEST_TYPES, mediaTypeFromBody } from "../protocol/media-types.ts";
+import type { Credentials } from "../upstream/auth.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { CacheResult, ManifestResult } from "./results.ts";
@@ -19,6 +20,8 @@ export interface ManifestRequest {
   reference: string; // a tag or a validated digest
   accept: string[];
   method: "GET" | "HEAD";
+  /** A passthrough client's own upstream credentials, for what has to be fetched. */
+  credentials?: Credentials;
 }
 
 /** Manifests are small; anything bigger than this from upstream is refused. */
@@ -63,7 +66,7 @@ export class ManifestService {
       this.acrossReplicas(
         key,
         () => this.meta.getManifest(req.repo, digest),
-        () => this.fetch(req.repo, digest, unionAccept(req.accept)),
+        () => this.fetch(req.repo, digest, unionAccept(req.accept), req.credentials),
       ),
     );
     return { ...fetched, cache: "miss" };
@@ -75,7 +78,7 @@ export class ManifestService {
     if (record && !acceptsMediaType(req.accept, record.mediaType)) {
       // The client can't take what the tag points to (an old client and an index):
       // ask upstream with the client's own Accept and don't touch the mapping.
-      const fetched = await this.fetch(req.repo, tag, req.accept);
+      const fetched = await this.fetch(req.repo, tag, req.accept, req.credentials);
       return { ...fetched, cache: "bypass" };
     }
     if (record && Date.now() - record.checkedAt < this.tagTtlMs) {
@@ -83,7 +86,7 @@ export class ManifestService {
     }
     const key = `t:${req.repo.registry}/${req.repo.repository}:${tag}`;
     if (record) {
-      const outcome = await this.once(key, () => this.revalidate(req.repo, tag, record));
+      const outcome = await this.once(key, () => this.revalidate(req.repo, tag, record, req.credentials));
       return this.serveRecord(req, outcome.record, outcome.cache);
     }
     const fetched = await this.once(key, () =>
@@ -94,13 +97,13 @@ export class ManifestService {
           return known ? this.meta.getManifest(req.repo, known.digest) : undefined;
         },
         async () => {
-          const m = await this.fetch(req.repo, tag, unionAccept(req.accept));
+          const m = await this.fetch(req.repo, tag, unionAccept(req.accept), req.credentials);
           await this.meta.putTag(req.repo, tag, { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() });
           return m;
         },
       ),
     );
-    if (!acceptsMediaType(req.accept, fetched.mediaType)) return { ...(await this.fetch(req.repo, tag, req.accept)), cache: "bypass" };
+    if (!acceptsMediaType(req.accept, fetched.mediaType)) return { ...(await this.fetch(req.repo, tag, req.accept, req.credentials)), cache: "bypass" };
     this.meta.touchTag(req.repo, tag, Date.now());
     return { ...fetched, cache: "miss" };
   }
@@ -113,11 +116,11 @@ export class ManifestService {
   }
 
   /** HEAD the tag upstream; on failure keep serving the known mapping (stale-if-error). */
-  private async revalidate(repo: RepositoryRef, tag: string, record: TagRecord): Promise<{ record: TagRecord; cache: CacheResult }> {
+  private async revalidate(repo: RepositoryRef, tag: string, record: TagRecord, credentials?: Credentials): Promise<{ record: TagRecord; cache: CacheResult }> {
     let response: Response;
     let endpointUrl: string;
     try {
-      const answer = await this.upstreamFor(repo.registry).request({ method: "HEAD", path: `/v2/${repo.repository}/manifests/${tag}`, repository: repo.repository, accept: ALL_MANIFEST_TYPES });
+      const answer = await this.upstreamFor(repo.registry).request({ method: "HEAD", path: `/v2/${repo.repository}/manifests/${tag}`, repository: repo.repository, accept: ALL_MANIFEST_TYPES, credentials });
       response = answer.response;
       endpointUrl = answer.endpoint.url;
     } catch (error) {
@@ -135,15 +138,15 @@ export class ManifestService {
       await this.meta.putTag(repo, tag, refreshed);
       return { record: refreshed, cache: "hit" };
     }
-    const m = await this.fetch(repo, digest, ALL_MANIFEST_TYPES);
+    const m = await this.fetch(repo, digest, ALL_MANIFEST_TYPES, credentials);
     const updated = { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() };
     await this.meta.putTag(repo, tag, updated);
     return { record: updated, cache: "miss" };
   }
 
   /** GET a manifest upstream, verify its digest, cache it by digest. */
-  private async fetch(repo: RepositoryRef, reference: string, accept: readonly string[]): Promise<Omit<ManifestResult, "cache">> {
-    const { response, endpoint } = await this.upstreamFor(repo.registry).request({ method: "GET", path: `/v2/${repo.repository}/manifests/${reference}`, repository: repo.repository, accept });
+  private async fetch(repo: RepositoryRef, reference: string, accept: readonly string[], credentials?: Credentials): Promise<Omit<ManifestResult, "cache">> {
+    const { response, endpoint } = await this.upstreamFor(repo.registry).request({ method: "GET", path: `/v2/${repo.repository}/manifests/${reference}`, repository: repo.repository, accept, credentials });
     if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
     const length = Number(response.headers.get("content-length") ?? 0);
     if (length > MAX_MANIFEST_BYTES) {

@@ -45,11 +45,7 @@ export class Mirror {
     const tokens = new TokenCache(shared.redis);
     const locks = shared.locks ?? new LocalLocks();
     for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
-    const upstreamFor = (name: string) => {
-      const upstream = this.upstreams.get(name);
-      if (!upstream) throw new Error(`no upstream for registry ${name}`);
-      return upstream;
-    };
+    const upstreamFor = (name: string) => this.upstreamFor(name);
     this.manifests = new ManifestService(meta, locks, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);
     this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log);
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
@@ -102,6 +98,12 @@ export class Mirror {
 
   close(): void {
     this.sharedHealth?.stop();
+  }
+
+  upstreamFor(name: string): Upstream {
+    const upstream = this.upstreams.get(name);
+    if (!upstream) throw new Error(`no upstream for registry ${name}`);
+    return upstream;
   }
 
   /** Each registry's tiers and their health, for the status API. */

@@ -1,6 +1,8 @@
 // The pull side of the OCI distribution API under /v2/. Pull-only: every write method
-// answers 405 UNSUPPORTED.
+// answers 405 UNSUPPORTED. Access control (access/access.ts) is asked before anything
+// is looked up or fetched.
 import { Elysia } from "elysia";
+import type { AccessControl } from "../access/access.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { parseAccept } from "../protocol/media-types.ts";
 import type { Mirror } from "../registry/mirror.ts";
@@ -13,43 +15,54 @@ import { API_VERSION_HEADER, blobResponse, jsonResponse, manifestResponse } from
 
 const MAX_PAGE_SIZE = 10_000;
 
-export function registryApi(mirror: Mirror) {
-  const handle = async (request: Request): Promise<Response> => {
+/** Peer addresses of requests that arrived on another listener (the TLS one): Elysia only knows its own. */
+export const peerAddresses = new WeakMap<Request, string>();
+
+export function registryApi(mirror: Mirror, access: AccessControl) {
+  const handle = async (request: Request, peer: string): Promise<Response> => {
     const method = request.method;
     try {
       const url = new URL(request.url);
       // The raw (still percent-encoded) path: names are validated as written, so
       // an encoded "/" or "." can never sneak past the grammar.
       const rest = url.pathname.replace(/^\/v2\/?/, "");
+      if (method === "OPTIONS") return new Response(null, { status: 204, headers: { ...API_VERSION_HEADER, Allow: "GET, HEAD, OPTIONS" } });
       if (method !== "GET" && method !== "HEAD") {
-        throw new RegistryError("UNSUPPORTED", "ferry is a pull-only mirror: only GET and HEAD are supported", { headers: { Allow: "GET, HEAD" } });
+        throw new RegistryError("UNSUPPORTED", "ferry is a pull-only mirror: only GET and HEAD are supported", { headers: { Allow: "GET, HEAD, OPTIONS" } });
       }
+      const client = await access.admit(request, peer);
       const api = parseApiPath(rest);
       switch (api.kind) {
         case "base":
+          access.base(request, client);
           return jsonResponse({}, {}, method);
         case "catalog":
+          if (!(await access.admin(request))) throw access.challenge(request, "registry:catalog:*");
           return await catalog(mirror, url, method);
         case "upload":
           throw new RegistryError("UNSUPPORTED", "ferry is a pull-only mirror: uploads are not supported");
       }
       const routed = routeName(api.name, { host: request.headers.get("host"), ns: url.searchParams.get("ns") }, mirror.registries);
       annotate(request, { registry: routed.registry.name });
+      const { credentials } = await access.authorize(request, client, routed.registry, routed.repository, api.name);
       const extra: Record<string, string> = routed.via === "ns" ? { "OCI-Namespace": routed.registry.name } : {};
       const repo = { registry: routed.registry.name, repository: routed.repository };
       switch (api.kind) {
         case "manifest": {
-          const accept = parseAccept([request.headers.get("accept") ?? ""]) // repeated headers arrive comma-joined;
-          const m = await mirror.manifests.get({ repo, reference: api.reference, accept, method });
+          // Repeated Accept headers arrive comma-joined.
+          const accept = parseAccept([request.headers.get("accept") ?? ""]);
+          const m = await mirror.manifests.get({ repo, reference: api.reference, accept, method, credentials });
           annotate(request, { cache: m.cache });
           mirror.metrics.cacheResults.inc({ kind: "manifest", result: m.cache, tier: m.cache === "miss" || m.cache === "bypass" ? "upstream" : "local" });
           return manifestResponse(m, method, extra);
         }
         case "blob": {
-          const b = await mirror.blobs.get({ ...repo, digest: api.digest, method, range: request.headers.get("range") });
+          const limits = method === "GET" ? await access.admitDownload(client) : undefined;
+          const b = await mirror.blobs.get({ ...repo, digest: api.digest, method, range: request.headers.get("range"), credentials });
           annotate(request, { cache: b.cache });
-          recordBlob(mirror, b, method);
-          return blobResponse(b, extra);
+          const bytes = recordBlob(mirror, b, method);
+          limits?.addBytes(bytes);
+          return blobResponse(limits?.wrap ? trackedBody(b, limits.wrap) : b, extra);
         }
         case "tags":
           return await tagList(mirror, routed, api.name, url, method, extra);
@@ -60,16 +73,35 @@ export function registryApi(mirror: Mirror) {
       return response;
     }
   };
-  return new Elysia({ name: "registry-api" }).all("/v2", ({ request }) => handle(request)).all("/v2/*", ({ request }) => handle(request));
+  const peerOf = (request: Request, server: { requestIP(r: Request): { address: string } | null } | null) =>
+    peerAddresses.get(request) ?? server?.requestIP(request)?.address ?? "0.0.0.0";
+  return new Elysia({ name: "registry-api" })
+    .all("/v2", ({ request, server }) => handle(request, peerOf(request, server)))
+    .all("/v2/*", ({ request, server }) => handle(request, peerOf(request, server)));
 }
 
 /** Cache outcome and bytes sent (as declared: a client that leaves early is counted whole). */
-function recordBlob(mirror: Mirror, b: BlobResult, method: string): void {
+function recordBlob(mirror: Mirror, b: BlobResult, method: string): number {
   mirror.metrics.cacheResults.inc({ kind: "blob", result: b.cache, tier: b.source });
-  if (method !== "GET" || b.body.kind === "redirect") return;
+  if (method !== "GET" || b.body.kind === "redirect") return 0;
   const bytes = b.range ? b.range.end - b.range.start + 1 : (b.size ?? 0);
   mirror.metrics.bytesServed.inc({ source: b.source }, bytes);
   mirror.traffic.served(b.source !== "upstream", bytes);
+  return bytes;
+}
+
+/**
+ * A body whose end is observed (to release a concurrent-download slot). Cached files
+ * then go out as a stream instead of sendfile: only for clients under that limit.
+ */
+function trackedBody(b: BlobResult, wrap: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>): BlobResult {
+  if (b.body.kind === "stream") return { ...b, body: { kind: "stream", stream: wrap(b.body.stream) } };
+  if (b.body.kind === "file") {
+    const file = Bun.file(b.body.path);
+    const stream = (b.range ? file.slice(b.range.start, b.range.end + 1) : file).stream();
+    return { ...b, body: { kind: "stream", stream: wrap(stream) } };
+  }
+  return b;
 }
 
 function pageParams(url: URL): { n: number | undefined; last: string | undefined } {

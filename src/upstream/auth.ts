@@ -62,7 +62,9 @@ export function pullScope(repository: string): string {
 }
 
 export function tokenCacheKey(challenge: Challenge, scope: string, credentials?: Credentials): string {
-  return JSON.stringify([challenge.params.realm, challenge.params.service ?? "", scope, credentials?.username ?? ""]);
+  // Keyed by a hash of the whole credential: a wrong password must never hit a token that a right one earned.
+  const who = credentials ? new Bun.CryptoHasher("sha256").update(`${credentials.username}:${credentials.password}`).digest("hex") : "";
+  return JSON.stringify([challenge.params.realm, challenge.params.service ?? "", scope, who]);
 }
 
 export function basicAuthorization(credentials: Credentials): string {

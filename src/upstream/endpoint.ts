@@ -19,6 +19,8 @@ export interface UpstreamRequest {
   accept?: readonly string[];
   range?: string;
   signal?: AbortSignal;
+  /** The client's own upstream credentials (passthrough_auth) instead of the endpoint's. */
+  credentials?: Credentials;
 }
 
 const MAX_REDIRECTS = 5;
@@ -45,13 +47,14 @@ export class Endpoint {
    * Throws UpstreamError for network errors and timeouts, TokenFetchError when auth fails.
    */
   async request(req: UpstreamRequest): Promise<Response> {
-    let authorization = await this.authorization(req.repository, false);
+    const credentials = req.credentials ?? this.credentials;
+    let authorization = await this.authorization(req.repository, credentials, false);
     let response = await this.send(req, authorization);
     if (response.status === 401) {
       const challenge = parseChallenges(response.headers.get("www-authenticate")).find((c) => c.scheme === "bearer" || c.scheme === "basic");
       if (challenge) {
         this.challenge = challenge;
-        const fresh = await this.authorization(req.repository, true, challenge);
+        const fresh = await this.authorization(req.repository, credentials, true, challenge);
         if (fresh && fresh !== authorization) {
           await response.body?.cancel();
           authorization = fresh;
@@ -62,15 +65,15 @@ export class Endpoint {
     return response;
   }
 
-  private async authorization(repository: string | undefined, fresh: boolean, fromChallenge?: Challenge): Promise<string | undefined> {
+  private async authorization(repository: string | undefined, credentials: Credentials | undefined, fresh: boolean, fromChallenge?: Challenge): Promise<string | undefined> {
     const challenge = fromChallenge ?? this.challenge;
     if (!challenge) return undefined;
-    if (challenge.scheme === "basic") return this.credentials ? basicAuthorization(this.credentials) : undefined;
+    if (challenge.scheme === "basic") return credentials ? basicAuthorization(credentials) : undefined;
     // A challenge's own scope wins: it names exactly what the upstream wants.
     const scope = fromChallenge?.params.scope ?? (repository ? pullScope(repository) : "");
-    const key = tokenCacheKey(challenge, scope, this.credentials);
+    const key = tokenCacheKey(challenge, scope, credentials);
     try {
-      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, this.credentials, this.tokenRequestOptions(challenge)), fresh);
+      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge)), fresh);
       return `Bearer ${token.value}`;
     } catch (error) {
       if (error instanceof TokenFetchError && error.status === undefined) {

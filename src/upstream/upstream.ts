@@ -5,7 +5,7 @@
 import type { EndpointConfig, RegistryConfig } from "../config/config.ts";
 import type { Logger } from "../observe/logger.ts";
 import type { Metrics } from "../observe/metrics.ts";
-import { TokenCache } from "./auth.ts";
+import { TokenCache, TokenFetchError, type Credentials } from "./auth.ts";
 import { Endpoint, type UpstreamRequest } from "./endpoint.ts";
 import { failureFromResponse, isFailoverStatus, UpstreamError } from "./errors.ts";
 import { EndpointHealth, rateLimitCooldownMs, type HealthSnapshot } from "./health.ts";
@@ -101,6 +101,33 @@ export class Upstream {
       this.log.warn({ registry: this.registry.name, upstream: endpoint.url, path: req.path, error: lastError.message }, "upstream tier failed; trying next");
     }
     throw lastError ?? new UpstreamError(this.registry.name, { kind: "network", message: "no endpoints" });
+  }
+
+  /**
+   * Whether these credentials (undefined: anonymous) may read a repository upstream.
+   * A one-tag listing is the cheapest request that needs read access (and not a pull).
+   */
+  async canRead(repository: string, credentials: Credentials | undefined): Promise<boolean> {
+    try {
+      const { response } = await this.request({ method: "GET", path: `/v2/${repository}/tags/list?n=1`, repository, credentials });
+      await response.body?.cancel();
+      return response.ok;
+    } catch (error) {
+      if (error instanceof TokenFetchError && error.status !== undefined && error.status < 500) return false;
+      throw error;
+    }
+  }
+
+  /** Whether the upstream's token service accepts these credentials (a `docker login` through ferry). */
+  async acceptsLogin(credentials: Credentials): Promise<boolean> {
+    try {
+      const { response } = await this.request({ method: "GET", path: "/v2/", credentials });
+      await response.body?.cancel();
+      return response.ok;
+    } catch (error) {
+      if (error instanceof TokenFetchError && error.status !== undefined && error.status < 500) return false;
+      throw error;
+    }
   }
 
   /** A failure noticed after the response was handed out (a body that broke or stalled). */

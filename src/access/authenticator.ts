@@ -1,0 +1,88 @@
+// Who a request is: anonymous, an htpasswd user, a static token, or (for passthrough
+// registries) a client presenting its own upstream credentials. Ferry's bearer tokens
+// carry the repositories they were issued for and expire quickly.
+import type { AuthSettings } from "../config/config.ts";
+import { timingSafeEqual } from "node:crypto";
+import type { Credentials } from "../upstream/auth.ts";
+import { verifyPassword, type Htpasswd } from "./htpasswd.ts";
+import { TokenSigner, type TokenClaims } from "./tokens.ts";
+
+export interface Principal {
+  kind: "anonymous" | "user" | "token" | "upstream";
+  name: string;
+  /** Repository names this principal may pull; undefined = any. */
+  access?: ReadonlySet<string>;
+  /** Upstream credentials to use and to check with, for passthrough registries. */
+  upstream?: Credentials;
+}
+
+export const ANONYMOUS: Principal = { kind: "anonymous", name: "" };
+
+export type Identified = Principal | { invalid: string };
+
+export class Authenticator {
+  readonly signer: TokenSigner;
+
+  constructor(
+    readonly settings: AuthSettings,
+    secret: string,
+    private readonly users: Htpasswd,
+  ) {
+    this.signer = new TokenSigner(secret);
+  }
+
+  /** The principal an Authorization header names (anonymous without one). */
+  async identify(authorization: string | null): Promise<Identified> {
+    if (!authorization) return ANONYMOUS;
+    const space = authorization.indexOf(" ");
+    const scheme = authorization.slice(0, space).toLowerCase();
+    const value = authorization.slice(space + 1).trim();
+    if (scheme === "bearer") {
+      if (this.isStaticToken(value)) return { kind: "token", name: "static-token" };
+      const claims = this.signer.verify(value);
+      return claims ? this.fromClaims(claims) : { invalid: "invalid or expired token" };
+    }
+    if (scheme === "basic") {
+      const decoded = Buffer.from(value, "base64").toString("utf8");
+      const colon = decoded.indexOf(":");
+      if (colon < 0) return { invalid: "malformed Basic credentials" };
+      const login = await this.login(decoded.slice(0, colon), decoded.slice(colon + 1));
+      // Unknown Basic credentials may still be upstream credentials (passthrough): the
+      // caller decides, per registry.
+      return login ?? { kind: "upstream", name: decoded.slice(0, colon), upstream: { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) } };
+    }
+    return { invalid: `unsupported authorization scheme "${scheme}"` };
+  }
+
+  /** htpasswd user, or any user name with a static token as password. */
+  async login(username: string, password: string): Promise<Principal | undefined> {
+    if (this.isStaticToken(password)) return { kind: "token", name: username || "static-token" };
+    if (await verifyPassword(this.users, username, password)) return { kind: "user", name: username };
+    return undefined;
+  }
+
+  issue(principal: Principal, repositories: string[], now = Date.now()): { token: string; expiresIn: number; issuedAt: string } {
+    const expiresIn = Math.round(this.settings.tokenTtlMs / 1000);
+    const claims: TokenClaims = { sub: principal.kind === "anonymous" ? "" : principal.name, access: repositories, iat: Math.floor(now / 1000), exp: Math.floor(now / 1000) + expiresIn };
+    if (principal.kind === "upstream" && principal.upstream) claims.up = this.signer.seal(JSON.stringify(principal.upstream));
+    return { token: this.signer.sign(claims), expiresIn, issuedAt: new Date(now).toISOString() };
+  }
+
+  private fromClaims(claims: TokenClaims): Principal {
+    const access = new Set(claims.access);
+    if (claims.up) {
+      const opened = this.signer.open(claims.up);
+      const upstream = opened ? (JSON.parse(opened) as Credentials) : undefined;
+      return { kind: "upstream", name: claims.sub, access, upstream };
+    }
+    return { kind: claims.sub ? "user" : "anonymous", name: claims.sub, access };
+  }
+
+  private isStaticToken(value: string): boolean {
+    const given = Buffer.from(value);
+    return this.settings.tokens.some((t) => {
+      const known = Buffer.from(t);
+      return known.length === given.length && timingSafeEqual(known, given);
+    });
+  }
+}
