@@ -11,6 +11,7 @@ export interface EndpointConfig {
   proxy?: string; // egress HTTP(S) proxy for this endpoint
   headers: Record<string, string>; // extra request headers (e.g. a relay's shared secret)
   allowPrivateRedirects: boolean; // follow redirects to loopback/private/link-local addresses
+  maxConcurrent?: number; // upstream requests in flight at once (to response headers)
 }
 
 export interface RegistryConfig {
@@ -68,6 +69,14 @@ export interface S3Settings {
   publicBaseUrl?: string;
 }
 
+/** [search]: the /v1/search relay (docker search, the landing page's search box). */
+export interface SearchSettings {
+  enabled: boolean;
+  upstream: string; // a Docker Hub-style index: GET <upstream>/v1/search?q=&n=&page=
+  timeoutMs: number;
+  cacheTtlMs: number;
+}
+
 export interface Config {
   server: { hostname: string; port: number; publicUrl?: string; tls?: { hostname: string; port: number; cert: string; key: string } };
   auth?: AuthSettings;
@@ -76,5 +85,6 @@ export interface Config {
   redis?: RedisSettings;
   s3?: S3Settings;
   log: { level: string };
+  search?: SearchSettings; // always set by load.ts
   registries: RegistryConfig[];
 }

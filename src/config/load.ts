@@ -77,7 +77,7 @@ function keyOf(pointer: string, file: unknown): string {
 }
 
 function unknownKey(file: unknown): string {
-  const known = ["server", "cache", "log", "auth", "limits", "redis", "s3", "registry"];
+  const known = ["server", "cache", "log", "auth", "limits", "redis", "s3", "search", "registry"];
   const extra = Object.keys(file as object).find((k) => !known.includes(k));
   return extra ?? "(file)";
 }
@@ -107,7 +107,19 @@ function build(file: ConfigFile): Config {
     log: { level },
     redis: buildRedis(file.redis),
     s3: buildS3(file.s3),
+    search: buildSearch(file.search),
     registries: buildRegistries(file.registry ?? [], auth === undefined || (file.auth?.anonymous ?? false)),
+  };
+}
+
+function buildSearch(s: ConfigFile["search"]): Config["search"] {
+  const upstream = s?.upstream ?? "https://index.docker.io";
+  if (!isHttpUrl(upstream)) throw new ConfigError("search.upstream", `must be an http(s) URL (got "${upstream}")`);
+  return {
+    enabled: s?.enabled ?? true,
+    upstream: upstream.replace(/\/+$/, ""),
+    timeoutMs: duration("search.timeout", s?.timeout ?? "10s"),
+    cacheTtlMs: duration("search.cache_ttl", s?.cache_ttl ?? "1m"),
   };
 }
 
@@ -222,8 +234,9 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): Re
     const specs: EndpointFile[] | undefined = entry.endpoints ?? existing?.endpoints.map((e) => e.url);
     if (!specs) throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
     if (specs.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
-    const endpoints = specs.map((e, j) => endpoint(`${key}.endpoints[${j}]`, e, defaults));
-    const blobEndpoints = entry.blob_endpoints?.map((e, j) => endpoint(`${key}.blob_endpoints[${j}]`, e, defaults));
+    const capped = (e: EndpointConfig): EndpointConfig => ({ ...e, maxConcurrent: entry.max_concurrent });
+    const endpoints = specs.map((e, j) => capped(endpoint(`${key}.endpoints[${j}]`, e, defaults)));
+    const blobEndpoints = entry.blob_endpoints?.map((e, j) => capped(endpoint(`${key}.blob_endpoints[${j}]`, e, defaults)));
     if (blobEndpoints?.length === 0) throw new ConfigError(`${key}.blob_endpoints`, "needs at least one endpoint when set");
     const health = {
       ...DEFAULT_HEALTH_POLICY,

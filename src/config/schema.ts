@@ -132,6 +132,18 @@ export const ConfigFileSchema = t.Object(
     log: t.Optional(
       t.Object({ level: t.Optional(t.String()) }, { additionalProperties: false }),
     ),
+    // [search]: the /v1/search relay behind `docker search MIRROR/term` and the landing page.
+    search: t.Optional(
+      t.Object(
+        {
+          enabled: t.Optional(t.Boolean()),
+          upstream: t.Optional(t.String()),
+          timeout: t.Optional(Duration),
+          cache_ttl: t.Optional(Duration),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     registry: t.Optional(t.Array(RegistryFileSchema)),
   },
   { additionalProperties: false },

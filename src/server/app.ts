@@ -8,6 +8,7 @@ import { registryApi } from "./registry-api.ts";
 import { requestLog } from "./request-log.ts";
 import { healthApi } from "./health-api.ts";
 import { statusApi } from "./status-api.ts";
+import { webUi } from "./web-ui.ts";
 
 /** Operator pages and data: behind auth when [auth] is on. */
 const ADMIN_PATHS = /^\/(ui(\/|$)|api\/|metrics$)/;
@@ -25,5 +26,5 @@ export function createApp(mirror: Mirror, access: AccessControl) {
     .use(statusApi(mirror))
     .use(healthApi(mirror))
     .get("/metrics", async () => new Response(await mirror.metrics.registry.metrics(), { headers: { "Content-Type": mirror.metrics.registry.contentType } }))
-    .get("/", () => new Response(`ferry: a pull-through registry mirror.\nPoint Docker's "registry-mirrors" at this URL, or pull <this host>/<registry>/<image>.\n`, { headers: { "Content-Type": "text/plain; charset=utf-8" } }));
+    .use(webUi(mirror));
 }

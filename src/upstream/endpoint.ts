@@ -47,6 +47,55 @@ export class Endpoint {
    * Throws UpstreamError for network errors and timeouts, TokenFetchError when auth fails.
    */
   async request(req: UpstreamRequest): Promise<Response> {
+    const release = await this.slot();
+    try {
+      return await this.requestNow(req);
+    } finally {
+      release();
+    }
+  }
+
+  private active = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  /**
+   * A place among this endpoint's concurrent requests (max_concurrent), so a burst of
+   * clients cannot get this server's address banned upstream. Waits at most the
+   * endpoint's timeout.
+   */
+  private async slot(): Promise<() => void> {
+    const max = this.config.maxConcurrent;
+    if (max === undefined) return () => {};
+    if (this.active >= max) {
+      let wake!: () => void;
+      const granted = new Promise<void>((resolve) => (wake = resolve));
+      this.waiting.push(wake);
+      const timedOut = await Promise.race([granted.then(() => false), Bun.sleep(this.config.timeoutMs).then(() => true)]);
+      if (timedOut) {
+        const i = this.waiting.indexOf(wake);
+        if (i >= 0) this.waiting.splice(i, 1);
+        else this.releaseSlot(); // granted just as we gave up: pass it on
+        throw new UpstreamError(this.config.url, { kind: "timeout", phase: "headers" });
+      }
+    } else {
+      this.active++;
+    }
+    let released = false;
+    return () => {
+      if (!released) {
+        released = true;
+        this.releaseSlot();
+      }
+    };
+  }
+
+  private releaseSlot(): void {
+    const next = this.waiting.shift();
+    if (next) next(); // the slot passes straight to the next waiter
+    else this.active--;
+  }
+
+  private async requestNow(req: UpstreamRequest): Promise<Response> {
     const credentials = req.credentials ?? this.credentials;
     let authorization = await this.authorization(req.repository, credentials, false);
     let response = await this.send(req, authorization);

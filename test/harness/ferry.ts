@@ -90,7 +90,7 @@ export async function startFerry(opts: FerryOptions = {}): Promise<FerryProcess>
   for (let i = 0; i < 100; i++) {
     if (proc.exitCode !== null) throw new Error(`ferry exited at start:\n${ferry.logs()}`);
     try {
-      const r = await fetch(`${url}/v2/`);
+      const r = await fetch(`${url}/healthz`);
       if (r.status === 200) return ferry;
     } catch {}
     await Bun.sleep(50);
