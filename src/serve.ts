@@ -50,8 +50,8 @@ export async function serve(config: Config): Promise<RunningServer> {
   const app = createApp(mirror, access).listen({
     hostname: config.server.hostname,
     port: config.server.port,
-    // A client may wait on a range a shared download has not reached yet.
-    idleTimeout: 255,
+    // Bounds slow-loris clients; long enough for a range a shared download has not reached yet.
+    idleTimeout: config.server.idleTimeoutSeconds,
     maxRequestBodySize: 64 * 1024,
   });
   const server = app.server!;
@@ -63,7 +63,7 @@ export async function serve(config: Config): Promise<RunningServer> {
         hostname: tls.hostname,
         port: tls.port,
         tls: { cert: Bun.file(tls.cert), key: Bun.file(tls.key) },
-        idleTimeout: 255,
+        idleTimeout: config.server.idleTimeoutSeconds,
         maxRequestBodySize: 64 * 1024,
         fetch(request, srv) {
           const peer = srv.requestIP(request)?.address;

@@ -95,7 +95,7 @@ function build(file: ConfigFile): Config {
   if (!LOG_LEVELS.includes(level)) throw new ConfigError("log.level", `must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`);
   const auth = buildAuth(file.auth);
   return {
-    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), tls: buildTls(file.server) },
+    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), idleTimeoutSeconds: idleTimeout(file.server?.idle_timeout), tls: buildTls(file.server) },
     auth,
     limits: buildLimits(file.limits),
     cache: {
@@ -121,6 +121,13 @@ function buildSearch(s: ConfigFile["search"]): Config["search"] {
     timeoutMs: duration("search.timeout", s?.timeout ?? "10s"),
     cacheTtlMs: duration("search.cache_ttl", s?.cache_ttl ?? "1m"),
   };
+}
+
+/** Bun closes a connection silent for this long (its maximum is 255 s): bounds slow clients. */
+function idleTimeout(value: string | number | undefined): number {
+  const seconds = Math.round(duration("server.idle_timeout", value ?? "120s") / 1000);
+  if (seconds < 1 || seconds > 255) throw new ConfigError("server.idle_timeout", `must be between 1s and 255s (got ${seconds}s)`);
+  return seconds;
 }
 
 function buildTls(server: ConfigFile["server"]): Config["server"]["tls"] {

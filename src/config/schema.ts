@@ -55,6 +55,7 @@ export const ConfigFileSchema = t.Object(
           listen: t.Optional(t.String()),
           public_url: t.Optional(t.String()),
           tls_listen: t.Optional(t.String()),
+          idle_timeout: t.Optional(Duration),
           tls_cert: t.Optional(t.String()),
           tls_key: t.Optional(t.String()),
         },

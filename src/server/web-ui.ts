@@ -140,7 +140,7 @@ export class SearchRelay {
       response = await fetch(target, { headers: { Accept: "application/json", "User-Agent": this.userAgent }, signal: AbortSignal.timeout(this.settings.timeoutMs) });
     } catch (error) {
       const name = (error as Error).name;
-      const why = name === "TimeoutError" || name === "AbortError" ? `timed out after ${Math.round(this.settings.timeoutMs / 1000)}s` : `unreachable (${(error as Error).message})`;
+      const why = name === "TimeoutError" || name === "AbortError" ? `timed out after ${Math.round(this.settings.timeoutMs / 1000)}s` : `unreachable (${(error as { code?: string }).code ?? (error as Error).message})`;
       throw new RegistryError("UNAVAILABLE", `search index ${where} ${why}`, { status: 502 });
     }
     let text: string;

@@ -233,17 +233,19 @@ export function renderRegistries(s: StatusData): Html {
   const regs = s.registries ?? [];
   if (regs.length === 0) return html`<p class="empty">No registries configured.</p>`;
   const rows = regs.flatMap((r) =>
-    r.endpoints.map(
-      (e, i) => html`<tr class="${i === 0 ? "first" : ""}">
-<td data-label="Registry">${i === 0 ? html`<strong>${r.registry}</strong> ${registryHealth(r.endpoints)}` : ""}</td>
-<td data-label="Tier">${`#${e.tier + 1}`}${e.usedFor && e.usedFor.length < 2 ? html` <span class="muted small">${e.usedFor.join(", ")}</span>` : ""}</td>
-<td data-label="Endpoint" class="url">${e.url}</td>
-<td data-label="State">${stateBadge(e)}</td>
-<td data-label="Cooldown">${e.cooldownRemainingMs ? formatDuration(e.cooldownRemainingMs) : "–"}</td>
-<td data-label="429s (1 h)" class="${e.recentRateLimits ? "warn-text" : ""}">${e.recentRateLimits ?? 0}</td>
-<td data-label="Last error" class="err">${e.lastError ? html`${e.lastError}${e.lastErrorAt ? html` <span class="muted small">(${e.lastErrorAt.slice(11, 19)} UTC)</span>` : ""}` : html`<span class="muted">–</span>`}</td>
-</tr>`,
-    ),
+    r.endpoints.map((e, i) => {
+      const cooldown = e.cooldownRemainingMs ? formatDuration(e.cooldownRemainingMs) : "";
+      const limits = e.recentRateLimits ?? 0;
+      return html`<tr class="${i === 0 ? "first" : ""}">
+<td data-label="Registry" class="reg">${i === 0 ? html`<strong>${r.registry}</strong>${r.endpoints.length > 1 ? html` ${registryHealth(r.endpoints)}` : ""}` : ""}</td>
+<td data-label="Tier" class="tier">${`#${e.tier + 1}`}${e.usedFor && e.usedFor.length < 2 ? html` <span class="muted small">${e.usedFor.join(", ")}</span>` : ""}</td>
+<td data-label="Endpoint" class="url"><span class="tier-inline">${`#${e.tier + 1}`}</span>${e.url}</td>
+<td data-label="State" class="state">${stateBadge(e)}</td>
+<td data-label="Cooldown" class="${cooldown ? "" : "nil"}">${cooldown || "–"}</td>
+<td data-label="429s (1 h)" class="${limits ? "warn-text" : "nil"}">${limits}</td>
+<td data-label="Last error" class="err${e.lastError ? "" : " nil"}">${e.lastError ? html`${e.lastError}${e.lastErrorAt ? html` <span class="muted small">(${e.lastErrorAt.slice(11, 19)} UTC)</span>` : ""}` : html`<span class="muted">–</span>`}</td>
+</tr>`;
+    }),
   );
   return html`<div class="table-wrap"><table class="stack endpoints">
 <thead><tr><th>Registry</th><th>Tier</th><th>Endpoint</th><th>State</th><th>Cooldown</th><th>429s (1 h)</th><th>Last error</th></tr></thead>

@@ -36,10 +36,6 @@ export function codeBlock(title: string, text: string, id = `code-${++codeId}`):
 </div>`;
 }
 
-function inline(id: string, text: string): Html {
-  return html`<span class="inline-copy"><code id="${id}">${text}</code><button type="button" class="copy small" data-copy="${id}" aria-label="Copy">Copy</button></span>`;
-}
-
 export function renderLanding(o: LandingOptions): string {
   codeId = 0;
   const site = mirrorSite(o.mirrorUrl, o.registries);
@@ -60,7 +56,7 @@ export function renderLanding(o: LandingOptions): string {
     <p class="hint" id="ref-note">Example: <code>nginx</code> → <code>${example.ok ? example.mirror : ""}</code>. Pull it with <code>docker pull</code>, <code>podman pull</code> or <code>nerdctl pull</code>.</p>
   </div>
 </section>
-${o.searchEnabled ? searchSection() : ""}
+${o.searchEnabled ? searchSection(site) : ""}
 <nav class="toc" aria-label="Client setup">
   <a href="#docker">Docker</a><a href="#containerd">containerd</a><a href="#podman">Podman</a><a href="#kubernetes">Kubernetes / k3s</a><a href="#prefix">Prefix pulls</a>
 </nav>
@@ -86,7 +82,7 @@ function listOf(names: string[]): Html {
   return html`${items.slice(0, -1).map((item, i) => html`${i ? ", " : ""}${item}`)} and ${items.at(-1)}`;
 }
 
-function searchSection(): Html {
+function searchSection(site: MirrorSite): Html {
   return html`<section class="card search" id="search">
   <h2>Search Docker Hub</h2>
   <form id="search-form" class="search-form" action="/v1/search" method="get" role="search">
@@ -94,7 +90,7 @@ function searchSection(): Html {
     <input type="hidden" name="n" value="25">
     <button type="submit" class="button primary">Search</button>
   </form>
-  <p class="hint">The same search as <code>docker search MIRROR/term</code>, relayed to Docker Hub's index by this mirror.</p>
+  <p class="hint">The same search as <code>docker search ${site.host}/nginx</code>, relayed to Docker Hub's index by this mirror.</p>
   <div id="search-results" class="search-results" aria-live="polite"></div>
 </section>`;
 }
@@ -152,20 +148,19 @@ ${codeBlock("registries.yaml (rewrite)", k3sRewriteExample(site, rewriteFor), "s
 
 function prefixSection(site: MirrorSite): Html {
   const rows = prefixExamples(site).map(
-    (e, i) => html`<tr>
-<td data-label="Registry"><strong>${e.registry}</strong></td>
-<td data-label="Instead of"><code>${e.upstream}</code></td>
-<td data-label="Pull">${inline(`prefix-${i}`, `docker pull ${e.mirror}`)}${e.aliases.map((a) => html`<div class="muted small">or <code>${a}</code></div>`)}</td>
-</tr>`,
+    (e, i) => html`<li class="prefix-row">
+<div class="prefix-registry">${e.registry}</div>
+<div class="prefix-main">
+  <div class="cmd"><code id="prefix-${i}">docker pull ${e.mirror}</code><button type="button" class="copy small" data-copy="prefix-${i}">Copy</button></div>
+  <div class="muted small">instead of <code>${e.upstream}</code>${e.aliases.map((a) => html` · or <code>${a}</code>`)}</div>
+</div>
+</li>`,
   );
   return section(
     "prefix",
     "Explicit prefix pulls (any client)",
     html`<p>Every client can pull through the mirror by naming it: <code>${site.host}/&lt;registry&gt;/&lt;image&gt;</code>. Docker Hub images need no registry part (<code>${site.host}/redis</code> works too: <code>library/</code> is added).</p>
-<div class="table-wrap"><table class="prefix-table stack">
-<thead><tr><th>Registry</th><th>Instead of</th><th>Pull</th></tr></thead>
-<tbody>${rows}</tbody>
-</table></div>`,
+<ul class="prefix-list">${rows}</ul>`,
   );
 }
 

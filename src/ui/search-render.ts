@@ -29,7 +29,7 @@ export function renderSearchResults(answer: SearchAnswer, query: string, mirrorH
     return html`<li class="result">
 <div class="result-head"><strong class="result-name">${name}</strong>${r.is_official ? html`<span class="badge ok">official</span>` : ""}${r.is_automated ? html`<span class="badge">automated</span>` : ""}<span class="stars" title="stars">★ ${formatCount(Number(r.star_count) || 0)}</span></div>
 ${r.description ? html`<p class="result-desc">${String(r.description)}</p>` : ""}
-${ref.ok ? html`<span class="inline-copy"><code id="search-pull-${i}">docker pull ${ref.mirror}</code><button type="button" class="copy small" data-copy="search-pull-${i}">Copy</button></span>` : ""}
+${ref.ok ? html`<div class="cmd"><code id="search-pull-${i}">docker pull ${ref.mirror}</code><button type="button" class="copy small" data-copy="search-pull-${i}">Copy</button></div>` : ""}
 </li>`;
   })}</ul>`;
 }

@@ -24,7 +24,7 @@ describe("units", () => {
 describe("config", () => {
   test("defaults: embedded storage, Docker Hub and the built-in registries", () => {
     const c = parseConfig("");
-    expect(c.server).toEqual({ hostname: "0.0.0.0", port: 5000, publicUrl: undefined });
+    expect(c.server).toEqual({ hostname: "0.0.0.0", port: 5000, publicUrl: undefined, idleTimeoutSeconds: 120, tls: undefined });
     expect(c.cache.dir).toBe("./data");
     expect(c.cache.tagTtlMs).toBe(300_000);
     expect(c.registries.find((r) => r.name === "docker.io")?.endpoints[0]?.url).toBe("https://registry-1.docker.io");
@@ -59,6 +59,20 @@ describe("config", () => {
     expect(hub.health.rateLimitCooldownMs).toBe(120_000);
     expect(hub.health.failureThreshold).toBe(5);
   });
+  test("auth, limits and per-registry access keys", () => {
+    const c = parseConfig(
+      `[auth]\nhtpasswd = "/etc/ferry/htpasswd"\ntoken_ttl = "2m"\n[limits]\nrequests_per_minute = 600\nbytes = "20GiB/1h"\ntrusted_proxies = ["10.0.0.0/8", "::1"]\n` +
+        `[[registry]]\nname = "docker.io"\nanonymous = true\nallow = ["library/*"]\n[[registry]]\nname = "ghcr.io"\npassthrough_auth = true`,
+    );
+    expect(c.auth).toMatchObject({ htpasswd: "/etc/ferry/htpasswd", tokens: [], tokenTtlMs: 120_000, service: "ferry" });
+    expect(c.limits).toMatchObject({ requestsPerMinute: 600, bytes: { limit: 20 * 1024 ** 3, windowMs: 3_600_000 }, trustedProxies: ["10.0.0.0/8", "::1"], authenticatedExempt: true });
+    const byName = (n: string) => c.registries.find((r) => r.name === n)!;
+    expect(byName("docker.io")).toMatchObject({ anonymous: true, allow: ["library/*"], passthroughAuth: false });
+    expect(byName("ghcr.io")).toMatchObject({ anonymous: false, passthroughAuth: true });
+    expect(byName("quay.io").anonymous).toBe(false); // auth on: login required unless a registry says otherwise
+    expect(parseConfig("").registries.every((r) => r.anonymous)).toBe(true); // no [auth]: everyone may pull
+  });
+
   test("a built-in registry can be disabled, a new one added", () => {
     const c = parseConfig(`[[registry]]\nname = "quay.io"\nenabled = false\n[[registry]]\nname = "registry.example.com"\nendpoints = ["https://registry.example.com"]\nhosts = ["reg.mirror.example.com"]`);
     expect(c.registries.map((r) => r.name)).not.toContain("quay.io");
@@ -74,6 +88,17 @@ describe("config", () => {
     ['[[registry]]\nname = "docker.io"\nendpoints = ["ftp://x"]', "registry[0].endpoints[0]"],
     ['[[registry]]\nname = "docker.io"\n[[registry]]\nname = "docker.io"', "registry[1].name"],
     ["surprise = 1", "surprise"],
+    ["[auth]\nanonymous = true", "auth"],
+    ['[auth]\ntokens = ["short"]', "auth.tokens"],
+    ['[auth]\ntokens = ["a-long-enough-static-token"]\ntoken_secret = "tiny"', "auth.token_secret"],
+    ['[limits]\nbytes = "lots"', "limits.bytes"],
+    ['[limits]\ntrusted_proxies = ["10.0.0.0/99"]', "limits.trusted_proxies[0]"],
+    ['[limits]\nblock_user_agents = ["(unclosed"]', "limits.block_user_agents[0]"],
+    ['[server]\ntls_cert = "/x.pem"', "server.tls_key"],
+    ['[server]\nidle_timeout = "10m"', "server.idle_timeout"],
+    ['[[registry]]\nname = "docker.io"\ndeny = ["Bad Glob!"]', "registry[0].deny[0]"],
+    ['[redis]\nurl = "http://x"', "redis.url"],
+    ["[s3]\nregion = \"x\"", "s3.bucket"],
     ["[server\n", "(file)"],
   ])("invalid config %p names %p", (text, key) => {
     let error: unknown;
