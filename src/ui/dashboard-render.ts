@@ -105,7 +105,7 @@ export function renderSummary(s: StatusData): Html {
   ${c.maxBytes ? bar(c.bytes / c.maxBytes, c.bytes / c.maxBytes > 0.9 ? "warn" : "ok") : ""}
 </div>
 <div class="stat" id="stat-downloads">
-  <div class="stat-label">Downloads in flight</div>
+  <div class="stat-label">Downloading now</div>
   <div class="stat-value">${downloads.length}</div>
   <div class="stat-sub">${s.version ? html`ferry ${s.version}` : ""}${s.uptimeSeconds !== undefined ? html` · up ${formatDuration(s.uptimeSeconds * 1000)}` : ""}</div>
 </div>`;
@@ -186,7 +186,7 @@ function stackedChart(id: string, title: string, buckets: Bucket[], series: [Sta
   return html`<figure class="chart" id="${id}">
 <figcaption><span class="chart-title">${title}</span><span class="legend"><span class="dot ${series[0].tone}"></span>${series[0].label} <strong>${fmt(total0)}</strong> <span class="dot ${series[1].tone}"></span>${series[1].label} <strong>${fmt(total1)}</strong></span></figcaption>
 <div class="chart-plot">
-  <span class="y-max">${fmt(max)}</span>
+  ${empty ? "" : html`<span class="y-max">${fmt(max)}</span>`}
   <svg viewBox="0 0 ${W} ${H}" preserveAspectRatio="none" role="img" aria-label="${title}">${grid}<line class="axis" x1="0" x2="${W}" y1="${H}" y2="${H}"/>${bars}</svg>
   ${empty ? html`<span class="chart-empty">No traffic in this window</span>` : ""}
 </div>
