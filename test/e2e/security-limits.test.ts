@@ -112,6 +112,47 @@ describe("abuse limits", () => {
     }
   }, 60_000);
 
+  test("concurrent downloads per client are capped; a finished download frees its slot", async () => {
+    const big = await (await import("../harness/images.ts")).bigLayer({ seed: "limits-big", sizeMiB: 16 });
+    await upstream.push(big, "library/big:latest");
+    const ferry = await startFerry({ config: `[limits]\nconcurrent_downloads = 2\ntrusted_proxies = ["127.0.0.1/32"]\n${hub()}` });
+    try {
+      const blob = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
+      const url = `${ferry.url}/v2/library/big/blobs/${blob.digest}`;
+      const as = (ip: string, signal?: AbortSignal) => fetch(url, { headers: { "X-Forwarded-For": ip }, signal });
+      await (await as("192.0.2.1")).arrayBuffer(); // warm the cache
+      const holders = [new AbortController(), new AbortController()];
+      const open = await Promise.all(holders.map((c) => as("192.0.2.9", c.signal)));
+      expect(open.map((r) => r.status)).toEqual([200, 200]);
+      const third = await as("192.0.2.9");
+      expect(third.status).toBe(429);
+      expect(third.headers.get("retry-after")).toBe("1");
+      expect((await as("192.0.2.10")).status).toBe(200); // another client is unaffected
+      holders[0]!.abort();
+      await Bun.sleep(200);
+      const again = await as("192.0.2.9");
+      expect(again.status).toBe(200);
+      expect((await again.arrayBuffer()).byteLength).toBe(blob.size);
+      holders[1]!.abort();
+    } finally {
+      await ferry.stop();
+    }
+  }, 60_000);
+
+  test("a blocked User-Agent is turned away with 403", async () => {
+    const ferry = await startFerry({ config: `[limits]\nblock_user_agents = ["masscan", '^Go-http-client/1[.]1$']\n${hub()}` });
+    try {
+      const as = (ua: string) => fetch(`${ferry.url}/v2/library/five/manifests/latest`, { headers: { "User-Agent": ua, Accept: ACCEPT } });
+      const blocked = await as("masscan/1.3 (https://github.com/robertdavidgraham/masscan)");
+      expect(blocked.status).toBe(403);
+      expect(((await blocked.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("DENIED");
+      expect((await as("Go-http-client/1.1")).status).toBe(403);
+      expect((await as("docker/20.10.24 go/go1.19.8")).status).toBe(200);
+    } finally {
+      await ferry.stop();
+    }
+  }, 30_000);
+
   test("max_concurrent caps upstream requests per endpoint", async () => {
     const ferry = await startFerry({ config: hub('max_concurrent = 1\ntimeout = "2s"') });
     try {
