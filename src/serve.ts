@@ -13,7 +13,12 @@ import { S3BlobStore } from "./cache/s3-blob-store.ts";
 import { SharedMetaStore } from "./cache/shared-meta-store.ts";
 import { SqliteMetaStore } from "./cache/sqlite-meta-store.ts";
 import type { Config } from "./config/config.ts";
-import { createLogger } from "./observe/logger.ts";
+import type { Server } from "bun";
+import type { LockService } from "./cache/locks.ts";
+import { createLogger, type Logger } from "./observe/logger.ts";
+import { Metrics } from "./observe/metrics.ts";
+import { TrafficStats } from "./observe/traffic.ts";
+import type { SharedBlobTier } from "./registry/blobs.ts";
 import { Mirror } from "./registry/mirror.ts";
 import { createApp } from "./server/app.ts";
 import { peerAddresses } from "./server/registry-api.ts";
@@ -24,37 +29,60 @@ const DRAIN_TIMEOUT_MS = 30_000;
 export interface RunningServer {
   url: string;
   stop(): Promise<void>;
+  /** Applies a new config without dropping connections (see RESTART_KEYS for what can't change). */
+  reload(config: Config): Promise<void>;
 }
 
+/** What outlives a config reload: the stores, connections and counters. */
+interface Stores {
+  log: Logger;
+  blobStore: FsBlobStore;
+  meta: MetaStore;
+  redis?: SharedRedis;
+  sharedBlobs?: SharedBlobTier;
+  locks?: LockService;
+  metrics: Metrics;
+  traffic: TrafficStats;
+  /** The generation serving now (the gauges read it). */
+  serving?: Mirror;
+}
+
+interface Generation {
+  config: Config;
+  mirror: Mirror;
+  app: ReturnType<typeof createApp>;
+}
+
+/** Keys a reload cannot apply: they need a restart. */
+const RESTART_KEYS: [string, (c: Config) => unknown][] = [
+  ["server.listen", (c) => [c.server.hostname, c.server.port]],
+  ["server.tls_*", (c) => c.server.tls],
+  ["server.idle_timeout", (c) => c.server.idleTimeoutSeconds],
+  ["cache.dir", (c) => c.cache.dir],
+  ["cache.max_size", (c) => c.cache.maxSize],
+  ["redis", (c) => c.redis],
+  ["s3", (c) => c.s3],
+];
+
 export async function serve(config: Config): Promise<RunningServer> {
-  const log = createLogger(config.log.level);
-  await mkdir(config.cache.dir, { recursive: true });
-  const blobStore = new FsBlobStore(config.cache.dir, {
-    maxSize: config.cache.maxSize,
-    onEvict: (r) => log.info({ evictedFiles: r.files, evictedBytes: r.bytes, cacheBytes: r.remaining }, "evicted least recently used blobs (cache.max_size)"),
-  });
-  await blobStore.init();
-  // Embedded by default; Redis and S3 turn the replicas into one mirror. Neither is
-  // contacted before serving: they join (and rejoin) in the background.
-  const localMeta = new SqliteMetaStore(config.cache.dir);
-  const redis = config.redis ? new SharedRedis(config.redis, log) : undefined;
-  // A moment for Redis to connect, so a (re)started replica's first requests use the
-  // shared state; if it is down, ferry starts anyway with per-process state.
-  if (redis && !(await redis.waitReady(2_000))) log.warn("redis not reachable at start-up; starting with per-process state");
-  const meta: MetaStore = redis ? new SharedMetaStore(localMeta, redis) : localMeta;
-  const sharedBlobs = config.s3
-    ? { store: new S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds }
-    : undefined;
-  const mirror = new Mirror(config, meta, blobStore, log, { redis, blobs: sharedBlobs, locks: redis ? new RedisLocks(redis, config.redis!.lockLeaseMs) : undefined });
-  const access = new AccessControl(config, (name) => mirror.upstreamFor(name), config.auth ? { secret: await tokenSecret(config, redis), users: await loadUsers(config) } : undefined, redis);
-  const app = createApp(mirror, access).listen({
+  const stores = await openStores(config);
+  const { log } = stores;
+  let current = await buildGeneration(config, stores);
+  stores.serving = current.mirror;
+  // Both listeners dispatch to the current generation, so a reload is one assignment.
+  const dispatch = (request: Request, srv: Server<undefined>): Response | Promise<Response> => {
+    const peer = srv.requestIP(request)?.address;
+    if (peer) peerAddresses.set(request, peer);
+    return current.app.handle(request);
+  };
+  const server = Bun.serve({
     hostname: config.server.hostname,
     port: config.server.port,
     // Bounds slow-loris clients; long enough for a range a shared download has not reached yet.
     idleTimeout: config.server.idleTimeoutSeconds,
     maxRequestBodySize: 64 * 1024,
+    fetch: dispatch,
   });
-  const server = app.server!;
   const url = `http://${server.hostname}:${server.port}`;
   // HTTPS beside HTTP (a single VPS without a load balancer): the same app, a second listener.
   const tls = config.server.tls;
@@ -65,32 +93,87 @@ export async function serve(config: Config): Promise<RunningServer> {
         tls: { cert: Bun.file(tls.cert), key: Bun.file(tls.key) },
         idleTimeout: config.server.idleTimeoutSeconds,
         maxRequestBodySize: 64 * 1024,
-        fetch(request, srv) {
-          const peer = srv.requestIP(request)?.address;
-          if (peer) peerAddresses.set(request, peer);
-          return app.handle(request);
-        },
+        fetch: dispatch,
       })
     : undefined;
   if (tlsServer) log.info({ listen: `https://${tlsServer.hostname}:${tlsServer.port}` }, "ferry listening (TLS)");
   log.info(
-    { listen: url, cache: config.cache.dir, redis: Boolean(redis), s3: config.s3 ? { bucket: config.s3.bucket, redirect: config.s3.redirect } : false, registries: config.registries.map((r) => r.name) },
+    { listen: url, cache: config.cache.dir, redis: Boolean(stores.redis), s3: config.s3 ? { bucket: config.s3.bucket, redirect: config.s3.redirect } : false, registries: config.registries.map((r) => r.name) },
     "ferry listening",
   );
+
+  const reload = async (next: Config) => {
+    const changed = RESTART_KEYS.filter(([, get]) => !Bun.deepEquals(get(next), get(current.config))).map(([key]) => key);
+    if (changed.length) throw new Error(`these keys changed and need a restart: ${changed.join(", ")}`);
+    const generation = await buildGeneration(next, stores);
+    const previous = current;
+    current = generation;
+    stores.serving = generation.mirror;
+    log.level = next.log.level;
+    // Downloads already running on the previous generation finish on their own.
+    previous.mirror.close();
+    log.info({ registries: next.registries.map((r) => r.name) }, "config reloaded");
+  };
 
   let stopping: Promise<void> | undefined;
   const stop = () =>
     (stopping ??= (async () => {
       log.info("draining: no new connections; waiting for downloads in flight");
       await Promise.all([server.stop(false), tlsServer?.stop(false)]);
-      const downloads = [...mirror.blobs.inFlight.values()].map((d) => d.finished);
+      const downloads = [...current.mirror.blobs.inFlight.values()].map((d) => d.finished);
       await Promise.race([Promise.all(downloads), Bun.sleep(DRAIN_TIMEOUT_MS)]);
-      mirror.close();
-      meta.close();
-      await redis?.close();
+      current.mirror.close();
+      stores.meta.close();
+      await stores.redis?.close();
       log.info("stopped");
     })());
-  return { url, stop };
+  return { url, stop, reload };
+}
+
+async function openStores(config: Config): Promise<Stores> {
+  const log = createLogger(config.log.level);
+  await mkdir(config.cache.dir, { recursive: true });
+  const blobStore = new FsBlobStore(config.cache.dir, {
+    maxSize: config.cache.maxSize,
+    onEvict: (r) => log.info({ evictedFiles: r.files, evictedBytes: r.bytes, cacheBytes: r.remaining }, "evicted least recently used blobs (cache.max_size)"),
+  });
+  await blobStore.init();
+  // Embedded by default; Redis and S3 turn the replicas into one mirror. Neither is
+  // needed to serve: they join (and rejoin) in the background.
+  const localMeta = new SqliteMetaStore(config.cache.dir);
+  const redis = config.redis ? new SharedRedis(config.redis, log) : undefined;
+  // A moment for Redis to connect, so a (re)started replica's first requests use the
+  // shared state; if it is down, ferry starts anyway with per-process state.
+  if (redis && !(await redis.waitReady(2_000))) log.warn("redis not reachable at start-up; starting with per-process state");
+  const stores: Stores = {
+    log,
+    blobStore,
+    meta: redis ? new SharedMetaStore(localMeta, redis) : localMeta,
+    redis,
+    sharedBlobs: config.s3 ? { store: new S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds } : undefined,
+    locks: redis ? new RedisLocks(redis, config.redis!.lockLeaseMs) : undefined,
+    traffic: new TrafficStats(),
+    metrics: new Metrics({
+      inFlightDownloads: () => stores.serving?.blobs.inFlight.size ?? 0,
+      cacheBytes: () => blobStore.usage.size,
+      cacheBlobs: () => blobStore.usage.count,
+      cacheMaxBytes: config.cache.maxSize,
+    }),
+  };
+  return stores;
+}
+
+async function buildGeneration(config: Config, stores: Stores): Promise<Generation> {
+  const mirror = new Mirror(config, stores.meta, stores.blobStore, stores.log, {
+    redis: stores.redis,
+    blobs: stores.sharedBlobs,
+    locks: stores.locks,
+    metrics: stores.metrics,
+    traffic: stores.traffic,
+  });
+  const auth = config.auth ? { secret: await tokenSecret(config, stores.redis), users: await loadUsers(config) } : undefined;
+  const access = new AccessControl(config, (name) => mirror.upstreamFor(name), auth, stores.redis);
+  return { config, mirror, app: createApp(mirror, access) };
 }
 
 async function loadUsers(config: Config): Promise<Htpasswd> {

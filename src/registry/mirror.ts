@@ -23,7 +23,7 @@ export class Mirror {
 
   private readonly sharedHealth: SharedHealth | undefined;
   readonly metrics: Metrics;
-  readonly traffic = new TrafficStats();
+  readonly traffic: TrafficStats;
   readonly redis: SharedRedis | undefined;
   readonly sharedBlobs: SharedBlobTier | undefined;
 
@@ -32,11 +32,12 @@ export class Mirror {
     readonly meta: MetaStore,
     readonly blobStore: FsBlobStore,
     readonly log: Logger,
-    shared: { redis?: SharedRedis; blobs?: SharedBlobTier; locks?: LockService } = {},
+    shared: { redis?: SharedRedis; blobs?: SharedBlobTier; locks?: LockService; metrics?: Metrics; traffic?: TrafficStats } = {},
   ) {
     this.redis = shared.redis;
     this.sharedBlobs = shared.blobs;
-    this.metrics = new Metrics({
+    this.traffic = shared.traffic ?? new TrafficStats();
+    this.metrics = shared.metrics ?? new Metrics({
       inFlightDownloads: () => this.blobs.inFlight.size,
       cacheBytes: () => blobStore.usage.size,
       cacheBlobs: () => blobStore.usage.count,

@@ -16,6 +16,8 @@ export interface FerryProcess {
   pid: number;
   /** Everything ferry logged so far (JSON lines). */
   logs(): string;
+  /** Waits (bounded) until the log contains `text`; access lines are written after the response. */
+  waitForLog(text: string, timeoutMs?: number): Promise<boolean>;
   stop(signal?: NodeJS.Signals): Promise<void>;
 }
 
@@ -74,6 +76,14 @@ export async function startFerry(opts: FerryOptions = {}): Promise<FerryProcess>
       } catch {
         return "";
       }
+    },
+    waitForLog: async (text, timeoutMs = 2_000) => {
+      const deadline = Date.now() + timeoutMs;
+      while (Date.now() < deadline) {
+        if (ferry.logs().includes(text)) return true;
+        await Bun.sleep(25);
+      }
+      return ferry.logs().includes(text);
     },
     stop: async (signal = "SIGTERM") => {
       running.delete(ferry);
