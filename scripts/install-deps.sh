@@ -12,7 +12,7 @@ if [ "${1:-}" = "--test" ]; then
   # The real components the tests run: the upstream registry, clients, Redis, nginx.
   need=()
   for pair in docker-registry:docker-registry skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io \
-              redis-server:redis-server nginx:nginx tinyproxy:tinyproxy shellcheck:shellcheck qemu-aarch64-static:qemu-user-static htpasswd:apache2-utils unshare:util-linux newuidmap:uidmap openssl:openssl; do
+              redis-server:redis-server nginx:nginx tinyproxy:tinyproxy chromium:chromium shellcheck:shellcheck qemu-aarch64-static:qemu-user-static htpasswd:apache2-utils unshare:util-linux newuidmap:uidmap openssl:openssl; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
   done
   if [ ${#need[@]} -gt 0 ]; then

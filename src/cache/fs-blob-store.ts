@@ -56,6 +56,7 @@ export class FsBlobStore implements BlobStore {
   async checkWritable(): Promise<{ ok: boolean; error?: string }> {
     const probe = join(this.tmpDir, `.ready-${process.pid}`);
     try {
+      await mkdir(this.tmpDir, { recursive: true });
       await writeFile(probe, "ok");
       await rm(probe, { force: true });
       return { ok: true };

@@ -60,6 +60,37 @@ export class LruIndex {
     this.total -= size;
   }
 
+  /** What evictTo would remove, without removing it. */
+  planEvictTo(target: number): { files: number; bytes: number } {
+    let total = this.total;
+    let files = 0;
+    let bytes = 0;
+    for (const size of this.entries.values()) {
+      if (total <= target) break;
+      total -= size;
+      files++;
+      bytes += size;
+    }
+    return { files, bytes };
+  }
+
+  /** Deletes (or, dry, counts) files last used before `cutoff` (ms epoch, from mtime). */
+  async evictOlderThan(cutoff: number, dryRun: boolean): Promise<{ files: number; bytes: number }> {
+    let files = 0;
+    let bytes = 0;
+    for (const [path, size] of [...this.entries]) {
+      const s = await stat(path).catch(() => undefined);
+      if (!s || s.mtimeMs >= cutoff) continue;
+      if (!dryRun) {
+        this.remove(path);
+        await rm(path, { force: true });
+      }
+      files++;
+      bytes += size;
+    }
+    return { files, bytes };
+  }
+
   /**
    * Deletes least-recently-used files until the total is at most `target` bytes.
    * A file being served stays readable: Linux keeps an unlinked inode until closed.

@@ -31,6 +31,8 @@ export interface MetaStore {
   putManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void>;
   /** Cached tags of a repository, sorted. */
   listTags(repo: RepositoryRef): Promise<string[]>;
+  /** Every cached manifest (for pruning: what blobs are still referenced). */
+  manifests(): AsyncIterable<RepositoryRef & ManifestRecord>;
   /** Repositories with anything cached, sorted by registry then name. */
   listRepositories(): Promise<RepositoryRef[]>;
   close(): void;

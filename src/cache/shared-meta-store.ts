@@ -68,6 +68,27 @@ export class SharedMetaStore implements MetaStore {
     );
   }
 
+  /** The shared manifests (all replicas'), then the local ones; duplicates are harmless to callers. */
+  async *manifests(): AsyncIterable<RepositoryRef & ManifestRecord> {
+    const prefix = this.redis.key("manifest", "");
+    let cursor = "0";
+    for (let round = 0; round < 100_000; round++) {
+      const page = await this.redis.try((c) => (c as import("ioredis").default).scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500));
+      if (!page) break;
+      cursor = page[0];
+      for (const key of page[1]) {
+        const id = key.slice(prefix.length);
+        const at = id.lastIndexOf("@");
+        const slash = id.indexOf("/");
+        const fields = await this.redis.try((c) => c.hgetallBuffer(key));
+        if (!fields?.body || !fields.mediaType || at < 0 || slash < 0) continue;
+        yield { registry: id.slice(0, slash), repository: id.slice(slash + 1, at), digest: id.slice(at + 1), mediaType: fields.mediaType.toString(), body: new Uint8Array(fields.body) };
+      }
+      if (cursor === "0") break;
+    }
+    yield* this.local.manifests();
+  }
+
   async listTags(repo: RepositoryRef): Promise<string[]> {
     const tags = await this.redis.try((c) => c.smembers(this.redis.key("tags", this.repoId(repo))));
     return tags ? tags.sort() : this.local.listTags(repo);

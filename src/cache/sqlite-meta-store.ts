@@ -73,6 +73,11 @@ export class SqliteMetaStore implements MetaStore {
     this.q.putManifest.run(repo.registry, repo.repository, r.digest, r.mediaType, r.body, Date.now());
   }
 
+  async *manifests(): AsyncIterable<RepositoryRef & ManifestRecord> {
+    const rows = this.db.query<{ registry: string; repository: string; digest: string; media_type: string; body: Uint8Array }, []>("SELECT registry, repository, digest, media_type, body FROM manifests");
+    for (const r of rows.iterate()) yield { registry: r.registry, repository: r.repository, digest: r.digest, mediaType: r.media_type, body: new Uint8Array(r.body) };
+  }
+
   async listTags(repo: RepositoryRef): Promise<string[]> {
     return this.q.listTags.all(repo.registry, repo.repository).map((r) => r.tag);
   }

@@ -54,7 +54,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
           const m = await mirror.manifests.get({ repo, reference: api.reference, accept, method, credentials });
           annotate(request, { cache: m.cache });
           mirror.metrics.cacheResults.inc({ kind: "manifest", result: m.cache, tier: m.cache === "miss" || m.cache === "bypass" ? "upstream" : "local" });
-          return manifestResponse(m, method, extra);
+          return manifestResponse(m, method, { ...extra, "X-Ferry-Cache": m.cache });
         }
         case "blob": {
           const limits = method === "GET" ? await access.admitDownload(client) : undefined;
@@ -62,7 +62,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
           annotate(request, { cache: b.cache });
           const bytes = recordBlob(mirror, b, method);
           limits?.addBytes(bytes);
-          return blobResponse(limits?.wrap ? trackedBody(b, limits.wrap) : b, extra);
+          return blobResponse(limits?.wrap ? trackedBody(b, limits.wrap) : b, { ...extra, "X-Ferry-Cache": b.cache });
         }
         case "tags":
           return await tagList(mirror, routed, api.name, url, method, extra);

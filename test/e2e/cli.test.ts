@@ -1,0 +1,197 @@
+// Issue 6, the command line: check, warm, prune and SIGHUP reload, run as real processes
+// against a real upstream, Redis and S3.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { PutObjectCommand } from "@aws-sdk/client-s3";
+import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { fiveLayer, multiArch, type BuiltImage } from "../harness/images.ts";
+import { freePort } from "../harness/proc.ts";
+import { startRedis, type RedisServer } from "../harness/redis.ts";
+import { startS3, type S3Server } from "../harness/s3.ts";
+import { startUpstream, type Upstream } from "../harness/upstream.ts";
+
+const ROOT = resolve(import.meta.dir, "../..");
+const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
+let upstream: Upstream;
+let redis: RedisServer;
+let s3: S3Server;
+let five: BuiltImage;
+let multi: BuiltImage;
+const scratch = mkdtempSync(join(tmpdir(), "ferry-cli-"));
+const OTHERS_OFF = ["ghcr.io", "gcr.io", "k8s.gcr.io", "registry.k8s.io", "quay.io", "mcr.microsoft.com", "docker.elastic.co", "nvcr.io"].map((n) => `[[registry]]\nname = "${n}"\nenabled = false`).join("\n");
+
+async function ferryCli(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/main.ts"), ...args], { stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  clearTimeout(timer);
+  return { code: await proc.exited, stdout, stderr };
+}
+
+function writeConfig(name: string, body: string): string {
+  const path = join(scratch, name);
+  writeFileSync(path, body);
+  return path;
+}
+
+beforeAll(async () => {
+  [upstream, redis, s3] = await Promise.all([startUpstream(), startRedis(), startS3({ bucket: "cli" })]);
+  five = await fiveLayer({ seed: "cli" });
+  multi = await multiArch({ seed: "cli" });
+  await upstream.push(five, "library/five:latest");
+  await upstream.push(multi, "library/multi:latest");
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all([upstream?.stop(), redis?.dispose(), s3?.stop()]);
+  rmSync(scratch, { recursive: true, force: true });
+});
+
+describe("ferry check", () => {
+  test("every probe passes: cache dir, Redis, S3, each endpoint", async () => {
+    const config = writeConfig(
+      "check-ok.toml",
+      `[cache]\ndir = "${join(scratch, "check-cache")}"\n[redis]\nurl = "${redis.url}"\n[s3]\nendpoint = "${s3.endpoint}"\nbucket = "${s3.bucket}"\naccess_key_id = "${s3.accessKeyId}"\nsecret_access_key = "${s3.secretAccessKey}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\n${OTHERS_OFF}\n`,
+    );
+    const r = await ferryCli(["check", "--config", config]);
+    expect(r.stdout).toMatch(/^cache\s+\S+\s+ok\s+writable$/m);
+    expect(r.stdout).toMatch(/^redis\s+redis:\/\/127\.0\.0\.1:\d+\s+ok\s+PING/m);
+    expect(r.stdout).toMatch(/^s3\s+.*bucket cli\s+ok/m);
+    expect(r.stdout).toMatch(new RegExp(`^registry docker.io\\s+${upstream.url.replace(/[.]/g, "\\.")}\\s+ok`, "m"));
+    expect(r.stdout).toContain("all 4 checks passed");
+    expect(r.code).toBe(0);
+  }, 30_000);
+
+  test("failures are named and the exit code says so; an invalid config is exit 2 naming the key", async () => {
+    const closed = await freePort();
+    const config = writeConfig("check-bad.toml", `[cache]\ndir = "${join(scratch, "check-cache")}"\n[redis]\nurl = "redis://127.0.0.1:${closed}"\n[[registry]]\nname = "docker.io"\nendpoints = ["http://127.0.0.1:${closed}", "${upstream.url}"]\n${OTHERS_OFF}\n`);
+    const r = await ferryCli(["check", "--config", config]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/^redis\s+\S+\s+FAIL/m);
+    expect(r.stdout).toMatch(new RegExp(`^registry docker.io\\s+http://127\\.0\\.0\\.1:${closed}\\s+FAIL`, "m"));
+    expect(r.stdout).toContain("2 of 4 checks failed");
+    const invalid = await ferryCli(["check", "--config", writeConfig("check-invalid.toml", `[cache]\nmax_size = "a lot"\n`)]);
+    expect(invalid.code).toBe(2);
+    expect(invalid.stderr).toContain("cache.max_size");
+  }, 30_000);
+});
+
+describe("ferry warm and prune", () => {
+  let ferry: FerryProcess;
+  let config: string;
+
+  beforeAll(async () => {
+    ferry = await startFerry({ config: `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${OTHERS_OFF}` });
+    config = writeConfig("warm.toml", `[server]\nlisten = "${ferry.host}"\n[cache]\ndir = "${ferry.cacheDir}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\n${OTHERS_OFF}\n`);
+  }, 30_000);
+  afterAll(async () => {
+    await ferry?.stop();
+  });
+
+  test("warm pre-fetches every blob (one platform when asked); later pulls are cache hits", async () => {
+    upstream.clearLog();
+    const list = writeConfig("images.txt", "# warm these\nfive\n");
+    const r = await ferryCli(["warm", "--config", config, "--file", list, "docker.io/library/multi:latest", "--platform", "linux/arm64/v8"]);
+    expect({ code: r.code, err: r.stderr }).toEqual({ code: 0, err: "" });
+    expect(r.stdout).toMatch(/✔ five: 6 blobs/);
+    expect(r.stdout).toMatch(/✔ docker.io\/library\/multi:latest: 2 blobs/); // arm64: one layer + config
+    expect(r.stdout).toContain("2 of 2 images warmed");
+    for (const b of five.blobs) expect(upstream.count({ server: "cdn", method: "GET", pathIncludes: b.digest.slice(7) })).toBe(1);
+    const amd64 = multi.manifests.find((m) => m.platform?.architecture === "amd64")!;
+    expect(upstream.count({ server: "cdn", pathIncludes: amd64.layers[0]!.digest.slice(7) })).toBe(0);
+    for (const b of five.blobs) {
+      const hit = await fetch(`${ferry.url}/v2/library/five/blobs/${b.digest}`);
+      expect(hit.headers.get("x-ferry-cache")).toBe("hit");
+      await hit.arrayBuffer();
+    }
+    const again = await ferryCli(["warm", "--config", config, "five"]);
+    expect(again.stdout).toContain("0 fetched upstream");
+    const missing = await ferryCli(["warm", "--config", config, "library/nope:1"]);
+    expect(missing.code).toBe(1);
+    expect(missing.stdout).toMatch(/✘ library\/nope:1: manifest .* HTTP 404/);
+  }, 60_000);
+
+  test("prune trims the local tier by size and by age, and --dry-run changes nothing", async () => {
+    const total = five.blobs.reduce((s, b) => s + b.size, 0);
+    const dry = await ferryCli(["prune", "--config", config, "--max-size", "0", "--dry-run"]);
+    expect(dry.stdout).toMatch(/would remove \d+ blobs/);
+    for (const b of five.blobs) expect(existsSync(join(ferry.cacheDir, "blobs/docker.io/sha256", b.digest.slice(7, 9), b.digest.slice(7)))).toBe(true);
+    const bySize = await ferryCli(["prune", "--config", config, "--max-size", String(Math.floor(total / 2))]);
+    expect(bySize.code).toBe(0);
+    expect(bySize.stdout).toMatch(/removed [1-9]\d* blobs .* to fit/);
+    await Bun.sleep(1_100);
+    const byAge = await ferryCli(["prune", "--config", config, "--older-than", "1s"]);
+    expect(byAge.stdout).toMatch(/removed [1-9]\d* blobs/);
+    const left = five.blobs.filter((b) => existsSync(join(ferry.cacheDir, "blobs/docker.io/sha256", b.digest.slice(7, 9), b.digest.slice(7))));
+    expect(left).toEqual([]);
+    // The running ferry takes a pruned blob as a miss and fetches it again.
+    const refetched = await fetch(`${ferry.url}/v2/library/five/blobs/${five.blobs[0]!.digest}`);
+    expect(refetched.status).toBe(200);
+    await refetched.arrayBuffer();
+  }, 60_000);
+
+  test("prune --s3-orphans removes shared blobs no manifest refers to, and keeps the rest", async () => {
+    const shared = `[redis]\nurl = "${redis.url}"\n[s3]\nendpoint = "${s3.endpoint}"\nbucket = "${s3.bucket}"\naccess_key_id = "${s3.accessKeyId}"\nsecret_access_key = "${s3.secretAccessKey}"\n`;
+    const replica = await startFerry({ config: `${shared}[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${OTHERS_OFF}` });
+    try {
+      await fetch(`${replica.url}/v2/library/five/manifests/latest`, { headers: { Accept: ACCEPT } }).then((r) => r.arrayBuffer());
+      for (const b of five.blobs) await fetch(`${replica.url}/v2/library/five/blobs/${b.digest}`).then((r) => r.arrayBuffer());
+      const orphan = `blobs/docker.io/sha256/ab/${"ab".repeat(32)}`;
+      await s3.client().send(new PutObjectCommand({ Bucket: s3.bucket, Key: orphan, Body: "left behind" }));
+      const cfg = writeConfig("prune-s3.toml", `[cache]\ndir = "${replica.cacheDir}"\n${shared}`);
+      const r = await ferryCli(["prune", "--config", cfg, "--s3-orphans", "--grace", "0s"]);
+      expect({ code: r.code, err: r.stderr }).toEqual({ code: 0, err: "" });
+      expect(r.stdout).toMatch(/s3: removed 1 orphaned blobs .*kept 6/);
+      const keys = await s3.listKeys();
+      expect(keys).not.toContain(orphan);
+      expect(keys.length).toBe(five.blobs.length);
+    } finally {
+      await replica.stop();
+    }
+  }, 60_000);
+});
+
+describe("SIGHUP", () => {
+  test("reloads the config without dropping connections; a bad config keeps the old one", async () => {
+    const port = await freePort();
+    const dir = mkdtempSync(join(scratch, "hup-"));
+    const configPath = join(dir, "config.toml");
+    const base = `[server]\nlisten = "127.0.0.1:${port}"\n[cache]\ndir = "${join(dir, "data")}"\n`;
+    const hub = (extra: string) => `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${extra}\n${OTHERS_OFF}\n`;
+    writeFileSync(configPath, base + hub(""));
+    const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/main.ts"), "serve", "--config", configPath], { stdout: "pipe", stderr: "pipe" });
+    const url = `http://127.0.0.1:${port}`;
+    try {
+      for (let i = 0; i < 100 && !(await fetch(`${url}/healthz`).then(() => true, () => false)); i++) await Bun.sleep(50);
+      expect((await fetch(`${url}/v2/library/five/manifests/latest`, { headers: { Accept: ACCEPT } })).status).toBe(200);
+      // A slow download in progress survives the reload.
+      const big = fetch(`${url}/v2/library/five/blobs/${five.blobs[0]!.digest}`);
+      writeFileSync(configPath, base + hub('deny = ["library/five"]'));
+      proc.kill("SIGHUP");
+      let status = 200;
+      for (let i = 0; i < 40 && status === 200; i++) {
+        await Bun.sleep(50);
+        status = (await fetch(`${url}/v2/library/five/manifests/latest`)).status;
+      }
+      expect(status).toBe(403);
+      expect((await big).status).toBe(200);
+      // An invalid config, and one that changes a restart-only key, are refused.
+      writeFileSync(configPath, base + hub('deny = ["library/five"]') + "[cache\n");
+      proc.kill("SIGHUP");
+      await Bun.sleep(300);
+      writeFileSync(configPath, base.replace(`dir = "${join(dir, "data")}"`, `dir = "${join(dir, "elsewhere")}"`) + hub(""));
+      proc.kill("SIGHUP");
+      await Bun.sleep(300);
+      expect((await fetch(`${url}/v2/library/five/manifests/latest`)).status).toBe(403);
+    } finally {
+      proc.kill("SIGTERM");
+      await proc.exited;
+    }
+    const logs = await new Response(proc.stdout).text();
+    expect(logs).toContain("config reloaded");
+    expect(logs).toContain("not valid TOML");
+    expect(logs).toContain("need a restart: cache.dir");
+  }, 60_000);
+});
