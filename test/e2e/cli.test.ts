@@ -195,3 +195,35 @@ describe("SIGHUP", () => {
     expect(logs).toContain("need a restart: cache.dir");
   }, 60_000);
 });
+
+describe("SIGTERM", () => {
+  test("drains: the download in flight finishes, new connections are refused, the lease is released", async () => {
+    const big = await (await import("../harness/images.ts")).bigLayer({ seed: "drain", sizeMiB: 40 });
+    await upstream.push(big, "library/drain:latest");
+    const ferry = await startFerry({ config: `[redis]\nurl = "${redis.url}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\nstall_timeout = "2s"\n${OTHERS_OFF}` });
+    const blob = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
+    // Slow the upstream body so the download is surely in flight when SIGTERM arrives.
+    await upstream.setFault({ kind: "stall", afterBytes: 4 * 1024 * 1024, times: 1, match: new RegExp(blob.digest.slice(7)) });
+    const response = await fetch(`${ferry.url}/v2/library/drain/blobs/${blob.digest}`);
+    const reading = response.arrayBuffer();
+    await Bun.sleep(300);
+    await upstream.setFault(null);
+    process.kill(ferry.pid, "SIGTERM");
+    await Bun.sleep(100);
+    const refused = await fetch(`${ferry.url}/healthz`).then(
+      () => "answered",
+      () => "refused",
+    );
+    expect(refused).toBe("refused");
+    const bytes = await reading;
+    expect(bytes.byteLength).toBe(blob.size);
+    expect(`sha256:${new Bun.CryptoHasher("sha256").update(new Uint8Array(bytes)).digest("hex")}`).toBe(blob.digest);
+    expect(await ferry.waitForLog('"msg":"stopped"', 40_000)).toBe(true);
+    const Redis = (await import("ioredis")).default;
+    const client = new Redis(redis.url, { lazyConnect: true });
+    await client.connect();
+    expect(await client.keys("ferry:lock:*")).toEqual([]);
+    client.disconnect();
+    await ferry.stop();
+  }, 90_000);
+});
