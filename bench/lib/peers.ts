@@ -1,0 +1,239 @@
+// The servers under test, each a real process on loopback, stopped by PID:
+//   ferry          dist/ferry (what users run) or `bun src/main.ts serve`
+//   distribution   Debian's docker-registry 2.8 in proxy (pull-through cache) mode
+//   nginx          Debian's nginx serving a cached file statically with sendfile
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { startNginx, type NginxProcess } from "../../test/harness/nginx.ts";
+import { freePort, killPid, spawnDaemon, tailFile, type Daemon } from "../../test/harness/proc.ts";
+
+export const ROOT = resolve(import.meta.dir, "../..");
+export const BUN = join(ROOT, "node_modules/.bin/bun");
+export const FERRY_BIN = join(ROOT, "dist/ferry");
+
+export interface Peer {
+  name: string;
+  url: string;
+  pid: number;
+  dir: string;
+  stop(): Promise<void>;
+}
+
+/** Peak resident set (VmHWM) of a live process, in MiB; undefined when it is gone. */
+export function peakRssMiB(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = Number(/^VmHWM:\s+(\d+) kB/m.exec(status)?.[1]);
+    return Number.isFinite(kb) ? kb / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export function currentRssMiB(pid: number): number | undefined {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, "utf8");
+    const kb = Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1]);
+    return Number.isFinite(kb) ? kb / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Poll `url` until it answers 200; bounded by attempts and time. */
+export async function waitReady(url: string, alive: () => boolean, timeoutMs = 15_000, intervalMs = 2): Promise<number> {
+  const t0 = performance.now();
+  const deadline = t0 + timeoutMs;
+  for (let i = 0; performance.now() < deadline && i < timeoutMs / Math.max(intervalMs, 1) + 1000; i++) {
+    if (!alive()) throw new Error(`process died before answering ${url}`);
+    const ok = await fetch(url, { signal: AbortSignal.timeout(1000) }).then(
+      async (r) => {
+        await r.body?.cancel();
+        return r.status === 200;
+      },
+      () => false,
+    );
+    if (ok) return performance.now() - t0;
+    await Bun.sleep(intervalMs);
+  }
+  throw new Error(`${url} did not answer within ${timeoutMs} ms`);
+}
+
+export interface FerryOptions {
+  upstreamUrl: string;
+  /** Reuse a cache dir (warm); default a fresh one inside the peer's dir. */
+  cacheDir?: string;
+  tagTtl: string;
+  binary: boolean;
+  logLevel?: string;
+  /** Egress HTTP proxy for the upstream (the bandwidth-limited link of scenario 4b). */
+  proxy?: string;
+}
+
+export function ferryConfig(port: number, cacheDir: string, opts: FerryOptions): string {
+  return [
+    "[server]",
+    `listen = "127.0.0.1:${port}"`,
+    "[cache]",
+    `dir = ${JSON.stringify(cacheDir)}`,
+    `tag_ttl = "${opts.tagTtl}"`,
+    "[log]",
+    `level = "${opts.logLevel ?? "info"}"`,
+    "[[registry]]",
+    'name = "docker.io"',
+    `endpoints = [${JSON.stringify(opts.upstreamUrl)}]`,
+    "allow_private_redirects = true",
+    ...(opts.proxy ? [`proxy = ${JSON.stringify(opts.proxy)}`] : []),
+    "",
+  ].join("\n");
+}
+
+export function ferryCommand(binary: boolean): string[] {
+  return binary ? [FERRY_BIN] : [BUN, join(ROOT, "src/main.ts")];
+}
+
+export async function startFerryPeer(opts: FerryOptions): Promise<Peer & { cacheDir: string; startupMs: number; logFile: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "ferry-bench-ferry-"));
+  const cacheDir = opts.cacheDir ?? join(dir, "data");
+  const port = await freePort();
+  const configPath = join(dir, "config.toml");
+  writeFileSync(configPath, ferryConfig(port, cacheDir, opts));
+  const logFile = join(dir, "ferry.log");
+  const daemon = spawnDaemon([...ferryCommand(opts.binary), "serve", "--config", configPath], { logFile, cwd: dir });
+  const url = `http://127.0.0.1:${port}`;
+  let startupMs: number;
+  try {
+    startupMs = await waitReady(`${url}/v2/`, () => daemon.alive(), 20_000, 5);
+  } catch (e) {
+    await daemon.stop(1000);
+    throw new Error(`ferry did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
+  }
+  return {
+    name: "ferry",
+    url,
+    pid: daemon.pid,
+    dir,
+    cacheDir,
+    startupMs,
+    logFile,
+    stop: async () => {
+      await daemon.stop(10_000);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * distribution 2.8 as a pull-through cache of the upstream front. It needs no
+ * credentials for library/* against the token-auth upstream: its proxy pings /v2/,
+ * takes the Bearer challenge and fetches anonymous pull tokens (username/password
+ * would only be needed for private repositories). Like ferry, it follows the front's
+ * 307 to the CDN itself. It asks upstream on every tag request (proxy manifests by
+ * tag are never served from its cache without a remote check).
+ */
+export async function startDistributionProxy(remoteUrl: string): Promise<Peer & { dataDir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "ferry-bench-dist-"));
+  const dataDir = join(dir, "data");
+  mkdirSync(dataDir);
+  const port = await freePort();
+  const configPath = join(dir, "config.yml");
+  writeFileSync(
+    configPath,
+    `version: 0.1
+log:
+  level: warn
+  formatter: text
+  accesslog:
+    disabled: true
+storage:
+  filesystem:
+    rootdirectory: ${JSON.stringify(dataDir)}
+  delete:
+    enabled: false
+  maintenance:
+    uploadpurging:
+      enabled: false
+http:
+  addr: 127.0.0.1:${port}
+  secret: ferry-bench-secret
+proxy:
+  remoteurl: ${JSON.stringify(remoteUrl)}
+health:
+  storagedriver:
+    enabled: false
+`,
+  );
+  const logFile = join(dir, "registry.log");
+  const daemon: Daemon = spawnDaemon(["docker-registry", "serve", configPath], { logFile });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitReady(`${url}/v2/`, () => daemon.alive(), 20_000, 20);
+  } catch (e) {
+    await daemon.stop(1000);
+    throw new Error(`docker-registry (proxy) did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
+  }
+  return {
+    name: "distribution",
+    url,
+    pid: daemon.pid,
+    dir,
+    dataDir,
+    stop: async () => {
+      await daemon.stop(5_000);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** nginx (one worker, like ferry's one event loop) serving files with sendfile on. */
+export async function startNginxStatic(files: { path: string; file: string; contentType: string }[]): Promise<Peer> {
+  const port = await freePort();
+  for (const f of files) if (!existsSync(f.file)) throw new Error(`nginx: no such file ${f.file}`);
+  const locations = files
+    .map((f) => `    location = ${f.path} { alias ${f.file}; default_type ${f.contentType}; }`)
+    .join("\n");
+  const nginx: NginxProcess = await startNginx(
+    `
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 100000;
+  server {
+    listen 127.0.0.1:${port};
+${locations}
+  }`,
+    [port],
+  );
+  return {
+    name: "nginx",
+    url: `http://127.0.0.1:${port}`,
+    pid: nginx.pid,
+    dir: nginx.dir,
+    stop: () => nginx.stop(),
+  };
+}
+
+/** Find a cached blob file by its hex digest under a directory (bounded walk). */
+export function findFile(root: string, name: string, maxEntries = 100_000): string | undefined {
+  const { readdirSync } = require("node:fs") as typeof import("node:fs");
+  const stack = [root];
+  let seen = 0;
+  while (stack.length && seen < maxEntries) {
+    const dir = stack.pop()!;
+    let entries: import("node:fs").Dirent[];
+    try {
+      entries = readdirSync(dir, { withFileTypes: true });
+    } catch {
+      continue;
+    }
+    for (const e of entries) {
+      seen++;
+      const p = join(dir, e.name);
+      if (e.isDirectory()) stack.push(p);
+      else if (e.name === name || (e.name === "data" && dir.endsWith(name))) return p;
+    }
+  }
+  return undefined;
+}
+
+export { killPid };

@@ -1,0 +1,700 @@
+// ferry's benchmark suite (issue 7): `npm run bench [-- --quick] [-- --check]`.
+//
+// Starts, on loopback only: the Docker-Hub-like upstream of the test harness
+// (distribution 2.8 + token server + front that 307s blob GETs to a CDN port), ferry
+// (dist/ferry, built if missing or older than src/), distribution 2.8 in proxy mode, and
+// nginx serving ferry's cached blob file with sendfile. Each scenario runs against each
+// peer in alternating order for several rounds; medians go into a table of absolute
+// figures and ferry/peer ratios, written to bench/results/latest.{json,md}.
+//
+// Options: --quick (small sizes, 1 round), --check (exit 1 when a target is missed),
+// --rounds N, --source (run `bun src/main.ts` instead of the binary), --only 1,3,7,
+// --render (re-render latest.md from latest.json).
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpus, release, tmpdir, totalmem } from "node:os";
+import { join } from "node:path";
+import { bigLayer, fiveLayer, multiArch, type BuiltImage } from "../test/harness/images.ts";
+import { startUpstream, type LogFilter, type Upstream } from "../test/harness/upstream.ts";
+import type { ClientResult, ClientSpec, GetResult } from "./lib/client.ts";
+import { currentRssMiB, FERRY_BIN, ferryCommand, ferryConfig, findFile, peakRssMiB, ROOT, BUN, startDistributionProxy, startFerryPeer, startNginxStatic, type Peer } from "./lib/peers.ts";
+import { pull, RegistryClient, MANIFEST_ACCEPT, type PullResult } from "./lib/registry-client.ts";
+import { max, median, renderMarkdown, terminalTable, type ResultsJson, type Row } from "./lib/report.ts";
+import { startThrottleProxy } from "./lib/throttle-proxy.ts";
+import { runWrk, type WrkResult } from "./lib/wrk.ts";
+import { freePort, onExit } from "../test/harness/proc.ts";
+
+// --- options -------------------------------------------------------------------------
+
+const argv = process.argv.slice(2);
+const flag = (name: string) => argv.includes(name);
+const option = (name: string) => {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const QUICK = flag("--quick");
+const CHECK = flag("--check");
+const SOURCE = flag("--source");
+const ONLY = new Set((option("--only") ?? "1,2,3,4,5,6,7").split(",").map((s) => s.trim()));
+const P = {
+  blobMiB: QUICK ? 32 : 300,
+  rounds: Number(option("--rounds") ?? (QUICK ? 1 : 3)),
+  wrkSeconds: QUICK ? 3 : 10,
+  wrkConnections: 64,
+  manyClients: 16,
+  singleRepeat: QUICK ? 3 : 5,
+  fanClients: 32,
+  /** Scenario 4b: the upstream link's bandwidth (a fast internet link: 400 Mbit/s). */
+  linkMiBps: 50,
+  startupRuns: QUICK ? 5 : 15,
+  economyImages: 10,
+};
+const RESULTS_DIR = join(ROOT, "bench/results");
+
+// --render: rewrite latest.md (and print the table) from latest.json, without running.
+if (flag("--render")) {
+  const j = (await Bun.file(join(RESULTS_DIR, "latest.json")).json()) as ResultsJson;
+  writeFileSync(join(RESULTS_DIR, "latest.md"), renderMarkdown(j));
+  console.log(terminalTable(j.rows));
+  process.exit(CHECK && j.rows.some((r) => r.pass === false) ? 1 : 0);
+}
+const log = (...a: unknown[]) => console.error(`[bench ${new Date().toISOString().slice(11, 19)}]`, ...a);
+
+// --- helpers -------------------------------------------------------------------------
+
+async function client<T extends ClientResult>(spec: ClientSpec, timeoutMs = 600_000): Promise<T> {
+  const proc = Bun.spawn([BUN, join(import.meta.dir, "lib/client.ts"), JSON.stringify(spec)], { stdout: "pipe", stderr: "pipe" });
+  const killer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [out, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+  clearTimeout(killer);
+  const line = out.trim().split("\n").pop() ?? "";
+  let parsed: (T & { error?: undefined }) | { error: string };
+  try {
+    parsed = JSON.parse(line);
+  } catch {
+    throw new Error(`client exited ${code} without a result: ${err.slice(-2000)}`);
+  }
+  if ("error" in parsed && parsed.error) throw new Error(`client: ${parsed.error}`);
+  return parsed as T;
+}
+
+async function getBlob(url: string, concurrency: number, expectBytes: number, repeat = 1): Promise<GetResult> {
+  const r = await client<GetResult>({ mode: "get", url, concurrency, expectBytes, repeat });
+  if (r.errors.length) throw new Error(`GET ${url} ×${concurrency}: ${[...new Set(r.errors)].join("; ")}`);
+  return r;
+}
+
+/** CPU seconds (user + system) a process has used so far. */
+function cpuSeconds(pid: number): number | undefined {
+  try {
+    const stat = require("node:fs").readFileSync(`/proc/${pid}/stat`, "utf8") as string;
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return (Number(fields[11]) + Number(fields[12])) / 100; // utime, stime in clock ticks (USER_HZ 100)
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whole-machine CPU counters from /proc/stat (idle includes iowait). */
+function cpuTimes(): { idle: number; total: number } {
+  const line = (require("node:fs").readFileSync("/proc/stat", "utf8") as string).split("\n")[0]!;
+  const v = line.trim().split(/\s+/).slice(1).map(Number);
+  return { idle: (v[3] ?? 0) + (v[4] ?? 0), total: v.reduce((a, b) => a + b, 0) };
+}
+
+/** Share of the machine's CPU that was busy over `ms` (0..1). */
+async function machineBusy(ms = 300): Promise<number> {
+  const a = cpuTimes();
+  await Bun.sleep(ms);
+  const b = cpuTimes();
+  return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : 0;
+}
+
+/**
+ * Before each measured run: wait (at most QUIET_MAX_WAIT_MS) until the machine is
+ * nearly idle, so that other work on it (another build or test run, our own page
+ * cache writeback) does not land in a measurement. What was seen is recorded.
+ */
+const QUIET_BUSY = 0.2;
+const QUIET_MAX_WAIT_MS = 15_000;
+const background: number[] = [];
+async function waitQuiet(): Promise<void> {
+  const deadline = performance.now() + QUIET_MAX_WAIT_MS;
+  let busy = await machineBusy();
+  for (let i = 0; busy > QUIET_BUSY && performance.now() < deadline && i < 100; i++) {
+    await Bun.sleep(200);
+    busy = await machineBusy();
+  }
+  background.push(busy);
+}
+
+/** Peers in a different order each round (ferry first, then after the others, …). */
+function rotate<T>(xs: T[], round: number): T[] {
+  const k = round % xs.length;
+  return [...xs.slice(k), ...xs.slice(0, k)];
+}
+
+function blobUrl(base: string, repo: string, digest: string): string {
+  return `${base}/v2/${repo}/blobs/${digest}`;
+}
+
+function ensureBinary(): { command: string[]; kind: string } {
+  if (SOURCE) return { command: ferryCommand(false), kind: "bun src/main.ts serve (--source)" };
+  const newestSrc = newestMtime(join(ROOT, "src"));
+  const binTime = existsSync(FERRY_BIN) ? statSync(FERRY_BIN).mtimeMs : 0;
+  if (binTime < newestSrc) {
+    log(existsSync(FERRY_BIN) ? "dist/ferry is older than src/: npm run build" : "no dist/ferry: npm run build");
+    const b = Bun.spawnSync(["npm", "run", "build"], { cwd: ROOT, stdout: "pipe", stderr: "pipe", timeout: 300_000 });
+    if (b.exitCode !== 0) {
+      const why = b.stderr.toString().slice(-1500);
+      if (existsSync(FERRY_BIN)) {
+        log(`build failed; benchmarking the existing (older) dist/ferry:\n${why}`);
+        return { command: ferryCommand(true), kind: "dist/ferry (stale: build failed)" };
+      }
+      log(`build failed; falling back to bun src/main.ts:\n${why}`);
+      return { command: ferryCommand(false), kind: "bun src/main.ts serve (build failed)" };
+    }
+  }
+  return { command: ferryCommand(true), kind: "dist/ferry (bun build --compile)" };
+}
+
+function newestMtime(dir: string, depth = 0): number {
+  let newest = 0;
+  if (depth > 8) return newest;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = join(dir, e.name);
+    newest = Math.max(newest, e.isDirectory() ? newestMtime(p, depth + 1) : statSync(p).mtimeMs);
+  }
+  return newest;
+}
+
+async function commandOutput(cmd: string[]): Promise<string> {
+  try {
+    const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", timeout: 10_000 });
+    return (p.stdout.toString() + p.stderr.toString()).trim();
+  } catch {
+    return "";
+  }
+}
+
+// --- the run -------------------------------------------------------------------------
+
+const rows: Row[] = [];
+const raw: Record<string, unknown> = {};
+const started = new Date();
+const work = mkdtempSync(join(tmpdir(), "ferry-bench-"));
+onExit(() => rmSync(work, { recursive: true, force: true })); // also on Ctrl-C (daemons are killed by the harness)
+const peers = new Set<{ stop(): Promise<void> }>();
+let upstream: Upstream | undefined;
+const ferryMode = ensureBinary();
+const useBinary = ferryMode.command[0] === FERRY_BIN;
+
+async function withPeer<T extends { stop(): Promise<void> }, R>(start: Promise<T>, body: (p: T) => Promise<R>): Promise<R> {
+  const p = await start;
+  peers.add(p);
+  try {
+    return await body(p);
+  } finally {
+    peers.delete(p);
+    await p.stop();
+  }
+}
+
+const ferryOpts = (extra: { cacheDir?: string; proxy?: string } = {}) => ({ upstreamUrl: upstream!.url, tagTtl: "1h", binary: useBinary, ...extra });
+
+async function main(): Promise<void> {
+  log(`ferry: ${ferryMode.kind}; ${QUICK ? "quick" : "full"} run, ${P.rounds} round(s), blobs ${P.blobMiB} MiB; work dir ${work}`);
+  upstream = await startUpstream();
+  const up = upstream;
+  log(`upstream front ${up.url}, CDN ${up.cdnUrl}`);
+
+  // Images: one big single-layer image, and 10 small ones (5 docker schema2, 5 OCI indexes).
+  log(`building and pushing a ${P.blobMiB} MiB single-layer image`);
+  const big = await bigLayer({ sizeMiB: P.blobMiB, seed: "ferry-bench" });
+  const bigRepo = "library/bench-big";
+  await up.push(big, `${bigRepo}:latest`);
+  const layer = big.manifests[0]!.layers[0]!;
+  const need = ONLY.has("5");
+  const economy: { image: BuiltImage; repo: string }[] = [];
+  if (need) {
+    log(`building and pushing ${P.economyImages} small images`);
+    for (let i = 0; i < P.economyImages; i++) {
+      const image = i % 2 === 0 ? await fiveLayer({ seed: `bench-${i}` }) : await multiArch({ seed: `bench-${i}` });
+      const repo = `library/bench-small-${i}`;
+      await up.push(image, `${repo}:latest`);
+      economy.push({ image, repo });
+    }
+  }
+
+  // Warm state: ferry's cache and distribution's storage after one full pull each.
+  const warmCache = join(work, "ferry-warm");
+  log("warming ferry's cache (one full pull)");
+  await withPeer(startFerryPeer(ferryOpts({ cacheDir: warmCache })), async (f) => {
+    await pull(new RegistryClient(f.url), bigRepo, "latest");
+  });
+  const cachedFile = findFile(join(warmCache), layer.digest.slice(7));
+  if (!cachedFile || statSync(cachedFile).size !== layer.size) throw new Error(`cached blob not found under ${warmCache}`);
+  const manifestFile = join(work, "manifest.json");
+  {
+    const r = await fetch(`${up.registryUrl}/v2/${bigRepo}/manifests/latest`, {
+      headers: { authorization: `Bearer ${await up.token(`repository:${bigRepo}:pull`)}`, accept: MANIFEST_ACCEPT },
+    });
+    writeFileSync(manifestFile, new Uint8Array(await r.arrayBuffer()));
+  }
+  const nginx = await startNginxStatic([
+    { path: "/blob", file: cachedFile, contentType: "application/octet-stream" },
+    { path: "/manifest", file: manifestFile, contentType: big.mediaType },
+  ]);
+  peers.add(nginx);
+  log("warming distribution (proxy) storage (one full pull)");
+  const dist = await startDistributionProxy(up.url);
+  peers.add(dist);
+  await pull(new RegistryClient(dist.url), bigRepo, "latest");
+
+  const memory: { scenario: string; peakMiB: number }[] = [];
+
+  // 1. Warm blob throughput ---------------------------------------------------------
+  if (ONLY.has("1") || ONLY.has("6")) {
+    log(`1. warm blob ${P.blobMiB} MiB, 1 and ${P.manyClients} clients`);
+    await withPeer(startFerryPeer(ferryOpts({ cacheDir: warmCache })), async (ferry) => {
+      const targets: Record<string, string> = {
+        ferry: blobUrl(ferry.url, bigRepo, layer.digest),
+        nginx: `${nginx.url}/blob`,
+        distribution: blobUrl(dist.url, bigRepo, layer.digest),
+      };
+      const cpu0 = cpuSeconds(ferry.pid);
+      const runs: Record<string, Record<string, number[]>> = { "1": {}, [String(P.manyClients)]: {} };
+      let ferryBytes = 0;
+      for (let round = 0; round < P.rounds; round++) {
+        for (const conc of [1, P.manyClients]) {
+          for (const name of rotate(Object.keys(targets), round)) {
+            await waitQuiet();
+            // One client: several downloads in a row, so that one run lasts about a second.
+            const r = await getBlob(targets[name]!, conc, layer.size, conc === 1 ? P.singleRepeat : 1);
+            (runs[String(conc)]![name] ??= []).push(r.mibPerSec);
+            if (name === "ferry") ferryBytes += r.bytes;
+          }
+        }
+      }
+      const cpu = (cpuSeconds(ferry.pid) ?? 0) - (cpu0 ?? 0);
+      const peak = peakRssMiB(ferry.pid) ?? NaN;
+      memory.push({ scenario: "1 warm blob", peakMiB: peak });
+      raw.warmBlob = { runsMiBps: runs, ferryCpuSecondsPerGiB: cpu / (ferryBytes / 2 ** 30), ferryPeakRssMiB: peak };
+      if (ONLY.has("1")) {
+        for (const conc of [1, P.manyClients]) {
+          const m = Object.fromEntries(Object.entries(runs[String(conc)]!).map(([k, v]) => [k, median(v)])) as Record<string, number>;
+          const best = Math.max(m.nginx!, m.distribution!);
+          const ratio = m.ferry! / best;
+          rows.push({
+            id: "1",
+            scenario: `warm blob ${P.blobMiB} MiB`,
+            metric: `${conc} client${conc > 1 ? "s" : ""}, throughput`,
+            unit: "MiB/s",
+            ferry: m.ferry!,
+            nginx: m.nginx,
+            distribution: m.distribution,
+            ratio: { value: ratio, of: m.nginx! >= m.distribution! ? "nginx" : "distribution" },
+            target: "≥ 1.0× best",
+            pass: ratio >= 1.0,
+            note: conc === 1 ? `${P.singleRepeat} downloads in a row per run; ferry used ${(cpu / (ferryBytes / 2 ** 30)).toFixed(2)} s of CPU per GiB served over scenario 1` : undefined,
+          });
+        }
+      }
+    });
+  }
+
+  // 2. Warm tag manifest request rate --------------------------------------------------
+  if (ONLY.has("2")) {
+    log(`2. warm tag manifest, wrk ${P.wrkConnections} connections, ${P.wrkSeconds} s × ${P.rounds} round(s) per peer`);
+    await withPeer(startFerryPeer(ferryOpts({ cacheDir: warmCache })), async (ferry) => {
+      const path = `/v2/${bigRepo}/manifests/latest`;
+      const targets: Record<string, string> = { ferry: ferry.url + path, distribution: dist.url + path, nginx: `${nginx.url}/manifest` };
+      // One request first: the tag is fresh in ferry's cache (pulled at warm-up, TTL 1h).
+      const first = await fetch(targets.ferry!, { headers: { accept: MANIFEST_ACCEPT } });
+      if (first.status !== 200) throw new Error(`ferry manifest: ${first.status}`);
+      await first.arrayBuffer();
+      const runs: Record<string, WrkResult[]> = {};
+      const ferryCpuUsPerRequest: number[] = [];
+      const upstreamCalls: Record<string, number> = {};
+      for (let round = 0; round < P.rounds; round++) {
+        for (const name of rotate(Object.keys(targets), round)) {
+          await waitQuiet();
+          up.clearLog();
+          const cpu0 = name === "ferry" ? cpuSeconds(ferry.pid) : undefined;
+          const r = await runWrk({ url: targets[name]!, connections: P.wrkConnections, threads: 1, seconds: P.wrkSeconds, headers: { Accept: MANIFEST_ACCEPT } });
+          upstreamCalls[name] = (upstreamCalls[name] ?? 0) + up.count();
+          if (cpu0 !== undefined) ferryCpuUsPerRequest.push((((cpuSeconds(ferry.pid) ?? 0) - cpu0) * 1e6) / Math.max(1, r.requests));
+          (runs[name] ??= []).push(r);
+        }
+      }
+      raw.manifest = { runs, upstreamCalls, ferryCpuUsPerRequest, ferryPeakRssMiB: peakRssMiB(ferry.pid) };
+      const rps = (n: string) => median(runs[n]!.map((r) => r.rps));
+      const p99 = (n: string) => median(runs[n]!.map((r) => r.p99Ms));
+      const errs = (n: string) => runs[n]!.reduce((a, r) => a + r.errors + r.non2xx, 0);
+      const ratio = rps("ferry") / rps("distribution");
+      rows.push({
+        id: "2",
+        scenario: "warm tag manifest (wrk -c64)",
+        metric: "requests/s",
+        unit: "",
+        ferry: rps("ferry"),
+        nginx: rps("nginx"),
+        distribution: rps("distribution"),
+        ratio: { value: ratio, of: "distribution" },
+        target: "≥ 30× distribution",
+        pass: ratio >= 30 && errs("ferry") === 0,
+        note: `ferry used ${median(ferryCpuUsPerRequest).toFixed(0)} µs of CPU per request${errs("ferry") ? `; ${errs("ferry")} ferry errors/non-2xx` : ""}`,
+      });
+      rows.push({
+        id: "2",
+        scenario: "warm tag manifest (wrk -c64)",
+        metric: "p99 latency",
+        unit: "ms",
+        ferry: p99("ferry"),
+        nginx: p99("nginx"),
+        distribution: p99("distribution"),
+        target: "≤ 10 ms",
+        pass: p99("ferry") <= 10,
+      });
+      rows.push({
+        id: "2",
+        scenario: "warm tag manifest (wrk -c64)",
+        metric: "upstream requests (all runs)",
+        unit: "",
+        ferry: upstreamCalls.ferry!,
+        distribution: upstreamCalls.distribution!,
+        target: "0 within TTL",
+        pass: upstreamCalls.ferry === 0,
+      });
+    });
+  }
+
+  // 3. Cold pull of the big image ------------------------------------------------------
+  if (ONLY.has("3")) {
+    log(`3. cold pull of a ${P.blobMiB} MiB single-layer image (fresh caches every run)`);
+    const runs: Record<string, { totalMs: number; ttfbMs: number; lagMs: number; ferryCpuS?: number }[]> = {};
+    const cdnArrival = (): number | undefined => up.entries({ server: "cdn", method: "GET", pathIncludes: layer.digest })[0]?.time;
+    const measure = async (name: string, base: string, pid?: number) => {
+      await waitQuiet();
+      up.clearLog();
+      const cpu0 = pid ? cpuSeconds(pid) : undefined;
+      const r = await client<{ mode: "pull" } & PullResult>({ mode: "pull", base, repo: bigRepo, tag: "latest" });
+      const arrival = cdnArrival();
+      const b = r.bigLayer!;
+      (runs[name] ??= []).push({
+        totalMs: r.totalMs,
+        ttfbMs: b.firstByteMs ?? NaN,
+        lagMs: arrival !== undefined && b.firstByteEpochMs !== undefined ? b.firstByteEpochMs - arrival : NaN,
+        ferryCpuS: pid && cpu0 !== undefined ? (cpuSeconds(pid) ?? 0) - cpu0 : undefined,
+      });
+    };
+    for (let round = 0; round < P.rounds; round++) {
+      for (const name of rotate(["ferry", "direct", "distribution"], round)) {
+        if (name === "direct") await measure(name, up.url);
+        else if (name === "ferry") await withPeer(startFerryPeer(ferryOpts()), (f) => measure(name, f.url, f.pid));
+        else await withPeer(startDistributionProxy(up.url), (d) => measure(name, d.url));
+      }
+    }
+    raw.coldPull = runs;
+    const med = (n: string, k: "totalMs" | "ttfbMs" | "lagMs") => median(runs[n]!.map((r) => r[k]));
+    const ratio = med("ferry", "totalMs") / med("direct", "totalMs");
+    rows.push({
+      id: "3",
+      scenario: `cold pull ${P.blobMiB} MiB image`,
+      metric: "total pull time",
+      unit: "s",
+      ferry: med("ferry", "totalMs") / 1000,
+      distribution: med("distribution", "totalMs") / 1000,
+      direct: med("direct", "totalMs") / 1000,
+      ratio: { value: ratio, of: "direct" },
+      target: "≤ 1.1× direct",
+      pass: ratio <= 1.1,
+      note: `ferry used ${median(runs.ferry!.map((r) => r.ferryCpuS ?? NaN)).toFixed(2)} s of CPU per cold pull`,
+    });
+    rows.push({
+      id: "3",
+      scenario: `cold pull ${P.blobMiB} MiB image`,
+      metric: "layer TTFB (client side)",
+      unit: "ms",
+      ferry: med("ferry", "ttfbMs"),
+      distribution: med("distribution", "ttfbMs"),
+      direct: med("direct", "ttfbMs"),
+      note: "from the layer request to its first body byte, redirects included",
+    });
+    const lag = med("ferry", "lagMs");
+    rows.push({
+      id: "3",
+      scenario: `cold pull ${P.blobMiB} MiB image`,
+      metric: "first byte after upstream CDN's",
+      unit: "ms",
+      ferry: lag,
+      distribution: med("distribution", "lagMs"),
+      direct: med("direct", "lagMs"),
+      target: "≤ 20 ms",
+      pass: lag <= 20,
+      note: "client's first layer byte minus the CDN's receipt of the GET",
+    });
+  }
+
+  // 4. Fan-in: 32 concurrent cold GETs of one blob -------------------------------------
+  if (ONLY.has("4") || ONLY.has("6")) {
+    log(`4. fan-in: ${P.fanClients} concurrent cold GETs of the ${P.blobMiB} MiB blob (fresh caches every run)`);
+    const runs: Record<string, { wallMs: number; upstreamGets: number; cdnGets: number; peakMiB?: number; cpuS?: number }[]> = {};
+    const url = (base: string) => blobUrl(base, bigRepo, layer.digest);
+    const measure = async (name: string, base: string, conc: number, pid?: number) => {
+      await waitQuiet();
+      up.clearLog();
+      const cpu0 = pid ? cpuSeconds(pid) : undefined;
+      const r = await getBlob(url(base), conc, layer.size);
+      // A 401 is the auth challenge of a client's first request (no token yet), not a download.
+      const upstreamGets = up.entries({ server: "front", method: "GET", pathIncludes: `/blobs/${layer.digest}` }).filter((e) => e.status !== 401).length;
+      const cdnGets = up.count({ server: "cdn", method: "GET", pathIncludes: layer.digest });
+      (runs[name] ??= []).push({ wallMs: r.wallMs, upstreamGets, cdnGets, peakMiB: pid ? peakRssMiB(pid) : undefined, cpuS: pid && cpu0 !== undefined ? (cpuSeconds(pid) ?? 0) - cpu0 : undefined });
+    };
+    for (let round = 0; round < P.rounds; round++) {
+      for (const name of rotate(["ferry-1", "ferry-fan", "distribution-fan", "nginx-fan"], round)) {
+        if (name === "ferry-1") await withPeer(startFerryPeer(ferryOpts()), (f) => measure(name, f.url, 1, f.pid));
+        else if (name === "ferry-fan") await withPeer(startFerryPeer(ferryOpts()), (f) => measure(name, f.url, P.fanClients, f.pid));
+        else if (name === "distribution-fan") await withPeer(startDistributionProxy(up.url), (d) => measure(name, d.url, P.fanClients));
+        else {
+          // Delivery floor: the same bytes to the same clients from a warm sendfile server.
+          await waitQuiet();
+          const r = await getBlob(`${nginx.url}/blob`, P.fanClients, layer.size);
+          (runs[name] ??= []).push({ wallMs: r.wallMs, upstreamGets: 0, cdnGets: 0 });
+        }
+      }
+    }
+    raw.fanIn = runs;
+    memory.push({ scenario: "4 fan-in", peakMiB: max(runs["ferry-fan"]!.map((r) => r.peakMiB ?? NaN)) });
+    if (ONLY.has("4")) {
+      const wall = (n: string) => median(runs[n]!.map((r) => r.wallMs)) / 1000;
+      const ratio = wall("ferry-fan") / wall("ferry-1");
+      rows.push({
+        id: "4",
+        scenario: `fan-in ${P.fanClients}× cold GET ${P.blobMiB} MiB`,
+        metric: `time for all ${P.fanClients}`,
+        unit: "s",
+        ferry: wall("ferry-fan"),
+        nginx: wall("nginx-fan"),
+        distribution: wall("distribution-fan"),
+        ratio: { value: ratio, of: "one cold GET" },
+        target: "≤ 1.3× one cold GET",
+        pass: ratio <= 1.3,
+        note: `one cold GET through ferry: ${wall("ferry-1").toFixed(2)} s (ferry CPU ${median(runs["ferry-1"]!.map((r) => r.cpuS ?? NaN)).toFixed(2)} s); ${P.fanClients} cold GETs: ferry CPU ${median(runs["ferry-fan"]!.map((r) => r.cpuS ?? NaN)).toFixed(2)} s; nginx column: the same bytes to the same ${P.fanClients} clients from a warm sendfile server (delivery floor of this machine)`,
+      });
+      const ups = (n: string) => max(runs[n]!.map((r) => r.upstreamGets));
+      const cdns = (n: string) => max(runs[n]!.map((r) => r.cdnGets));
+      rows.push({
+        id: "4",
+        scenario: `fan-in ${P.fanClients}× cold GET ${P.blobMiB} MiB`,
+        metric: "upstream blob GETs (front / CDN; 401s not counted), worst run",
+        unit: "",
+        ferry: `${ups("ferry-fan")} / ${cdns("ferry-fan")}`,
+        distribution: `${ups("distribution-fan")} / ${cdns("distribution-fan")}`,
+        target: "exactly 1",
+        pass: runs["ferry-fan"]!.every((r) => r.upstreamGets === 1 && r.cdnGets === 1),
+      });
+    }
+  }
+
+  // 4b. Fan-in through a bandwidth-limited upstream link --------------------------------
+  // On loopback the upstream is as fast as the delivery to the clients, so 32 clients
+  // cost 32× the bytes of one: the loopback figure above is bound by the machine. Here
+  // ferry reaches the upstream through a proxy limited to P.linkMiBps (distribution's Go
+  // client never proxies loopback, so it has no row), as on a real link.
+  if (ONLY.has("4")) {
+    log(`4b. fan-in through an upstream link of ${P.linkMiBps} MiB/s: one cold GET vs ${P.fanClients}`);
+    const proxy = await startThrottleProxy(P.linkMiBps * 1048576);
+    peers.add(proxy);
+    try {
+      const runs: Record<string, { wallMs: number; upstreamGets: number }[]> = {};
+      for (let round = 0; round < P.rounds; round++) {
+        for (const conc of round % 2 ? [P.fanClients, 1] : [1, P.fanClients]) {
+          await withPeer(startFerryPeer(ferryOpts({ proxy: proxy.url })), async (f) => {
+            await waitQuiet();
+            up.clearLog();
+            const r = await getBlob(blobUrl(f.url, bigRepo, layer.digest), conc, layer.size);
+            const upstreamGets = up.entries({ server: "front", method: "GET", pathIncludes: `/blobs/${layer.digest}` }).filter((e) => e.status !== 401).length;
+            (runs[String(conc)] ??= []).push({ wallMs: r.wallMs, upstreamGets });
+          });
+        }
+      }
+      raw.fanInLimitedLink = runs;
+      const one = median(runs["1"]!.map((r) => r.wallMs)) / 1000;
+      const fan = median(runs[String(P.fanClients)]!.map((r) => r.wallMs)) / 1000;
+      rows.push({
+        id: "4b",
+        scenario: `fan-in ${P.fanClients}× cold GET ${P.blobMiB} MiB, ${P.linkMiBps} MiB/s link`,
+        metric: `time for all ${P.fanClients}`,
+        unit: "s",
+        ferry: fan,
+        ratio: { value: fan / one, of: "one cold GET" },
+        target: "≤ 1.3× one cold GET",
+        pass: fan / one <= 1.3 && runs[String(P.fanClients)]!.every((r) => r.upstreamGets === 1),
+        note: `one cold GET through the same link: ${one.toFixed(2)} s; upstream blob GETs per run: ${runs[String(P.fanClients)]!.map((r) => r.upstreamGets).join(", ")}`,
+      });
+    } finally {
+      peers.delete(proxy);
+      await proxy.stop();
+    }
+  }
+
+  // 5. Upstream economy ---------------------------------------------------------------
+  if (ONLY.has("5")) {
+    log(`5. upstream economy: ${economy.length} images pulled twice (docker-style: HEAD tag, GET digest, blobs)`);
+    const result: Record<string, { round: number; manifestGets: number; manifestHeads: number; blobGets: number; challenges: number; tokens: number; distinctManifests: number }[]> = {};
+    const countNot401 = (f: LogFilter) => up.entries(f).filter((e) => e.status !== 401).length;
+    const runTwice = async (name: string, base: string) => {
+      for (let round = 1; round <= 2; round++) {
+        up.clearLog();
+        const c = new RegistryClient(base); // a new client per round: a second machine, or docker after a restart
+        const distinct = new Set<string>();
+        for (const e of economy) for (const d of (await pull(c, e.repo, "latest")).manifestDigests) distinct.add(d);
+        (result[name] ??= []).push({
+          round,
+          // 401s (a first request's auth challenge) are counted apart: they carry no manifest.
+          manifestGets: countNot401({ server: "front", method: "GET", pathIncludes: "/manifests/" }),
+          manifestHeads: countNot401({ server: "front", method: "HEAD", pathIncludes: "/manifests/" }),
+          blobGets: countNot401({ server: "front", method: "GET", pathIncludes: "/blobs/" }),
+          challenges: up.count({ server: "front", status: 401 }),
+          tokens: up.count({ server: "token" }),
+          distinctManifests: distinct.size,
+        });
+      }
+    };
+    await withPeer(startFerryPeer(ferryOpts()), (f) => runTwice("ferry", f.url));
+    await withPeer(startDistributionProxy(up.url), (d) => runTwice("distribution", d.url));
+    raw.economy = result;
+    const f1 = result.ferry![0]!;
+    const f2 = result.ferry![1]!;
+    const d1 = result.distribution![0]!;
+    const d2 = result.distribution![1]!;
+    rows.push({
+      id: "5",
+      scenario: `upstream economy, ${economy.length} images`,
+      metric: `round 1 manifest GETs (${f1.distinctManifests} distinct manifests)`,
+      unit: "",
+      ferry: f1.manifestGets,
+      distribution: d1.manifestGets,
+      target: `≤ ${f1.distinctManifests}`,
+      pass: f1.manifestGets <= f1.distinctManifests,
+      note: `HEADs: ferry ${f1.manifestHeads}, distribution ${d1.manifestHeads}; blob GETs: ferry ${f1.blobGets}, distribution ${d1.blobGets}; 401 challenges: ferry ${f1.challenges}, distribution ${d1.challenges}; token requests: ferry ${f1.tokens}, distribution ${d1.tokens}`,
+    });
+    rows.push({
+      id: "5",
+      scenario: `upstream economy, ${economy.length} images`,
+      metric: "round 2 manifest GETs (within TTL)",
+      unit: "",
+      ferry: f2.manifestGets,
+      distribution: d2.manifestGets,
+      target: "0",
+      pass: f2.manifestGets === 0,
+      note: `HEADs: ferry ${f2.manifestHeads}, distribution ${d2.manifestHeads}; blob GETs: ferry ${f2.blobGets}, distribution ${d2.blobGets}; token requests: ferry ${f2.tokens}, distribution ${d2.tokens}`,
+    });
+  }
+
+  // 6. Memory ---------------------------------------------------------------------------
+  if (ONLY.has("6")) {
+    for (const m of memory) {
+      rows.push({ id: "6", scenario: "memory", metric: `peak RSS (VmHWM) during ${m.scenario}`, unit: "MiB", ferry: m.peakMiB, target: "≤ 200 MiB", pass: m.peakMiB <= 200, note: "fresh ferry process per scenario/run" });
+    }
+  }
+
+  // 7. Start-up ------------------------------------------------------------------------
+  if (ONLY.has("7")) {
+    log(`7. start-up: ${P.startupRuns} × exec → first 200 on /v2/`);
+    const times: number[] = [];
+    const idleRss: number[] = [];
+    for (let i = 0; i < P.startupRuns; i++) {
+      const dir = mkdtempSync(join(work, "startup-"));
+      const port = await freePort();
+      writeFileSync(join(dir, "config.toml"), ferryConfig(port, join(dir, "data"), ferryOpts()));
+      await waitQuiet();
+      const t0 = performance.now();
+      const proc = Bun.spawn([...ferryMode.command, "serve", "--config", join(dir, "config.toml")], { cwd: dir, stdout: "ignore", stderr: "ignore" });
+      try {
+        let ms = NaN;
+        for (let k = 0; k < 5000 && performance.now() - t0 < 10_000; k++) {
+          if (proc.exitCode !== null) throw new Error("ferry exited during start-up");
+          const ok = await fetch(`http://127.0.0.1:${port}/v2/`).then(
+            (r) => r.status === 200,
+            () => false,
+          );
+          if (ok) {
+            ms = performance.now() - t0;
+            break;
+          }
+          await Bun.sleep(1);
+        }
+        times.push(ms);
+        idleRss.push(currentRssMiB(proc.pid) ?? NaN);
+      } finally {
+        proc.kill("SIGTERM");
+        await Promise.race([proc.exited, Bun.sleep(5000)]);
+        if (proc.exitCode === null) proc.kill("SIGKILL");
+        rmSync(dir, { recursive: true, force: true });
+      }
+    }
+    raw.startup = { ms: times, idleRssMiB: idleRss };
+    rows.push({
+      id: "7",
+      scenario: `start-up (${useBinary ? "dist/ferry" : "bun src/main.ts"})`,
+      metric: `exec → /v2/ 200, median of ${times.length}`,
+      unit: "ms",
+      ferry: median(times),
+      target: "≤ 300 ms",
+      pass: median(times) <= 300,
+      note: `idle RSS ${median(idleRss).toFixed(0)} MiB`,
+    });
+    rows.push({ id: "7", scenario: `start-up (${useBinary ? "dist/ferry" : "bun src/main.ts"})`, metric: "exec → /v2/ 200, max", unit: "ms", ferry: max(times), target: "≤ 300 ms", pass: max(times) <= 300 });
+  }
+}
+
+async function cleanup(): Promise<void> {
+  for (const p of [...peers]) await p.stop().catch(() => {});
+  peers.clear();
+  await upstream?.stop().catch(() => {});
+  rmSync(work, { recursive: true, force: true });
+}
+
+function writeResults(error?: Error): void {
+  mkdirSync(RESULTS_DIR, { recursive: true });
+  const git = (args: string[]) => Bun.spawnSync(["git", ...args], { cwd: ROOT, stdout: "pipe" }).stdout.toString().trim();
+  const json: ResultsJson = {
+    env: {
+      date: started.toISOString(),
+      cores: cpus().length,
+      cpu: cpus()[0]?.model ?? "",
+      memGiB: Math.round(totalmem() / 2 ** 30),
+      kernel: release(),
+      bun: Bun.version,
+      ferry: ferryMode.kind,
+      commit: git(["rev-parse", "--short", "HEAD"]),
+      dirtyTree: git(["status", "--porcelain", "--", "src"]).length > 0,
+      params: { ...P, quick: QUICK },
+      // Machine CPU busy share seen just before each measured run (other work on the machine).
+      backgroundBusy: { median: median(background), max: max(background), runs: background.length, threshold: QUIET_BUSY, maxWaitMs: QUIET_MAX_WAIT_MS },
+    },
+    rows,
+    failed: rows.filter((r) => r.pass === false).map((r) => `${r.id} ${r.scenario}: ${r.metric}`),
+    error: error?.message,
+    raw,
+  };
+  writeFileSync(join(RESULTS_DIR, "latest.json"), JSON.stringify(json, null, 2) + "\n");
+  writeFileSync(join(RESULTS_DIR, "latest.md"), renderMarkdown(json));
+}
+
+let failure: Error | undefined;
+try {
+  await main();
+} catch (e) {
+  failure = e as Error;
+  log(`run failed: ${failure.stack ?? failure.message}`);
+} finally {
+  await cleanup();
+}
+writeResults(failure);
+console.log(terminalTable(rows));
+const missed = rows.filter((r) => r.pass === false);
+console.log(`\n${rows.filter((r) => r.pass === true).length} targets held, ${missed.length} missed${failure ? "; the run did not finish" : ""}. Results: bench/results/latest.{json,md}`);
+if (CHECK && (missed.length > 0 || failure)) process.exit(1);
+process.exit(failure ? 1 : 0);
