@@ -2,7 +2,7 @@
 // use as a secondary mirror endpoint when the primary one is rate-limited. Web-standard APIs
 // only (fetch, Request, Response, URL, Headers, crypto.subtle) so the same code runs on
 // Cloudflare Workers and under Bun (`ferry relay`).
-import { formatChallenges, isBearer, param, parseChallenges } from "./challenge.ts";
+import { formatChallenges, isBearer, parseChallenges } from "./challenge.ts";
 import { type RelayConfig, resolveRelayConfig } from "./config.ts";
 import { API_VERSION_HEADER, RelayError, errorResponse } from "./errors.ts";
 import { registryRequestHeaders, responseHeaders, rewriteLink } from "./headers.ts";
@@ -116,10 +116,10 @@ export function createRelayHandler(input: RelayConfig): RelayHandler {
     const challenges = parseChallenges(header);
     for (const challenge of challenges) {
       if (!isBearer(challenge)) continue; // Basic: the client sends credentials, the relay forwards them
-      const realm = challenge.params.find(([key]) => key === "realm");
+      const realm = challenge.params.realm;
       if (!realm) continue;
-      realms.set(registry, realm[1]);
-      realm[1] = `${origin}/token?upstream=${encodeURIComponent(registry)}`;
+      realms.set(registry, realm);
+      challenge.params.realm = `${origin}/token?upstream=${encodeURIComponent(registry)}`;
     }
     return formatChallenges(challenges);
   }
@@ -182,7 +182,7 @@ export function createRelayHandler(input: RelayConfig): RelayHandler {
     });
     await response.body?.cancel();
     const bearer = parseChallenges(response.headers.get("www-authenticate")).find(isBearer);
-    const realm = bearer && param(bearer, "realm");
+    const realm = bearer?.params.realm;
     if (!realm) throw new RelayError(404, "UNSUPPORTED", `registry ${registry} does not use token authentication`);
     realms.set(registry, realm);
     return realm;

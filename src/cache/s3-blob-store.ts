@@ -24,22 +24,13 @@ import {
   type CompletedPart,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import type { S3Settings } from "../config/config.ts";
 import { digestHasher, parseDigest, type Digest } from "../protocol/digest.ts";
 import { BlobIntegrityError, type BlobKey } from "./blob-store.ts";
 import { RemoteBlobNotFoundError, RemoteStoreError, type RemoteBlobStore, type RemoteUpload } from "./remote-blob-store.ts";
 
-export interface S3Config {
-  endpoint?: string;
-  bucket: string;
-  region: string;
-  accessKeyId?: string;
-  secretAccessKey?: string;
-  forcePathStyle: boolean;
-  /** Prepended to every object key, e.g. "ferry/" or "". */
-  prefix: string;
-  /** CDN in front of the bucket: publicUrl() returns `${publicBaseUrl}/${objectKey}`. */
-  publicBaseUrl?: string;
-}
+/** The [s3] settings the store itself uses (prefix: e.g. "ferry/"; publicBaseUrl: a CDN in front of the bucket). */
+export type S3Config = Omit<S3Settings, "redirect" | "redirectTtlSeconds">;
 
 /** Tuning; the defaults suit a store on the same network or a cloud region. */
 export interface S3StoreOptions {

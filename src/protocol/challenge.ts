@@ -57,6 +57,16 @@ export function parseChallenges(header: string | null | undefined): Challenge[] 
 }
 
 export function formatBearerChallenge(params: Record<string, string>): string {
-  const parts = Object.entries(params).map(([k, v]) => `${k}="${v.replace(/(["\\])/g, "\\$1")}"`);
-  return `Bearer ${parts.join(",")}`;
+  return formatChallenges([{ scheme: "bearer", params }]);
+}
+
+/** Challenges back into one header value; parameters keep their order. */
+export function formatChallenges(challenges: Challenge[]): string {
+  return challenges
+    .map((c) => {
+      const scheme = c.scheme.charAt(0).toUpperCase() + c.scheme.slice(1);
+      const parts = Object.entries(c.params).map(([k, v]) => `${k}="${v.replace(/(["\\])/g, "\\$1")}"`);
+      return parts.length ? `${scheme} ${parts.join(",")}` : scheme;
+    })
+    .join(", ");
 }

@@ -11,16 +11,15 @@ import { freePort } from "../harness/proc.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startS3, type S3Server } from "../harness/s3.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { ACCEPT, OTHER_REGISTRIES_OFF } from "../harness/oci.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
-const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
 let upstream: Upstream;
 let redis: RedisServer;
 let s3: S3Server;
 let five: BuiltImage;
 let multi: BuiltImage;
 const scratch = mkdtempSync(join(tmpdir(), "ferry-cli-"));
-const OTHERS_OFF = ["ghcr.io", "gcr.io", "k8s.gcr.io", "registry.k8s.io", "quay.io", "mcr.microsoft.com", "docker.elastic.co", "nvcr.io"].map((n) => `[[registry]]\nname = "${n}"\nenabled = false`).join("\n");
 
 async function ferryCli(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
   const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/main.ts"), ...args], { stdout: "pipe", stderr: "pipe" });
@@ -53,7 +52,7 @@ describe("ferry check", () => {
   test("every probe passes: cache dir, Redis, S3, each endpoint", async () => {
     const config = writeConfig(
       "check-ok.toml",
-      `[cache]\ndir = "${join(scratch, "check-cache")}"\n[redis]\nurl = "${redis.url}"\n[s3]\nendpoint = "${s3.endpoint}"\nbucket = "${s3.bucket}"\naccess_key_id = "${s3.accessKeyId}"\nsecret_access_key = "${s3.secretAccessKey}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\n${OTHERS_OFF}\n`,
+      `[cache]\ndir = "${join(scratch, "check-cache")}"\n[redis]\nurl = "${redis.url}"\n[s3]\nendpoint = "${s3.endpoint}"\nbucket = "${s3.bucket}"\naccess_key_id = "${s3.accessKeyId}"\nsecret_access_key = "${s3.secretAccessKey}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\n${OTHER_REGISTRIES_OFF}\n`,
     );
     const r = await ferryCli(["check", "--config", config]);
     expect(r.stdout).toMatch(/^cache\s+\S+\s+ok\s+writable$/m);
@@ -66,7 +65,7 @@ describe("ferry check", () => {
 
   test("failures are named and the exit code says so; an invalid config is exit 2 naming the key", async () => {
     const closed = await freePort();
-    const config = writeConfig("check-bad.toml", `[cache]\ndir = "${join(scratch, "check-cache")}"\n[redis]\nurl = "redis://127.0.0.1:${closed}"\n[[registry]]\nname = "docker.io"\nendpoints = ["http://127.0.0.1:${closed}", "${upstream.url}"]\n${OTHERS_OFF}\n`);
+    const config = writeConfig("check-bad.toml", `[cache]\ndir = "${join(scratch, "check-cache")}"\n[redis]\nurl = "redis://127.0.0.1:${closed}"\n[[registry]]\nname = "docker.io"\nendpoints = ["http://127.0.0.1:${closed}", "${upstream.url}"]\n${OTHER_REGISTRIES_OFF}\n`);
     const r = await ferryCli(["check", "--config", config]);
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/^redis\s+\S+\s+FAIL/m);
@@ -83,8 +82,8 @@ describe("ferry warm and prune", () => {
   let config: string;
 
   beforeAll(async () => {
-    ferry = await startFerry({ config: `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${OTHERS_OFF}` });
-    config = writeConfig("warm.toml", `[server]\nlisten = "${ferry.host}"\n[cache]\ndir = "${ferry.cacheDir}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\n${OTHERS_OFF}\n`);
+    ferry = await startFerry({ config: `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${OTHER_REGISTRIES_OFF}` });
+    config = writeConfig("warm.toml", `[server]\nlisten = "${ferry.host}"\n[cache]\ndir = "${ferry.cacheDir}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\n${OTHER_REGISTRIES_OFF}\n`);
   }, 30_000);
   afterAll(async () => {
     await ferry?.stop();
@@ -134,7 +133,7 @@ describe("ferry warm and prune", () => {
 
   test("prune --s3-orphans removes shared blobs no manifest refers to, and keeps the rest", async () => {
     const shared = `[redis]\nurl = "${redis.url}"\n[s3]\nendpoint = "${s3.endpoint}"\nbucket = "${s3.bucket}"\naccess_key_id = "${s3.accessKeyId}"\nsecret_access_key = "${s3.secretAccessKey}"\n`;
-    const replica = await startFerry({ config: `${shared}[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${OTHERS_OFF}` });
+    const replica = await startFerry({ config: `${shared}[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${OTHER_REGISTRIES_OFF}` });
     try {
       await fetch(`${replica.url}/v2/library/five/manifests/latest`, { headers: { Accept: ACCEPT } }).then((r) => r.arrayBuffer());
       for (const b of five.blobs) await fetch(`${replica.url}/v2/library/five/blobs/${b.digest}`).then((r) => r.arrayBuffer());
@@ -159,7 +158,7 @@ describe("SIGHUP", () => {
     const dir = mkdtempSync(join(scratch, "hup-"));
     const configPath = join(dir, "config.toml");
     const base = `[server]\nlisten = "127.0.0.1:${port}"\n[cache]\ndir = "${join(dir, "data")}"\n`;
-    const hub = (extra: string) => `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${extra}\n${OTHERS_OFF}\n`;
+    const hub = (extra: string) => `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${extra}\n${OTHER_REGISTRIES_OFF}\n`;
     writeFileSync(configPath, base + hub(""));
     const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/main.ts"), "serve", "--config", configPath], { stdout: "pipe", stderr: "pipe" });
     const url = `http://127.0.0.1:${port}`;
@@ -200,7 +199,7 @@ describe("SIGTERM", () => {
   test("drains: the download in flight finishes, new connections are refused, the lease is released", async () => {
     const big = await (await import("../harness/images.ts")).bigLayer({ seed: "drain", sizeMiB: 40 });
     await upstream.push(big, "library/drain:latest");
-    const ferry = await startFerry({ config: `[redis]\nurl = "${redis.url}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\nstall_timeout = "2s"\n${OTHERS_OFF}` });
+    const ferry = await startFerry({ config: `[redis]\nurl = "${redis.url}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\nstall_timeout = "2s"\n${OTHER_REGISTRIES_OFF}` });
     const blob = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
     // Slow the upstream body so the download is surely in flight when SIGTERM arrives.
     await upstream.setFault({ kind: "stall", afterBytes: 4 * 1024 * 1024, times: 1, match: new RegExp(blob.digest.slice(7)) });

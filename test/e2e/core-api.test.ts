@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, multiArch, type BuiltImage } from "../harness/images.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { sha256 } from "../harness/oci.ts";
 
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
@@ -19,7 +20,6 @@ let ferry: FerryProcess;
 
 type OciErrors = { errors: { code: string; message: string }[] };
 const errorsOf = async (r: Response) => (await r.json()) as OciErrors;
-const sha256 = (bytes: ArrayBuffer | Uint8Array) => `sha256:${new Bun.CryptoHasher("sha256").update(new Uint8Array(bytes)).digest("hex")}`;
 
 function registryConfig(url: string, extra = ""): string {
   return `[[registry]]\nname = "docker.io"\nendpoints = ["${url}"]\nallow_private_redirects = true\ntimeout = "5s"\nfailure_cooldown = "1s"\n${extra}`;

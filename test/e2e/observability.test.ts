@@ -5,8 +5,8 @@ import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { freePort } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { ACCEPT } from "../harness/oci.ts";
 
-const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
 let upstream: Upstream;
 let ferry: FerryProcess;
 let image: BuiltImage;

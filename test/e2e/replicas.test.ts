@@ -14,9 +14,8 @@ import { freePort } from "../harness/proc.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startS3, type S3Server } from "../harness/s3.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { ACCEPT, sha256 } from "../harness/oci.ts";
 
-const sha256 = (bytes: ArrayBuffer) => `sha256:${new Bun.CryptoHasher("sha256").update(new Uint8Array(bytes)).digest("hex")}`;
-const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
 
 let upstream: Upstream;
 let redis: RedisServer;

@@ -6,8 +6,8 @@ import { ctrPull, podmanPull, startDockerd, type DockerdHandle } from "../harnes
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { ACCEPT } from "../harness/oci.ts";
 
-const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
 const HOST_NAME = "ghcr.example.com";
 
 let hub: Upstream;

@@ -9,8 +9,8 @@ import { skopeoCopy, startDockerd, type DockerdHandle } from "../harness/clients
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { ACCEPT } from "../harness/oci.ts";
 
-const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
 const STATIC_TOKEN = "ci-runner-token-0123456789abcdef";
 let hub: Upstream;
 let quay: Upstream;

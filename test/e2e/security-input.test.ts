@@ -10,6 +10,7 @@ import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { freePort } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { hubRegistry, OTHER_REGISTRIES_OFF } from "../harness/oci.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const CANARY = "ferry-fuzz-canary";
@@ -19,8 +20,7 @@ const scratch = mkdtempSync(join(tmpdir(), "ferry-input-"));
 
 /** Only docker.io, pointed at the harness: no fuzzed name can reach a real registry. */
 function onlyHub(extra = ""): string {
-  const off = ["ghcr.io", "gcr.io", "k8s.gcr.io", "registry.k8s.io", "quay.io", "mcr.microsoft.com", "docker.elastic.co", "nvcr.io"].map((n) => `[[registry]]\nname = "${n}"\nenabled = false`);
-  return [`[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${extra}`, ...off].join("\n");
+  return `${hubRegistry(upstream.url, extra)}\n${OTHER_REGISTRIES_OFF}`;
 }
 
 beforeAll(async () => {
@@ -111,10 +111,17 @@ function fuzzRequest(): string {
   return `${pick(METHODS)} ${path} HTTP/1.1\r\nHost: 127.0.0.1\r\n${headers.map((h) => `${h}\r\n`).join("")}Connection: close\r\n\r\n`;
 }
 
+/** Files below `dir`; entries that vanish while we look (other tests' cleanup) are skipped. */
 function treeOf(dir: string): string[] {
   const out: string[] = [];
   const walk = (d: string) => {
-    for (const name of readdirSync(d, { withFileTypes: true })) {
+    let entries;
+    try {
+      entries = readdirSync(d, { withFileTypes: true });
+    } catch {
+      return;
+    }
+    for (const name of entries) {
       const p = join(d, name.name);
       if (name.isDirectory()) walk(p);
       else out.push(p);

@@ -10,15 +10,14 @@ import { fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { freePort } from "../harness/proc.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { hubRegistry } from "../harness/oci.ts";
 
 const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json";
 let upstream: Upstream;
 let image: BuiltImage;
 const scratch = mkdtempSync(join(tmpdir(), "ferry-limits-"));
 
-function hub(extra = ""): string {
-  return `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${extra}`;
-}
+const hub = (extra = "") => hubRegistry(upstream.url, extra);
 
 beforeAll(async () => {
   upstream = await startUpstream();

@@ -10,9 +10,8 @@ import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
 import { freePort } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { ACCEPT, sha256 } from "../harness/oci.ts";
 
-const ACCEPT = "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json";
-const sha256 = (bytes: ArrayBuffer) => `sha256:${new Bun.CryptoHasher("sha256").update(new Uint8Array(bytes)).digest("hex")}`;
 
 let upstream: Upstream;
 let five: BuiltImage;

@@ -170,6 +170,8 @@ export interface Daemon {
   alive(): boolean;
   /** SIGTERM, wait up to graceMs (default 3 s), then SIGKILL; waits for exit. */
   stop(graceMs?: number): Promise<void>;
+  /** SIGKILL, as a crash would; waits (bounded) until the process is gone. */
+  kill(): Promise<void>;
   /** Last `bytes` of the log file, for error messages. */
   logTail(bytes?: number): string;
 }
@@ -237,6 +239,11 @@ export function spawnDaemon(cmd: string[], opts: SpawnDaemonOptions): Daemon {
         killPid(pid, "SIGKILL");
         await Promise.race([exited, Bun.sleep(5000)]);
       }
+    },
+    async kill() {
+      if (finished || !pidAlive(pid)) return;
+      killPid(pid, "SIGKILL");
+      await Promise.race([exited, Bun.sleep(5000)]);
     },
     logTail: (bytes?: number) => tailFile(opts.logFile, bytes),
   };

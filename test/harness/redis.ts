@@ -108,10 +108,7 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
   }
 
   async function kill(): Promise<void> {
-    const d = daemon;
-    if (!d?.alive()) return;
-    process.kill(d.pid, "SIGKILL");
-    await Promise.race([d.exited, Bun.sleep(5000)]);
+    await daemon?.kill();
   }
 
   await start();

@@ -163,10 +163,7 @@ export async function startS3(opts: S3Options = {}): Promise<S3Server> {
   }
 
   async function kill(): Promise<void> {
-    const d = daemon;
-    if (!d?.alive()) return;
-    process.kill(d.pid, "SIGKILL");
-    await Promise.race([d.exited, Bun.sleep(5000)]);
+    await daemon?.kill();
   }
 
   function signal(sig: "SIGSTOP" | "SIGCONT"): void {
