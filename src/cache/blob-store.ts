@@ -17,7 +17,9 @@ export interface BlobWriter {
   readonly tempPath: string;
   readonly bytesWritten: number;
   write(chunk: Uint8Array): Promise<void>;
-  /** Verifies digest (and size when known) and publishes the blob; throws BlobIntegrityError otherwise. */
+  /** Checks digest (and size when known); throws BlobIntegrityError (and discards) otherwise. */
+  verify(expectedSize?: number): Promise<void>;
+  /** Makes the verified blob durable and visible (verifies first if verify() was not called). */
   commit(expectedSize?: number): Promise<BlobInfo>;
   abort(): Promise<void>;
 }

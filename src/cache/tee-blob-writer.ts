@@ -47,14 +47,18 @@ export class TeeBlobWriter implements BlobWriter {
     }
   }
 
-  async commit(expectedSize?: number): Promise<BlobInfo> {
-    let info: BlobInfo;
+  async verify(expectedSize?: number): Promise<void> {
     try {
-      info = await this.local.commit(expectedSize);
+      await this.local.verify(expectedSize);
     } catch (error) {
       await this.remote?.abort().catch(() => {});
       throw error;
     }
+  }
+
+  async commit(expectedSize?: number): Promise<BlobInfo> {
+    await this.verify(expectedSize);
+    const info = await this.local.commit(expectedSize);
     if (this.remote) {
       try {
         await this.remote.complete();

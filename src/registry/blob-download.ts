@@ -6,13 +6,21 @@
 // from the byte reached (see blob-sources.ts). The blob is published only after digest
 // and length are verified; if they are wrong, every client that has not yet received
 // the last byte gets a failed stream.
-import { open, type FileHandle } from "node:fs/promises";
+//
+// Hot path (see bench/): readers that keep up are handed the upstream's own chunks from
+// a small in-memory window (no copy, no file read); only readers that fall behind read
+// the temp file, with pread(2) on the event loop (the bytes were just written, so they
+// are in the page cache). The last byte is released as soon as the digest is verified;
+// fsync and the rename into the cache follow.
+import { closeSync, openSync, readSync } from "node:fs";
 import type { BlobKey, BlobWriter } from "../cache/blob-store.ts";
 import type { Logger } from "../observe/logger.ts";
 import { UpstreamError } from "../upstream/errors.ts";
 import type { BlobSource } from "./blob-sources.ts";
 
 const READ_CHUNK = 256 * 1024;
+/** Recent chunks kept in memory for readers that keep up with the download. */
+const WINDOW_BYTES = 8 * 1024 * 1024;
 /** Attempts per download: the first, then resumes from the byte reached. */
 const MAX_ATTEMPTS = 4;
 
@@ -24,7 +32,8 @@ export interface DownloadOptions {
   log: Logger;
 }
 
-type State = "running" | "done" | "failed";
+/** "verified": every byte is in and the digest matches; publishing (fsync, rename) is under way. */
+type State = "running" | "verified" | "done" | "failed";
 
 export class BlobDownload {
   state: State = "running";
@@ -41,7 +50,10 @@ export class BlobDownload {
   private rejectReady!: (error: Error) => void;
   private waiters: (() => void)[] = [];
   private readers = 0;
-  private readHandle: Promise<FileHandle> | undefined;
+  private readFd: number | undefined;
+  /** The most recent chunks with their offsets, oldest first (at most WINDOW_BYTES). */
+  private window: { offset: number; bytes: Uint8Array }[] = [];
+  private windowBytes = 0;
   private writer: BlobWriter | undefined;
 
   private constructor(private readonly opts: DownloadOptions) {
@@ -111,32 +123,48 @@ export class BlobDownload {
       const limit = end ?? this.size;
       if (limit !== undefined && position >= limit) {
         // The end of the whole blob is only reached once it has been verified.
-        if (limit === this.size) await this.finishedOrFailed();
+        if (limit === this.size) await this.verifiedOrFailed();
         if (this.state === "failed") throw this.error!;
         return null;
       }
-      // While running, keep the blob's last byte back (see class comment).
+      // While unverified, keep the blob's last byte back (see class comment).
       const available = this.state === "running" && this.size !== undefined ? Math.min(this.written, this.size - 1) : this.written;
       if (position < available) {
         const length = Math.min(READ_CHUNK, available - position, limit === undefined ? Infinity : limit - position);
-        const buffer = new Uint8Array(length);
-        const { bytesRead } = await (await this.handle()).read(buffer, 0, length, position);
-        if (bytesRead === 0) throw new Error("blob temp file shorter than written length");
-        return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+        return this.fromWindow(position, length) ?? this.fromFile(position, length);
       }
       if (this.state === "failed") throw this.error!;
-      if (this.state === "done") return null; // size was unknown and the stream ended
+      if (this.state !== "running" && this.state !== "verified") return null; // size was unknown and the stream ended
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
   }
 
-  /** The temp file while running; once committed (and the first handle closed), the published blob. */
-  private async handle(): Promise<FileHandle> {
-    this.readHandle ??= open(this.committedPath ?? this.writer!.tempPath, "r");
-    return this.readHandle;
+  /** A view of a recent upstream chunk, when `position` is still in the window. */
+  private fromWindow(position: number, length: number): Uint8Array | undefined {
+    const first = this.window[0];
+    if (!first || position < first.offset) return undefined;
+    for (const chunk of this.window) {
+      const startInChunk = position - chunk.offset;
+      if (startInChunk < chunk.bytes.byteLength) return chunk.bytes.subarray(startInChunk, Math.min(chunk.bytes.byteLength, startInChunk + length));
+    }
+    return undefined;
   }
 
-  private async finishedOrFailed(): Promise<void> {
+  private fromFile(position: number, length: number): Uint8Array {
+    this.readFd ??= openSync(this.committedPath ?? this.writer!.tempPath, "r");
+    const buffer = new Uint8Array(length);
+    const bytesRead = readSync(this.readFd, buffer, 0, length, position);
+    if (bytesRead === 0) throw new Error("blob temp file shorter than written length");
+    return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+  }
+
+  private remember(offset: number, bytes: Uint8Array): void {
+    this.window.push({ offset, bytes });
+    this.windowBytes += bytes.byteLength;
+    while (this.windowBytes > WINDOW_BYTES && this.window.length > 1) this.windowBytes -= this.window.shift()!.bytes.byteLength;
+  }
+
+  private async verifiedOrFailed(): Promise<void> {
     while (this.state === "running") await new Promise<void>((resolve) => this.waiters.push(resolve));
   }
 
@@ -147,10 +175,15 @@ export class BlobDownload {
   }
 
   private maybeCloseReadHandle(): void {
-    if (this.state !== "running" && this.readers === 0 && this.readHandle) {
-      const handle = this.readHandle;
-      this.readHandle = undefined;
-      handle.then((h) => h.close()).catch(() => {});
+    if (this.readers > 0 || this.state === "running" || this.state === "verified") return;
+    this.window = [];
+    this.windowBytes = 0;
+    if (this.readFd !== undefined) {
+      const fd = this.readFd;
+      this.readFd = undefined;
+      try {
+        closeSync(fd);
+      } catch {}
     }
   }
 
@@ -159,7 +192,7 @@ export class BlobDownload {
     try {
       this.writer = await this.opts.createWriter();
       // Opened now, before any rename, so readers can always reach the bytes.
-      await this.handle();
+      this.readFd = openSync(this.writer.tempPath, "r");
       for (let attempt = 1; ; attempt++) {
         try {
           await this.fetchFrom(source);
@@ -170,6 +203,9 @@ export class BlobDownload {
           log.warn({ digest: key.digest, registry: key.registry, from: source.kind, at: this.written, attempt, error: (error as Error).message }, "blob download interrupted; resuming");
         }
       }
+      await this.writer.verify(this.size);
+      this.state = "verified";
+      this.notify(); // readers may send their last byte now
       this.committedPath = (await this.writer.commit(this.size)).path;
       this.state = "done";
       log.debug({ digest: key.digest, registry: key.registry, from: source.kind, bytes: this.written }, "blob cached");
@@ -207,6 +243,7 @@ export class BlobDownload {
         if (done) break;
         armStallTimer();
         await this.writer!.write(value);
+        this.remember(this.written, value);
         this.written += value.byteLength;
         this.notify();
       }
