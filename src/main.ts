@@ -1,10 +1,6 @@
 #!/usr/bin/env bun
 // ferry's command line: serve | relay | check | warm | prune | version | help.
 import pkg from "../package.json" with { type: "json" };
-import { parseRelayConfig, RelayConfigError, serveRelay } from "../relay/src/serve.ts";
-import { check } from "./cli/check.ts";
-import { prune } from "./cli/prune.ts";
-import { warm } from "./cli/warm.ts";
 import type { Config } from "./config/config.ts";
 import { ConfigError, loadConfigFile, parseListen } from "./config/load.ts";
 import { parseDuration, parseSize } from "./config/units.ts";
@@ -154,6 +150,7 @@ async function main(args: string[]): Promise<number | undefined> {
     case "check": {
       const { config } = await loadConfig(rest);
       print(`config: ok${optionValue(rest, "--config") ? ` (${optionValue(rest, "--config")})` : ""}\n`);
+      const { check } = await import("./cli/check.ts");
       return check(config, print);
     }
     case "warm": {
@@ -171,6 +168,7 @@ async function main(args: string[]): Promise<number | undefined> {
       const concurrency = Number(optionValue(rest, "--concurrency") ?? 4);
       if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) fail("--concurrency must be 1..64");
       const tty = process.stderr.isTTY;
+      const { warm } = await import("./cli/warm.ts");
       return warm({
         mirror: optionValue(rest, "--mirror") ?? `http://${host}:${config.server.port}`,
         images,
@@ -197,9 +195,11 @@ async function main(args: string[]): Promise<number | undefined> {
       const graceText = optionValue(rest, "--grace") ?? "24h";
       const orphanGraceMs = parseDuration(graceText);
       if (orphanGraceMs === undefined) fail(`--grace: not a duration (got "${graceText}")`);
+      const { prune } = await import("./cli/prune.ts");
       return prune(config, { maxSize, olderThanMs, s3Orphans, orphanGraceMs, dryRun: rest.includes("--dry-run"), out: print });
     }
     case "relay": {
+      const { parseRelayConfig, RelayConfigError, serveRelay } = await import("../relay/src/serve.ts");
       let relay;
       try {
         const listen = parseListen(optionValue(rest, "--listen") ?? process.env.RELAY_LISTEN ?? ":5001", "--listen");

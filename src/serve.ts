@@ -5,16 +5,13 @@ import { randomBytes } from "node:crypto";
 import { AccessControl } from "./access/access.ts";
 import { parseHtpasswd, type Htpasswd } from "./access/htpasswd.ts";
 import { FsBlobStore } from "./cache/fs-blob-store.ts";
-import { RedisLocks } from "./cache/locks.ts";
+import type { LockService } from "./cache/locks.ts";
 import type { MetaStore } from "./cache/meta-store.ts";
-import { SharedRedis } from "./cache/redis-client.ts";
+import type { SharedRedis } from "./cache/redis-client.ts";
 import { ConfigError } from "./config/load.ts";
-import { S3BlobStore } from "./cache/s3-blob-store.ts";
-import { SharedMetaStore } from "./cache/shared-meta-store.ts";
 import { SqliteMetaStore } from "./cache/sqlite-meta-store.ts";
 import type { Config } from "./config/config.ts";
 import type { Server } from "bun";
-import type { LockService } from "./cache/locks.ts";
 import { createLogger, type Logger } from "./observe/logger.ts";
 import { Metrics } from "./observe/metrics.ts";
 import { TrafficStats } from "./observe/traffic.ts";
@@ -141,17 +138,23 @@ async function openStores(config: Config): Promise<Stores> {
   // Embedded by default; Redis and S3 turn the replicas into one mirror. Neither is
   // needed to serve: they join (and rejoin) in the background.
   const localMeta = new SqliteMetaStore(config.cache.dir);
-  const redis = config.redis ? new SharedRedis(config.redis, log) : undefined;
+  // Redis and S3 clients are loaded only when configured: the embedded default starts faster.
+  const redisModules = config.redis
+    ? await Promise.all([import("./cache/redis-client.ts"), import("./cache/shared-meta-store.ts"), import("./cache/locks.ts")])
+    : undefined;
+  const redis = redisModules ? new redisModules[0].SharedRedis(config.redis!, log) : undefined;
   // A moment for Redis to connect, so a (re)started replica's first requests use the
   // shared state; if it is down, ferry starts anyway with per-process state.
   if (redis && !(await redis.waitReady(2_000))) log.warn("redis not reachable at start-up; starting with per-process state");
   const stores: Stores = {
     log,
     blobStore,
-    meta: redis ? new SharedMetaStore(localMeta, redis) : localMeta,
+    meta: redis && redisModules ? new redisModules[1].SharedMetaStore(localMeta, redis) : localMeta,
     redis,
-    sharedBlobs: config.s3 ? { store: new S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds } : undefined,
-    locks: redis ? new RedisLocks(redis, config.redis!.lockLeaseMs) : undefined,
+    sharedBlobs: config.s3
+      ? { store: new (await import("./cache/s3-blob-store.ts")).S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds }
+      : undefined,
+    locks: redis && redisModules ? new redisModules[2].RedisLocks(redis, config.redis!.lockLeaseMs) : undefined,
     traffic: new TrafficStats(),
     metrics: new Metrics({
       inFlightDownloads: () => stores.serving?.blobs.inFlight.size ?? 0,

@@ -6,6 +6,8 @@ import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
 
+const TOUCH_FLUSH_MS = 5_000;
+
 export class SqliteMetaStore implements MetaStore {
   private readonly db: Database;
   private readonly q: {
@@ -53,15 +55,38 @@ export class SqliteMetaStore implements MetaStore {
 
   async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
     const row = this.q.getTag.get(repo.registry, repo.repository, tag);
-    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, checkedAt: row.checked_at, pulledAt: row.pulled_at ?? undefined } : undefined;
+    const pending = this.pendingTouches.get(JSON.stringify([repo.registry, repo.repository, tag]));
+    return row ? { digest: row.digest, mediaType: row.media_type, size: row.size, checkedAt: row.checked_at, pulledAt: pending ?? row.pulled_at ?? undefined } : undefined;
   }
 
   async putTag(repo: RepositoryRef, tag: string, r: TagRecord): Promise<void> {
     this.q.putTag.run(repo.registry, repo.repository, tag, r.digest, r.mediaType, r.size, r.checkedAt);
   }
 
+  /**
+   * Last-pull times are written behind, in one transaction every few seconds: a write
+   * per tag request would put SQLite commits (and WAL checkpoints) on the hot path.
+   */
   touchTag(repo: RepositoryRef, tag: string, at: number): void {
-    this.q.touchTag.run(at, repo.registry, repo.repository, tag);
+    this.pendingTouches.set(JSON.stringify([repo.registry, repo.repository, tag]), at);
+    this.touchTimer ??= setTimeout(() => this.flushTouches(), TOUCH_FLUSH_MS);
+  }
+
+  private readonly pendingTouches = new Map<string, number>();
+  private touchTimer: Timer | undefined;
+
+  private flushTouches(): void {
+    clearTimeout(this.touchTimer);
+    this.touchTimer = undefined;
+    if (this.pendingTouches.size === 0) return;
+    const touches = [...this.pendingTouches];
+    this.pendingTouches.clear();
+    this.db.transaction(() => {
+      for (const [key, at] of touches) {
+        const [registry, repository, tag] = JSON.parse(key) as [string, string, string];
+        this.q.touchTag.run(at, registry, repository, tag);
+      }
+    })();
   }
 
   async getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined> {
@@ -87,6 +112,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   close(): void {
+    this.flushTouches();
     this.db.close();
   }
 }

@@ -17,8 +17,20 @@ export const ALL_MANIFEST_TYPES = [
   MediaType.dockerManifest,
 ] as const;
 
+const acceptMemo = new Map<string, string[]>();
+
 /** Media types listed in Accept headers (possibly several headers, comma lists, q-params). */
 export function parseAccept(values: readonly string[]): string[] {
+  // Clients send the same few Accept headers over and over: remember (bounded) what they mean.
+  const key = values.join("\n");
+  const known = acceptMemo.get(key);
+  if (known) return known;
+  const types = parseAcceptUncached(values);
+  if (acceptMemo.size < 256 && key.length < 2048) acceptMemo.set(key, types);
+  return types;
+}
+
+function parseAcceptUncached(values: readonly string[]): string[] {
   const types: string[] = [];
   for (const value of values) {
     for (const part of value.split(",")) {

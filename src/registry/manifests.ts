@@ -4,7 +4,7 @@
 // digest is fetched. When upstream fails, the last known mapping is served (stale-if-error).
 import { LRUCache } from "lru-cache";
 import type { LockService } from "../cache/locks.ts";
-import type { MetaStore, RepositoryRef, TagRecord } from "../cache/meta-store.ts";
+import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "../cache/meta-store.ts";
 import type { Logger } from "../observe/logger.ts";
 import { digestOf, parseDigest } from "../protocol/digest.ts";
 import { RegistryError } from "../protocol/errors.ts";
@@ -32,6 +32,9 @@ const MAX_PEER_WAIT_ROUNDS = 120;
 export class ManifestService {
   /** Upstream 404s, remembered briefly so a typo'd image doesn't hammer the upstream. */
   private readonly notFound: LRUCache<string, RegistryError>;
+  /** Hot copies in memory: tag records (used while fresh) and manifests (immutable). */
+  private readonly hotTags = new LRUCache<string, TagRecord>({ max: 20_000 });
+  private readonly hotManifests = new LRUCache<string, ManifestRecord>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (m) => m.body.byteLength + 200 });
   private readonly inflight = new Map<string, Promise<unknown>>();
 
   constructor(
@@ -59,13 +62,13 @@ export class ManifestService {
   }
 
   private async byDigest(req: ManifestRequest, digest: string): Promise<ManifestResult> {
-    const cached = await this.meta.getManifest(req.repo, digest);
+    const cached = await this.getManifest(req.repo, digest);
     if (cached) return { ...cached, cache: "hit" };
     const key = `m:${req.repo.registry}/${req.repo.repository}@${digest}`;
     const fetched = await this.once(key, () =>
       this.acrossReplicas(
         key,
-        () => this.meta.getManifest(req.repo, digest),
+        () => this.getManifest(req.repo, digest),
         () => this.fetch(req.repo, digest, unionAccept(req.accept), req.credentials),
       ),
     );
@@ -74,7 +77,7 @@ export class ManifestService {
 
   private async byTag(req: ManifestRequest): Promise<ManifestResult> {
     const tag = req.reference;
-    const record = await this.meta.getTag(req.repo, tag);
+    const record = await this.getTag(req.repo, tag);
     if (record && !acceptsMediaType(req.accept, record.mediaType)) {
       // The client can't take what the tag points to (an old client and an index):
       // ask upstream with the client's own Accept and don't touch the mapping.
@@ -93,12 +96,12 @@ export class ManifestService {
       this.acrossReplicas(
         key,
         async () => {
-          const known = await this.meta.getTag(req.repo, tag);
-          return known ? this.meta.getManifest(req.repo, known.digest) : undefined;
+          const known = await this.getTag(req.repo, tag);
+          return known ? this.getManifest(req.repo, known.digest) : undefined;
         },
         async () => {
           const m = await this.fetch(req.repo, tag, unionAccept(req.accept), req.credentials);
-          await this.meta.putTag(req.repo, tag, { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() });
+          await this.putTag(req.repo, tag, { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() });
           return m;
         },
       ),
@@ -110,7 +113,7 @@ export class ManifestService {
 
   private async serveRecord(req: ManifestRequest, record: TagRecord, cache: CacheResult): Promise<ManifestResult> {
     this.meta.touchTag(req.repo, req.reference, Date.now());
-    const manifest = await this.meta.getManifest(req.repo, record.digest);
+    const manifest = await this.getManifest(req.repo, record.digest);
     if (manifest) return { ...manifest, cache };
     return { ...(await this.byDigest(req, record.digest)), cache: "miss" };
   }
@@ -135,12 +138,12 @@ export class ManifestService {
     }
     if (digest === record.digest) {
       const refreshed = { ...record, checkedAt: Date.now() };
-      await this.meta.putTag(repo, tag, refreshed);
+      await this.putTag(repo, tag, refreshed);
       return { record: refreshed, cache: "hit" };
     }
     const m = await this.fetch(repo, digest, ALL_MANIFEST_TYPES, credentials);
     const updated = { digest: m.digest, mediaType: m.mediaType, size: m.body.byteLength, checkedAt: Date.now() };
-    await this.meta.putTag(repo, tag, updated);
+    await this.putTag(repo, tag, updated);
     return { record: updated, cache: "miss" };
   }
 
@@ -165,6 +168,7 @@ export class ManifestService {
     const mediaType = contentType && contentType !== "application/json" && contentType !== "text/plain" ? contentType : (mediaTypeFromBody(body) ?? "application/vnd.oci.image.manifest.v1+json");
     const manifest = { digest: actual, mediaType, body };
     await this.meta.putManifest(repo, manifest);
+    this.hotManifests.set(`${repo.registry}/${repo.repository}@${manifest.digest}`, manifest);
     return manifest;
   }
 
@@ -187,6 +191,30 @@ export class ManifestService {
       if (found) return found;
     }
     return work();
+  }
+
+  private async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
+    const key = `${repo.registry}/${repo.repository}:${tag}`;
+    const hot = this.hotTags.get(key);
+    if (hot && Date.now() - hot.checkedAt < this.tagTtlMs) return hot;
+    // Past its TTL here, the shared store may hold a fresher one (another replica revalidated).
+    const record = await this.meta.getTag(repo, tag);
+    if (record) this.hotTags.set(key, record);
+    return record;
+  }
+
+  private async putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void> {
+    this.hotTags.set(`${repo.registry}/${repo.repository}:${tag}`, record);
+    await this.meta.putTag(repo, tag, record);
+  }
+
+  private async getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined> {
+    const key = `${repo.registry}/${repo.repository}@${digest}`;
+    const hot = this.hotManifests.get(key);
+    if (hot) return hot;
+    const record = await this.meta.getManifest(repo, digest);
+    if (record) this.hotManifests.set(key, record);
+    return record;
   }
 
   /** Single-flight: concurrent identical upstream work shares one promise. */

@@ -2,7 +2,7 @@
 // Handlers annotate the request (cache result, registry) through a WeakMap, so the
 // log plugin needs no cooperation from Elysia's context types.
 import { Elysia } from "elysia";
-import type { Logger } from "../observe/logger.ts";
+import { createAccessLogger, type Logger } from "../observe/logger.ts";
 import { Metrics } from "../observe/metrics.ts";
 
 export interface RequestNotes {
@@ -24,7 +24,8 @@ export function requestId(request: Request): string | undefined {
   return notes.get(request)?.id;
 }
 
-export function requestLog(log: Logger, metrics: Metrics) {
+export function requestLog(general: Logger, metrics: Metrics) {
+  const log = createAccessLogger(general.level);
   return new Elysia({ name: "request-log" })
     .onRequest(({ request }) => {
       notes.set(request, { id: `${process.pid.toString(36)}-${(++counter).toString(36)}`, started: performance.now() });
