@@ -18,7 +18,10 @@ import type { Logger } from "../observe/logger.ts";
 import { UpstreamError } from "../upstream/errors.ts";
 import type { BlobSource } from "./blob-sources.ts";
 
-const READ_CHUNK = 256 * 1024;
+const READ_CHUNK = 64 * 1024;
+/** Bytes read from temp files (by all downloads) since the last GC request. */
+let fileReadBytes = 0;
+const GC_EVERY_BYTES = 32 * 1024 * 1024;
 /** Recent chunks kept in memory for readers that keep up with the download. */
 const WINDOW_BYTES = 8 * 1024 * 1024;
 /** Attempts per download: the first, then resumes from the byte reached. */
@@ -130,8 +133,10 @@ export class BlobDownload {
       // While unverified, keep the blob's last byte back (see class comment).
       const available = this.state === "running" && this.size !== undefined ? Math.min(this.written, this.size - 1) : this.written;
       if (position < available) {
-        const length = Math.min(READ_CHUNK, available - position, limit === undefined ? Infinity : limit - position);
-        return this.fromWindow(position, length) ?? this.fromFile(position, length);
+        const wanted = Math.min(available - position, limit === undefined ? Infinity : limit - position);
+        // Window views cost nothing, so they go out whole; file reads come in small chunks,
+        // which keeps what a slow client's connection holds (and the garbage) small.
+        return this.fromWindow(position, wanted) ?? this.fromFile(position, Math.min(READ_CHUNK, wanted));
       }
       if (this.state === "failed") throw this.error!;
       if (this.state !== "running" && this.state !== "verified") return null; // size was unknown and the stream ended
@@ -152,6 +157,13 @@ export class BlobDownload {
 
   private fromFile(position: number, length: number): Uint8Array {
     this.readFd ??= openSync(this.committedPath ?? this.writer!.tempPath, "r");
+    // Readers that fall behind allocate a buffer per chunk, gigabytes of short-lived
+    // garbage under fan-in; a collection every so often keeps RSS near the live set.
+    fileReadBytes += length;
+    if (fileReadBytes >= GC_EVERY_BYTES) {
+      fileReadBytes = 0;
+      Bun.gc(false);
+    }
     const buffer = new Uint8Array(length);
     const bytesRead = readSync(this.readFd, buffer, 0, length, position);
     if (bytesRead === 0) throw new Error("blob temp file shorter than written length");

@@ -249,3 +249,32 @@ describe("egress proxy", () => {
     }
   }, 60_000);
 });
+
+describe("blob_endpoints", () => {
+  test("manifests and blobs can use different tier orders", async () => {
+    // Blobs go through another mirror (an nginx in front of the same upstream) first.
+    const port = await freePort();
+    const mirror: NginxProcess = await startNginx(`server { listen 127.0.0.1:${port}; location / { proxy_pass ${upstream.url}; proxy_set_header Host $http_host; } }`, [port]);
+    const ferry = await startFerry({
+      config: `[[registry]]\nname = "docker.io"\nallow_private_redirects = true\nendpoints = ["${upstream.url}"]\nblob_endpoints = ["http://127.0.0.1:${port}", "${upstream.url}"]\n`,
+    });
+    try {
+      const m = await fetch(`${ferry.url}/v2/library/five/manifests/latest`, { headers: { Accept: ACCEPT } });
+      expect(m.headers.get("docker-content-digest")).toBe(five.manifestDigest);
+      for (const blob of five.blobs) {
+        const r = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`);
+        expect(sha256(await r.arrayBuffer())).toBe(blob.digest);
+      }
+      const viaMirror = mirror.accessLog();
+      expect(viaMirror.filter((l) => l.uri.includes("/manifests/")).length).toBe(0);
+      for (const blob of five.blobs) expect(viaMirror.some((l) => l.uri.endsWith(`/blobs/${blob.digest}`) && l.method === "GET")).toBe(true);
+      const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: { url: string; usedFor: string[] }[] }[] };
+      const hub = status.registries.find((r) => r.registry === "docker.io")!;
+      expect(hub.endpoints.find((e) => e.url === upstream.url)!.usedFor).toEqual(["manifest", "blob"]);
+      expect(hub.endpoints.find((e) => e.url.endsWith(`:${port}`))!.usedFor).toEqual(["blob"]);
+    } finally {
+      await ferry.stop();
+      await mirror.stop();
+    }
+  }, 60_000);
+});
