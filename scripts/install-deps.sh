@@ -12,9 +12,11 @@ if [ "${1:-}" = "--test" ]; then
   # The real components the tests run: the upstream registry, clients, Redis, nginx.
   need=()
   for pair in docker-registry:docker-registry skopeo:skopeo podman:podman ctr:containerd dockerd:docker.io \
-              redis-server:redis-server nginx:nginx tinyproxy:tinyproxy chromium:chromium shellcheck:shellcheck qemu-aarch64-static:qemu-user-static htpasswd:apache2-utils unshare:util-linux newuidmap:uidmap openssl:openssl; do
+              redis-server:redis-server nginx:nginx tinyproxy:tinyproxy chromium:chromium systemd-analyze:systemd curl:curl shellcheck:shellcheck qemu-aarch64-static:qemu-user-static htpasswd:apache2-utils unshare:util-linux newuidmap:uidmap openssl:openssl; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
   done
+  # The arm64 release binary is run under qemu-user with Debian's arm64 libc.
+  [ -d /usr/aarch64-linux-gnu ] || need+=(libc6-arm64-cross)
   if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
     $SUDO apt-get update -q >/dev/null

@@ -277,7 +277,7 @@ describe("scripts/install.sh", () => {
     60_000,
   );
 
-  test.skipIf(!Bun.which("shellcheck"))(
+  test(
     "install.sh and release.sh are shellcheck-clean",
     () => {
       const r = sh(["shellcheck", "scripts/install.sh", "scripts/release.sh"]);
@@ -330,7 +330,7 @@ describe("scripts/ferry.service", () => {
     expect(unit.Install!.WantedBy).toEqual(["multi-user.target"]);
   });
 
-  test.skipIf(!Bun.which("systemd-analyze"))(
+  test(
     "systemd-analyze verify finds nothing to complain about; security exposure is low",
     () => {
       // The unit as installed, with ExecStart pointed at the built binary (verify checks
@@ -360,7 +360,7 @@ describe("scripts/ferry.service", () => {
     return { code, ms: Date.now() - started, out: await new Response(p.stdout).text() };
   }
 
-  test.skipIf(!Bun.which("curl"))(
+  test(
     "ExecStartPost waits for /readyz 200; a 503 at the deadline still starts, no answer fails",
     async () => {
       expect(svc.Environment).toContain("FERRY_READY_TIMEOUT=30");
@@ -446,7 +446,7 @@ describe("deploy/nginx/ferry-lb.conf", () => {
     return out;
   }
 
-  test.skipIf(!Bun.which("nginx"))(
+  test(
     "a real nginx with it balances /v2/ over two ferry replicas, fails over, and refuses big bodies",
     async () => {
       ferries = await Promise.all([startFerry(), startFerry()]);
@@ -480,7 +480,7 @@ describe("deploy/nginx/ferry-lb.conf", () => {
     90_000,
   );
 
-  test.skipIf(!Bun.which("nginx") || !Bun.which("openssl"))(
+  test(
     "its commented TLS server block works when uncommented",
     async () => {
       ferries = [await startFerry()];
@@ -640,7 +640,7 @@ describe("scripts/release.sh", () => {
       expect(elfMachine("ferry-linux-arm64")).toBe(0xb7);
       if (Bun.which("file")) expect(sh(["file", "dist/ferry-linux-arm64"]).stdout).toContain("ARM aarch64");
       if (process.arch === "x64") expect(sh(["dist/ferry-linux-x64", "version"]).stdout).toContain(`ferry ${pkg.version}`);
-      if (process.arch === "x64" && Bun.which("qemu-aarch64-static") && existsSync("/usr/aarch64-linux-gnu")) {
+      if (process.arch === "x64") {
         expect(sh(["qemu-aarch64-static", "-L", "/usr/aarch64-linux-gnu", "dist/ferry-linux-arm64", "version"]).stdout).toContain(`ferry ${pkg.version}`);
       }
       if (Bun.which("file")) expect(r.stderr).toContain("ARM aarch64");
