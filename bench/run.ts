@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { bigLayer, fiveLayer, multiArch, type BuiltImage } from "../test/harness/images.ts";
 import { startUpstream, type LogFilter, type Upstream } from "../test/harness/upstream.ts";
 import type { ClientResult, ClientSpec, GetResult } from "./lib/client.ts";
-import { currentRssMiB, FERRY_BIN, ferryCommand, ferryConfig, findFile, peakRssMiB, ROOT, BUN, startDistributionProxy, startFerryPeer, startNginxStatic, type Peer } from "./lib/peers.ts";
+import { currentRssMiB, FERRY_BIN, ferryCommand, ferryConfig, findFile, peakRssMiB, ROOT, BUN, startDistributionProxy, startFerryPeer, startNginxStatic } from "./lib/peers.ts";
 import { pull, RegistryClient, MANIFEST_ACCEPT, type PullResult } from "./lib/registry-client.ts";
 import { max, median, renderMarkdown, terminalTable, type ResultsJson, type Row } from "./lib/report.ts";
 import { startThrottleProxy } from "./lib/throttle-proxy.ts";
@@ -165,15 +165,6 @@ function newestMtime(dir: string, depth = 0): number {
     newest = Math.max(newest, e.isDirectory() ? newestMtime(p, depth + 1) : statSync(p).mtimeMs);
   }
   return newest;
-}
-
-async function commandOutput(cmd: string[]): Promise<string> {
-  try {
-    const p = Bun.spawnSync(cmd, { stdout: "pipe", stderr: "pipe", timeout: 10_000 });
-    return (p.stdout.toString() + p.stderr.toString()).trim();
-  } catch {
-    return "";
-  }
 }
 
 // --- the run -------------------------------------------------------------------------

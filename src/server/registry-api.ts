@@ -135,4 +135,3 @@ async function catalog(mirror: Mirror, url: URL, method: string): Promise<Respon
   return jsonResponse({ repositories: page.items }, linkHeader(url.pathname, n, page.next), method);
 }
 
-export { API_VERSION_HEADER };

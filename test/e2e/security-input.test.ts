@@ -2,11 +2,11 @@
 // nothing normalises the paths first), oversized and absurd requests, slow clients,
 // redirects to private addresses, TLS, and secrets kept out of logs and answers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { skopeoInspect } from "../harness/clients.ts";
-import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { startFerry } from "../harness/ferry.ts";
 import { fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { freePort } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";

@@ -2,12 +2,11 @@
 // by replicas through Redis), trusted proxies, a bounded fuzz run against a running
 // ferry, private-address redirects, TLS, and secrets kept out of logs and answers.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from "node:fs";
+import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { startFerry } from "../harness/ferry.ts";
 import { fiveLayer, type BuiltImage } from "../harness/images.ts";
-import { freePort } from "../harness/proc.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
 import { hubRegistry } from "../harness/oci.ts";

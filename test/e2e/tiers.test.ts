@@ -5,7 +5,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { join } from "node:path";
-import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { startFerry } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
 import { freePort } from "../harness/proc.ts";

@@ -19,7 +19,7 @@
 // gives both.
 
 import { createHmac, randomBytes, sign as cryptoSign, timingSafeEqual, randomUUID } from "node:crypto";
-import { createReadStream, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from "node:fs";
+import { createReadStream, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync, openSync, readSync, closeSync } from "node:fs";
 import http from "node:http";
 import type { Socket } from "node:net";
 import { tmpdir } from "node:os";
