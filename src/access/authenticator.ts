@@ -1,6 +1,7 @@
 // Who a request is: anonymous, an htpasswd user, a static token, or (for passthrough
 // registries) a client presenting its own upstream credentials. Ferry's bearer tokens
 // carry the repositories they were issued for and expire quickly.
+import { LRUCache } from "lru-cache";
 import type { AuthSettings } from "../config/config.ts";
 import { timingSafeEqual } from "node:crypto";
 import type { Credentials } from "../upstream/auth.ts";
@@ -20,8 +21,13 @@ export const ANONYMOUS: Principal = { kind: "anonymous", name: "" };
 
 export type Identified = Principal | { invalid: string };
 
+/** How long a verified password is remembered (bcrypt is deliberately slow). */
+const VERIFIED_TTL_MS = 60_000;
+
 export class Authenticator {
   readonly signer: TokenSigner;
+  /** Successful logins by a hash of user:password, so Basic on every request costs one bcrypt a minute. */
+  private readonly verified = new LRUCache<string, Principal>({ max: 10_000, ttl: VERIFIED_TTL_MS });
 
   constructor(
     readonly settings: AuthSettings,
@@ -57,8 +63,13 @@ export class Authenticator {
   /** htpasswd user, or any user name with a static token as password. */
   async login(username: string, password: string): Promise<Principal | undefined> {
     if (this.isStaticToken(password)) return { kind: "token", name: username || "static-token" };
-    if (await verifyPassword(this.users, username, password)) return { kind: "user", name: username };
-    return undefined;
+    const key = new Bun.CryptoHasher("sha256").update(`${username}:${password}`).digest("hex");
+    const known = this.verified.get(key);
+    if (known) return known;
+    if (!(await verifyPassword(this.users, username, password))) return undefined;
+    const principal: Principal = { kind: "user", name: username };
+    this.verified.set(key, principal);
+    return principal;
   }
 
   issue(principal: Principal, repositories: string[], now = Date.now()): { token: string; expiresIn: number; issuedAt: string } {
