@@ -154,7 +154,7 @@ function ensureBinary(): { command: string[]; kind: string } {
       return { command: ferryCommand(false), kind: "bun src/main.ts serve (build failed)" };
     }
   }
-  return { command: ferryCommand(true), kind: "dist/ferry (bun build --compile)" };
+  return { command: ferryCommand(true), kind: "dist/ferry (bun build --compile --bytecode)" };
 }
 
 function newestMtime(dir: string, depth = 0): number {

@@ -69,7 +69,7 @@ for arch in "${TARGETS[@]}"; do
   runtime=$(runtime_for "$arch")
   log "building $out (runtime $runtime)"
   rm -f "$out"
-  "$BUN" build --compile --minify --target="bun-linux-$arch" --compile-executable-path="$runtime" \
+  "$BUN" build --compile --minify --bytecode --format=esm --target="bun-linux-$arch" --compile-executable-path="$runtime" \
     src/main.ts --outfile "$out" >&2
   [ "$(head -c 4 "$out" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ] || die "$out is not an ELF file"
   [ "$(elf_machine_of "$out")" = "$(elf_machine "$arch")" ] || die "$out: wrong ELF machine $(elf_machine_of "$out")"
