@@ -18,11 +18,3 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     destination,
   );
 }
-
-/**
- * The access log: one line per request with fields ferry chose (no headers, no query),
- * so it skips the redaction pass the general logger makes on every line.
- */
-export function createAccessLogger(level: string): Logger {
-  return pino({ level, base: { service: "ferry" }, timestamp: pino.stdTimeFunctions.isoTime });
-}

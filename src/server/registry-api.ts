@@ -11,6 +11,7 @@ import { paginate } from "../registry/tags.ts";
 import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
 import { annotate } from "./request-log.ts";
+import { requestUrl } from "./request-url.ts";
 import { API_VERSION_HEADER, blobResponse, jsonResponse, manifestResponse } from "./responses.ts";
 
 const MAX_PAGE_SIZE = 10_000;
@@ -22,7 +23,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
   const handle = async (request: Request, peer: string): Promise<Response> => {
     const method = request.method;
     try {
-      const url = new URL(request.url);
+      const url = requestUrl(request);
       // The raw (still percent-encoded) path: names are validated as written, so
       // an encoded "/" or "." can never sneak past the grammar.
       const rest = url.pathname.replace(/^\/v2\/?/, "");
@@ -53,7 +54,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
           const accept = parseAccept([request.headers.get("accept") ?? ""]);
           const m = await mirror.manifests.get({ repo, reference: api.reference, accept, method, credentials });
           annotate(request, { cache: m.cache });
-          mirror.metrics.cacheResults.inc({ kind: "manifest", result: m.cache, tier: m.cache === "miss" || m.cache === "bypass" ? "upstream" : "local" });
+          mirror.metrics.countCacheResult("manifest", m.cache, m.cache === "miss" || m.cache === "bypass" ? "upstream" : "local");
           return manifestResponse(m, method, { ...extra, "X-Ferry-Cache": m.cache });
         }
         case "blob": {
@@ -69,7 +70,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
       }
     } catch (error) {
       const { error: registryError, response } = toRegistryErrorResponse(error, method);
-      if (registryError.status >= 500) mirror.log.warn({ path: new URL(request.url).pathname, code: registryError.code, error: registryError.message }, "request failed");
+      if (registryError.status >= 500) mirror.log.warn({ path: requestUrl(request).pathname, code: registryError.code, error: registryError.message }, "request failed");
       return response;
     }
   };
@@ -82,7 +83,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
 
 /** Cache outcome and bytes sent (as declared: a client that leaves early is counted whole). */
 function recordBlob(mirror: Mirror, b: BlobResult, method: string): number {
-  mirror.metrics.cacheResults.inc({ kind: "blob", result: b.cache, tier: b.source });
+  mirror.metrics.countCacheResult("blob", b.cache, b.source);
   if (method !== "GET" || b.body.kind === "redirect") return 0;
   const bytes = b.range ? b.range.end - b.range.start + 1 : (b.size ?? 0);
   mirror.metrics.bytesServed.inc({ source: b.source }, bytes);

@@ -2,8 +2,10 @@
 // Handlers annotate the request (cache result, registry) through a WeakMap, so the
 // log plugin needs no cooperation from Elysia's context types.
 import { Elysia } from "elysia";
-import { createAccessLogger, type Logger } from "../observe/logger.ts";
+import { createAccessLog } from "../observe/access-log.ts";
+import type { Logger } from "../observe/logger.ts";
 import { Metrics } from "../observe/metrics.ts";
+import { requestUrl } from "./request-url.ts";
 
 export interface RequestNotes {
   id: string;
@@ -25,7 +27,7 @@ export function requestId(request: Request): string | undefined {
 }
 
 export function requestLog(general: Logger, metrics: Metrics) {
-  const log = createAccessLogger(general.level);
+  const log = createAccessLog(general.level);
   return new Elysia({ name: "request-log" })
     .onRequest(({ request }) => {
       notes.set(request, { id: `${process.pid.toString(36)}-${(++counter).toString(36)}`, started: performance.now() });
@@ -35,24 +37,12 @@ export function requestLog(general: Logger, metrics: Metrics) {
       if (!n) return;
       const response = responseValue instanceof Response ? responseValue : undefined;
       const status = response?.status ?? (typeof set.status === "number" ? set.status : 200);
-      const length = response?.headers.get("content-length");
-      const url = new URL(request.url);
+      const path = requestUrl(request).pathname;
       const ms = performance.now() - n.started;
-      const route = Metrics.routeOf(url.pathname);
-      metrics.httpRequests.inc({ route, method: request.method, status: String(status) });
-      metrics.httpDuration.observe({ route }, ms / 1000);
-      log.info(
-        {
-          id: n.id,
-          method: request.method,
-          path: url.pathname,
-          status,
-          bytes: length ? Number(length) : undefined,
-          ms: Math.round(ms * 10) / 10,
-          cache: n.cache,
-          registry: n.registry,
-        },
-        "request",
-      );
+      const route = Metrics.routeOf(path);
+      metrics.countRequest(route, request.method, status, ms / 1000);
+      if (!log.enabled) return;
+      const length = response?.headers.get("content-length");
+      log.record({ id: n.id, method: request.method, path, status, bytes: length ? Number(length) : undefined, ms: Math.round(ms * 10) / 10, cache: n.cache, registry: n.registry });
     });
 }

@@ -42,6 +42,10 @@ describe("machine interfaces", () => {
     expect(value(/^ferry_cache_results_total\{kind="manifest",result="miss",tier="upstream"\} (\d+)$/m)).toBe(1);
     expect(value(/^ferry_cache_results_total\{kind="manifest",result="hit",tier="local"\} (\d+)$/m)).toBe(1);
     expect(text).toMatch(/^ferry_http_requests_total\{route="blob",method="GET",status="200"\} \d+$/m);
+    // Requests are tallied between scrapes: the counter and the histogram agree.
+    const blobRequests = value(/^ferry_http_requests_total\{route="blob",method="GET",status="200"\} (\d+)$/m);
+    expect(blobRequests).toBeGreaterThanOrEqual(2 * image.blobs.length);
+    expect(value(/^ferry_http_request_duration_seconds_count\{route="blob"\} (\d+)$/m)).toBeGreaterThanOrEqual(blobRequests);
     expect(text).toMatch(/^ferry_upstream_request_duration_seconds_bucket\{le="[^"]+",registry="docker.io",endpoint="http:\/\/127\.0\.0\.1:\d+",method="GET"\} \d+$/m);
     expect(value(/^ferry_cache_size_bytes (\d+)$/m)).toBe(totalBlobBytes);
     expect(text).toMatch(/^ferry_inflight_downloads 0$/m);
