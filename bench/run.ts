@@ -10,7 +10,7 @@
 // Options: --quick (small sizes, 1 round), --check (exit 1 when a target is missed),
 // --rounds N, --source (run `bun src/main.ts` instead of the binary), --only 1,3,7,
 // --render (re-render latest.md from latest.json).
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
 import { join } from "node:path";
 import { bigLayer, fiveLayer, multiArch, type BuiltImage } from "../test/harness/images.ts";
@@ -125,6 +125,22 @@ async function waitQuiet(): Promise<void> {
     busy = await machineBusy();
   }
   background.push(busy);
+  // Writeback of earlier runs' blobs stalls the next one's writes (cold-pull CPU doubled
+  // once under 40% IO pressure), so the disk must be quiet too.
+  for (let i = 0; ioStalled() > QUIET_IO_FULL && performance.now() < deadline && i < 100; i++) await Bun.sleep(200);
+  if (ioStalled() > QUIET_IO_FULL) log(`disk still busy (IO pressure "full" avg10 ${ioStalled()}%); measuring anyway`);
+}
+
+const QUIET_IO_FULL = 10;
+
+/** Share of the last 10 s in which all tasks stalled on IO (/proc/pressure/io), 0 where PSI is missing. */
+function ioStalled(): number {
+  try {
+    const full = /^full avg10=([\d.]+)/m.exec(readFileSync("/proc/pressure/io", "utf8"));
+    return full ? Number(full[1]) : 0;
+  } catch {
+    return 0;
+  }
 }
 
 /** Peers in a different order each round (ferry first, then after the others, …). */
