@@ -9,30 +9,28 @@ export class Metrics {
   // The per-request counters are tallied in plain maps and handed to prom-client when
   // scraped: prom-client hashes the label set on every inc(), which cost more than a
   // cached manifest's own work (bench/, scenario 2).
-  private readonly requestTallies = new Map<string, { labels: { route: string; method: string; status: string }; count: number }>();
-  private readonly durationsByRoute = new Map<string, number[]>();
-  private readonly cacheTallies = new Map<string, { labels: { kind: string; result: string; tier: string }; count: number }>();
+  private readonly requestTallies = new Tallies<"route" | "method" | "status">();
+  private readonly cacheTallies = new Tallies<"kind" | "result" | "tier">();
   private readonly httpRequests: Counter<"route" | "method" | "status"> = new Counter({
     name: "ferry_http_requests_total",
     help: "Requests answered, by API route, method and status",
     labelNames: ["route", "method", "status"],
     registers: [this.registry],
-    collect: (): void => flushTallies(this.requestTallies, this.httpRequests),
+    collect: (): void => this.requestTallies.flushInto(this.httpRequests),
   });
-  private readonly httpDuration: Histogram<"route"> = new Histogram({
+  private readonly httpDuration = new Histogram({
     name: "ferry_http_request_duration_seconds",
     help: "Time to response headers, by API route",
     labelNames: ["route"],
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [this.registry],
-    collect: (): void => this.flushDurations(),
   });
   private readonly cacheResults: Counter<"kind" | "result" | "tier"> = new Counter({
     name: "ferry_cache_results_total",
     help: "Cache outcomes by object kind, result and the tier that answered",
     labelNames: ["kind", "result", "tier"],
     registers: [this.registry],
-    collect: (): void => flushTallies(this.cacheTallies, this.cacheResults),
+    collect: (): void => this.cacheTallies.flushInto(this.cacheResults),
   });
   readonly bytesServed = new Counter({ name: "ferry_bytes_served_total", help: "Blob bytes sent to clients, by where they came from", labelNames: ["source"], registers: [this.registry] });
   readonly upstreamDuration = new Histogram({
@@ -68,29 +66,13 @@ export class Metrics {
 
   /** One answered request (see the tallies above). */
   countRequest(route: string, method: string, status: number, seconds: number): void {
-    const key = `${route} ${method} ${status}`;
-    const tally = this.requestTallies.get(key);
-    if (tally) tally.count++;
-    else this.requestTallies.set(key, { labels: { route, method, status: String(status) }, count: 1 });
-    let durations = this.durationsByRoute.get(route);
-    if (!durations) this.durationsByRoute.set(route, (durations = []));
-    durations.push(seconds);
-    if (durations.length >= 4096) this.flushDurations();
+    this.requestTallies.add(`${route} ${method} ${status}`, () => ({ route, method, status: String(status) }));
+    this.httpDuration.observe({ route }, seconds);
   }
 
   /** Which tier answered a manifest or blob request, and how. */
   countCacheResult(kind: string, result: string, tier: string): void {
-    const key = `${kind} ${result} ${tier}`;
-    const tally = this.cacheTallies.get(key);
-    if (tally) tally.count++;
-    else this.cacheTallies.set(key, { labels: { kind, result, tier }, count: 1 });
-  }
-
-  private flushDurations(): void {
-    for (const [route, durations] of this.durationsByRoute) {
-      for (const seconds of durations) this.httpDuration.observe({ route }, seconds);
-      durations.length = 0;
-    }
+    this.cacheTallies.add(`${kind} ${result} ${tier}`, () => ({ kind, result, tier }));
   }
 
   /** A route label with few values, from a request path. */
@@ -105,10 +87,21 @@ export class Metrics {
   }
 }
 
-function flushTallies<L extends string>(tallies: Map<string, { labels: Record<L, string>; count: number }>, counter: Counter<L>): void {
-  for (const tally of tallies.values()) {
-    if (tally.count === 0) continue;
-    counter.inc(tally.labels, tally.count);
-    tally.count = 0;
+/** Counts per label set, keyed by a string the caller builds (no hashing per increment). */
+class Tallies<L extends string> {
+  private readonly byKey = new Map<string, { labels: Record<L, string>; count: number }>();
+
+  add(key: string, labels: () => Record<L, string>): void {
+    const tally = this.byKey.get(key);
+    if (tally) tally.count++;
+    else this.byKey.set(key, { labels: labels(), count: 1 });
+  }
+
+  flushInto(counter: Counter<L>): void {
+    for (const tally of this.byKey.values()) {
+      if (tally.count === 0) continue;
+      counter.inc(tally.labels, tally.count);
+      tally.count = 0;
+    }
   }
 }
