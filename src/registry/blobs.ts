@@ -60,13 +60,16 @@ export class BlobService {
   async get(req: BlobRequest): Promise<BlobResult> {
     const key: BlobKey = { registry: req.registry, digest: req.digest };
     const what = `blob ${req.digest} of ${req.repository}`;
-    const cached = await this.local.stat(key);
+    // The download in progress first, then the store: a download leaves the map only once
+    // its blob is in the store, so in this order a request can't miss both (the other way
+    // round, a download that finished during the stat was started again).
+    const running = this.downloads.get(keyString(key));
+    const cached = running ? undefined : await this.local.stat(key);
     if (cached) {
       this.local.touch(key);
       const range = rangeOf(req.range, cached.size);
       return { digest: req.digest, source: "local", size: cached.size, range, body: req.method === "HEAD" ? { kind: "none" } : { kind: "file", path: cached.path }, cache: "hit" };
     }
-    const running = this.downloads.get(keyString(key));
     if (req.method === "HEAD") {
       if (running?.size !== undefined) return { digest: req.digest, source: "upstream", size: running.size, body: { kind: "none" }, cache: "miss" };
       const inShared = await this.sharedStat(key);
