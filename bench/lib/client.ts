@@ -21,7 +21,7 @@ export interface GetResult {
   errors: string[];
 }
 
-export type ClientResult = GetResult | ({ mode: "pull" } & PullResult);
+export type ClientResult = (GetResult | ({ mode: "pull" } & PullResult)) & { /** CPU seconds (user + system) this client process used. */ cpuS?: number };
 
 /** `concurrency` GETs at once, `repeat` times in a row (default 1); wall time covers all. */
 async function runGet(spec: Extract<ClientSpec, { mode: "get" }>): Promise<GetResult> {
@@ -66,7 +66,8 @@ if (import.meta.main) {
   const spec = JSON.parse(process.argv[2] ?? "{}") as ClientSpec;
   try {
     const result = await runClient(spec);
-    process.stdout.write(JSON.stringify(result) + "\n");
+    const cpu = process.cpuUsage();
+    process.stdout.write(JSON.stringify({ ...result, cpuS: (cpu.user + cpu.system) / 1e6 }) + "\n");
   } catch (error) {
     process.stdout.write(JSON.stringify({ error: (error as Error).message }) + "\n");
     process.exit(1);
