@@ -17,7 +17,7 @@ import { bigLayer, fiveLayer, multiArch, type BuiltImage } from "../test/harness
 import { startUpstream, type LogFilter, type Upstream } from "../test/harness/upstream.ts";
 import type { ClientResult, ClientSpec, GetResult } from "./lib/client.ts";
 import { currentRssMiB, FERRY_BIN, ferryCommand, ferryConfig, findFile, peakRssMiB, ROOT, BUN, startDistributionProxy, startFerryPeer, startNginxStatic } from "./lib/peers.ts";
-import { pull, RegistryClient, MANIFEST_ACCEPT, type PullResult } from "./lib/registry-client.ts";
+import { pull, RegistryClient, MANIFEST_ACCEPT } from "./lib/registry-client.ts";
 import { max, median, renderMarkdown, terminalTable, type ResultsJson, type Row } from "./lib/report.ts";
 import { startThrottleProxy } from "./lib/throttle-proxy.ts";
 import { runWrk, type WrkResult } from "./lib/wrk.ts";
@@ -385,7 +385,7 @@ async function main(): Promise<void> {
       up.clearLog();
       const cpu0 = pid ? cpuSeconds(pid) : undefined;
       const upstreamCpu0 = process.cpuUsage(); // the upstream (front, token, CDN) runs in this process
-      const r = await client<{ mode: "pull"; cpuS?: number } & PullResult>({ mode: "pull", base, repo: bigRepo, tag: "latest" });
+      const r = await client<Extract<ClientResult, { mode: "pull" }>>({ mode: "pull", base, repo: bigRepo, tag: "latest" });
       const upstreamCpu = process.cpuUsage(upstreamCpu0);
       const arrival = cdnArrival();
       const b = r.bigLayer!;
