@@ -12,6 +12,7 @@
 // the temp file, with pread(2) on the event loop (the bytes were just written, so they
 // are in the page cache). The last byte is released as soon as the digest is verified;
 // fsync and the rename into the cache follow.
+import { fullGC } from "bun:jsc";
 import { closeSync, openSync, readSync } from "node:fs";
 import type { BlobKey, BlobWriter } from "../cache/blob-store.ts";
 import type { Logger } from "../observe/logger.ts";
@@ -27,14 +28,20 @@ const GC_EVERY_BYTES = 64 * 1024 * 1024;
  * Every chunk is a fresh buffer that is garbage once sent: gigabytes of short-lived
  * garbage per download, which the collector left to pile up (a single cold 300 MiB GET
  * peaked at 160 MiB RSS). A full collection every 64 MiB keeps RSS near the live set
- * (a cold 300 MiB GET peaks at ~120 MiB). Every 32 MiB cost 5% more CPU per cold GET
- * for 7 MiB less; every 128 MiB saved no CPU and added 25 MiB.
+ * (a cold 300 MiB GET peaks at ~150 MiB, 32 cold clients at ~160 MiB). Every 128 MiB
+ * went up to 185 MiB with 32 clients.
+ *
+ * JSC's own full collection, not Bun.gc(true): that one also makes the allocator hand
+ * every freed page back to the kernel at once, so the next 64 MiB of chunks were
+ * faulted in fresh: half the page faults of a cold GET (48k of them for 300 MiB, 23k
+ * without) and 5–10% of its CPU. Pages still go back to the kernel on the allocator's
+ * own schedule (RSS is back near 80 MiB seconds after the download).
  */
 function countChunkGarbage(bytes: number): void {
   chunkBytes += bytes;
   if (chunkBytes >= GC_EVERY_BYTES) {
     chunkBytes = 0;
-    Bun.gc(true);
+    fullGC();
   }
 }
 /** Recent chunks kept in memory for readers that keep up with the download. */
