@@ -213,6 +213,49 @@ ${locations}
   };
 }
 
+/**
+ * nginx as the do-it-yourself mirror users build today: a reverse proxy to the upstream
+ * that follows the blob 307 to the CDN itself and writes the blob to disk while it
+ * forwards it (proxy_store). It checks no digest and caches no manifests, so on a cold
+ * pull it does the least a store-and-forward mirror can: receive, write, send. That is
+ * the floor scenario 3 compares ferry's cold pull with.
+ */
+export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer> {
+  const port = await freePort();
+  const store = mkdtempSync(join(tmpdir(), "ferry-bench-nginx-store-"));
+  const nginx: NginxProcess = await startNginx(
+    `
+  server {
+    listen 127.0.0.1:${port};
+    root ${store};
+    location /v2/ {
+      proxy_pass ${upstreamUrl};
+      proxy_intercept_errors on;
+      error_page 307 = @cdn;
+    }
+    location @cdn {
+      set $cdn $upstream_http_location;
+      proxy_pass $cdn;
+      proxy_set_header Authorization ""; # the CDN URL is signed; like S3, it refuses a second credential
+      proxy_buffering on;
+      proxy_buffers 16 64k;
+      proxy_store on;
+    }
+  }`,
+    [port],
+  );
+  return {
+    name: "nginx",
+    url: `http://127.0.0.1:${port}`,
+    pid: nginx.pid,
+    dir: nginx.dir,
+    stop: async () => {
+      await nginx.stop();
+      rmSync(store, { recursive: true, force: true });
+    },
+  };
+}
+
 /** Find a cached blob file by its hex digest under a directory (bounded walk). */
 export function findFile(root: string, name: string, maxEntries = 100_000): string | undefined {
   const { readdirSync } = require("node:fs") as typeof import("node:fs");
