@@ -3,13 +3,13 @@
 // Prints one JSON line with the result. Every request has a deadline.
 //
 //   {"mode":"get","url":…,"concurrency":16,"expectBytes":…}   N concurrent GETs, bytes counted
-//   {"mode":"pull","base":…,"repo":…,"tag":…}                  a docker-style pull of one image
+//   {"mode":"pull","base":…,"repo":…,"tag":…[,"proxy":…]}      a docker-style pull of one image
 import { request, type HttpResponse } from "./http.ts";
 import { pull, RegistryClient, type PullResult } from "./registry-client.ts";
 
 export type ClientSpec =
   | { mode: "get"; url: string; concurrency: number; expectBytes?: number; timeoutMs?: number; headers?: Record<string, string>; repeat?: number }
-  | { mode: "pull"; base: string; repo: string; tag: string; timeoutMs?: number };
+  | { mode: "pull"; base: string; repo: string; tag: string; timeoutMs?: number; proxy?: string };
 
 export interface GetResult {
   mode: "get";
@@ -58,7 +58,7 @@ async function runGet(spec: Extract<ClientSpec, { mode: "get" }>): Promise<GetRe
 
 export async function runClient(spec: ClientSpec): Promise<ClientResult> {
   if (spec.mode === "get") return runGet(spec);
-  const client = new RegistryClient(spec.base, spec.timeoutMs ?? 300_000);
+  const client = new RegistryClient(spec.base, spec.timeoutMs ?? 300_000, spec.proxy);
   return { mode: "pull", ...(await pull(client, spec.repo, spec.tag)) };
 }
 

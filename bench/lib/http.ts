@@ -17,6 +17,8 @@ export interface HttpRequest {
   maxBodyBytes?: number;
   /** Whole request deadline (default 120 s). */
   timeoutMs?: number;
+  /** A forward HTTP proxy (http://host:port): the request goes to it in absolute form. */
+  proxy?: string;
 }
 
 export interface HttpResponse {
@@ -48,7 +50,9 @@ export function request(req: HttpRequest): Promise<HttpResponse> {
   const method = req.method ?? "GET";
   const timeoutMs = req.timeoutMs ?? 120_000;
   const maxBody = req.maxBodyBytes ?? 16 * 1024 * 1024;
-  const headerLines = [`${method} ${url.pathname}${url.search} HTTP/1.1`, `Host: ${url.host}`, "Connection: close", "User-Agent: ferry-bench"];
+  const target = req.proxy ? url.toString() : `${url.pathname}${url.search}`;
+  const via = req.proxy ? new URL(req.proxy) : url;
+  const headerLines = [`${method} ${target} HTTP/1.1`, `Host: ${url.host}`, "Connection: close", "User-Agent: ferry-bench"];
   for (const [k, v] of Object.entries(req.headers ?? {})) headerLines.push(`${k}: ${v}`);
   const head = headerLines.join("\r\n") + "\r\n\r\n";
 
@@ -195,8 +199,8 @@ export function request(req: HttpRequest): Promise<HttpResponse> {
     };
 
     Bun.connect({
-      hostname: url.hostname,
-      port: Number(url.port || 80),
+      hostname: via.hostname,
+      port: Number(via.port || 80),
       socket: {
         open(s) {
           sock = s;

@@ -19,6 +19,8 @@ export class RegistryClient {
   constructor(
     readonly base: string,
     private readonly timeoutMs = 300_000,
+    /** Every request (token, redirects included) through this forward proxy. */
+    private readonly proxy?: string,
   ) {}
 
   /** A request that answers a Bearer challenge once and follows redirects. */
@@ -32,7 +34,7 @@ export class RegistryClient {
     for (let hop = 0; hop <= MAX_REDIRECTS + 1; hop++) {
       const sameHost = new URL(url).host === origin;
       const headers = { ...baseHeaders, ...(authorization && sameHost ? { Authorization: authorization } : {}) };
-      const res = await request({ ...opts, url, headers, timeoutMs: opts.timeoutMs ?? this.timeoutMs });
+      const res = await request({ ...opts, url, headers, timeoutMs: opts.timeoutMs ?? this.timeoutMs, proxy: this.proxy });
       if (res.status === 401 && !answeredChallenge && sameHost && res.headers["www-authenticate"]) {
         answeredChallenge = true;
         const tok = await this.fetchToken(res.headers["www-authenticate"]);
@@ -58,7 +60,7 @@ export class RegistryClient {
     const u = new URL(params.realm);
     if (params.service) u.searchParams.set("service", params.service);
     if (params.scope) u.searchParams.set("scope", params.scope);
-    const res = await request({ url: u.toString(), keepBody: true, timeoutMs: 30_000 });
+    const res = await request({ url: u.toString(), keepBody: true, timeoutMs: 30_000, proxy: this.proxy });
     if (res.status !== 200) throw new Error(`token ${u} → ${res.status}`);
     const body = JSON.parse(new TextDecoder().decode(res.body)) as { token?: string; access_token?: string };
     const tok = body.token ?? body.access_token;
