@@ -482,9 +482,7 @@ async function main(): Promise<void> {
   // speaks origin-form, so neither has a column.
   if (ONLY.has("3")) {
     log(`3b. cold pull through an upstream link of ${P.linkMiBps} MiB/s: direct vs ferry`);
-    const proxy = await startThrottleProxy(P.linkMiBps * 1048576);
-    peers.add(proxy);
-    try {
+    await withPeer(startThrottleProxy(P.linkMiBps * 1048576), async (proxy) => {
       const runs: Record<string, number[]> = {};
       const measure = async (name: string, base: string, via?: string) => {
         await waitQuiet();
@@ -512,10 +510,7 @@ async function main(): Promise<void> {
         pass: ratio <= 1.1,
         note: "direct: the client pulls through the link itself; ferry: the client pulls from ferry on loopback, ferry through the link",
       });
-    } finally {
-      peers.delete(proxy);
-      await proxy.stop();
-    }
+    });
   }
 
   // 4. Fan-in: 32 concurrent cold GETs of one blob -------------------------------------
@@ -600,9 +595,7 @@ async function main(): Promise<void> {
   // client never proxies loopback, so it has no row), as on a real link.
   if (ONLY.has("4")) {
     log(`4b. fan-in through an upstream link of ${P.linkMiBps} MiB/s: one cold GET vs ${P.fanClients}`);
-    const proxy = await startThrottleProxy(P.linkMiBps * 1048576);
-    peers.add(proxy);
-    try {
+    await withPeer(startThrottleProxy(P.linkMiBps * 1048576), async (proxy) => {
       const runs: Record<string, { wallMs: number; upstreamGets: number }[]> = {};
       for (let round = 0; round < P.rounds; round++) {
         for (const conc of round % 2 ? [P.fanClients, 1] : [1, P.fanClients]) {
@@ -629,10 +622,7 @@ async function main(): Promise<void> {
         pass: fan / one <= 1.3 && runs[String(P.fanClients)]!.every((r) => r.upstreamGets === 1),
         note: `one cold GET through the same link: ${one.toFixed(2)} s; upstream blob GETs per run: ${runs[String(P.fanClients)]!.map((r) => r.upstreamGets).join(", ")}`,
       });
-    } finally {
-      peers.delete(proxy);
-      await proxy.stop();
-    }
+    });
   }
 
   // 5. Upstream economy ---------------------------------------------------------------
