@@ -193,7 +193,8 @@ export async function startNginxStatic(files: { path: string; file: string; cont
   const locations = files
     .map((f) => `    location = ${f.path} { alias ${f.file}; default_type ${f.contentType}; }`)
     .join("\n");
-  const nginx: NginxProcess = await startNginx(
+  return startNginxPeer(
+    port,
     `
   sendfile on;
   tcp_nopush on;
@@ -202,14 +203,21 @@ export async function startNginxStatic(files: { path: string; file: string; cont
     listen 127.0.0.1:${port};
 ${locations}
   }`,
-    [port],
   );
+}
+
+/** nginx with `httpBlock` as a peer listening on `port`; `cleanup` runs after it stopped. */
+async function startNginxPeer(port: number, httpBlock: string, cleanup?: () => void): Promise<Peer> {
+  const nginx: NginxProcess = await startNginx(httpBlock, [port]);
   return {
     name: "nginx",
     url: `http://127.0.0.1:${port}`,
     pid: nginx.pid,
     dir: nginx.dir,
-    stop: () => nginx.stop(),
+    stop: async () => {
+      await nginx.stop();
+      cleanup?.();
+    },
   };
 }
 
@@ -223,7 +231,8 @@ ${locations}
 export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer> {
   const port = await freePort();
   const store = mkdtempSync(join(tmpdir(), "ferry-bench-nginx-store-"));
-  const nginx: NginxProcess = await startNginx(
+  return startNginxPeer(
+    port,
     `
   server {
     listen 127.0.0.1:${port};
@@ -242,18 +251,8 @@ export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer>
       proxy_store on;
     }
   }`,
-    [port],
+    () => rmSync(store, { recursive: true, force: true }),
   );
-  return {
-    name: "nginx",
-    url: `http://127.0.0.1:${port}`,
-    pid: nginx.pid,
-    dir: nginx.dir,
-    stop: async () => {
-      await nginx.stop();
-      rmSync(store, { recursive: true, force: true });
-    },
-  };
 }
 
 /** Find a cached blob file by its hex digest under a directory (bounded walk). */
