@@ -3,9 +3,11 @@
 // Starts, on loopback only: the Docker-Hub-like upstream of the test harness
 // (distribution 2.8 + token server + front that 307s blob GETs to a CDN port), ferry
 // (dist/ferry, built if missing or older than src/), distribution 2.8 in proxy mode, and
-// nginx serving ferry's cached blob file with sendfile. Each scenario runs against each
-// peer in alternating order for several rounds; medians go into a table of absolute
-// figures and ferry/peer ratios, written to bench/results/latest.{json,md}.
+// nginx serving ferry's cached blob file with sendfile (in scenario 3: nginx as a
+// store-and-forward proxy, and two bare Bun relays, bench/lib/bun-relay.ts, as floors of
+// the machine and of the runtime). Each scenario runs against each peer in alternating
+// order for several rounds; medians go into a table of absolute figures and ferry/peer
+// ratios, written to bench/results/latest.{json,md}.
 //
 // Options: --quick (small sizes, 1 round), --check (exit 1 when a target is missed),
 // --rounds N, --source (run `bun src/main.ts` instead of the binary), --only 1,3,7,
@@ -16,7 +18,7 @@ import { join } from "node:path";
 import { bigLayer, fiveLayer, multiArch, type BuiltImage } from "../test/harness/images.ts";
 import { startUpstream, type LogFilter, type Upstream } from "../test/harness/upstream.ts";
 import type { ClientResult, ClientSpec, GetResult } from "./lib/client.ts";
-import { currentRssMiB, FERRY_BIN, ferryCommand, ferryConfig, findFile, peakRssMiB, ROOT, BUN, startDistributionProxy, startFerryPeer, startNginxStatic, startNginxStoreForward } from "./lib/peers.ts";
+import { currentRssMiB, FERRY_BIN, ferryCommand, ferryConfig, findFile, peakRssMiB, ROOT, BUN, startDistributionProxy, startFerryPeer, startNginxStatic, startNginxStoreForward, startBunRelay } from "./lib/peers.ts";
 import { pull, RegistryClient, MANIFEST_ACCEPT } from "./lib/registry-client.ts";
 import { max, median, renderMarkdown, terminalTable, type ResultsJson, type Row } from "./lib/report.ts";
 import { startThrottleProxy } from "./lib/throttle-proxy.ts";
@@ -399,8 +401,9 @@ async function main(): Promise<void> {
       });
     };
     for (let round = 0; round < P.rounds; round++) {
-      for (const name of rotate(["ferry", "direct", "distribution", "nginx"], round)) {
+      for (const name of rotate(["ferry", "direct", "distribution", "nginx", "bun-relay", "bun-relay-store"], round)) {
         if (name === "direct") await measure(name, up.url);
+        else if (name.startsWith("bun-relay")) await withPeer(startBunRelay(up.url, name === "bun-relay-store"), (r) => measure(name, r.url, r.pid));
         else if (name === "ferry") await withPeer(startFerryPeer(ferryOpts()), (f) => measure(name, f.url, f.pid));
         else if (name === "nginx") await withPeer(startNginxStoreForward(up.url), (n) => measure(name, n.url, n.pid));
         else await withPeer(startDistributionProxy(up.url), (d) => measure(name, d.url, d.pid));
@@ -436,6 +439,19 @@ async function main(): Promise<void> {
       nginx: pullS("nginx"),
       ratio: { value: pullS("ferry") / pullS("nginx"), of: "nginx store-and-forward" },
       note: "nginx receives, writes to disk and sends, in C, without verifying; ferry also hashes every byte and publishes only verified blobs",
+    });
+    // The same for the runtime (bench/lib/bun-relay.ts): Bun only relaying (piped natively),
+    // and Bun relaying with a mirror's obligatory work (hash and store every byte) and no more.
+    const relay = (n: string) => `${pullS(n).toFixed(3)} s, ${(pullS(n) / pullS("direct")).toFixed(2)}× direct, ${cpu(n, "mirrorCpuS").toFixed(2)} s of CPU`;
+    rows.push({
+      id: "3",
+      scenario: `cold pull ${P.blobMiB} MiB image`,
+      metric: "total pull time, against a bare Bun relay that hashes and stores",
+      unit: "s",
+      ferry: pullS("ferry"),
+      direct: pullS("direct"),
+      ratio: { value: pullS("ferry") / pullS("bun-relay-store"), of: "hashing, storing Bun relay" },
+      note: `bench/lib/bun-relay.ts; relaying only (the upstream's body piped natively by Bun): ${relay("bun-relay")}; relaying, hashing each chunk and writing it to disk (JS stream): ${relay("bun-relay-store")}`,
     });
     // Where the time goes: on 2 cores the mirror, the upstream and the client share the CPU.
     rows.push({

@@ -1,7 +1,9 @@
 // The servers under test, each a real process on loopback, stopped by PID:
 //   ferry          dist/ferry (what users run) or `bun src/main.ts serve`
 //   distribution   Debian's docker-registry 2.8 in proxy (pull-through cache) mode
-//   nginx          Debian's nginx serving a cached file statically with sendfile
+//   nginx          Debian's nginx serving a cached file statically with sendfile, or as a
+//                  store-and-forward proxy (scenario 3)
+//   bun-relay      bench/lib/bun-relay.ts: Bun relaying, or relaying + hashing + storing (scenario 3)
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -253,6 +255,31 @@ export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer>
   }`,
     () => rmSync(store, { recursive: true, force: true }),
   );
+}
+
+/** bench/lib/bun-relay.ts: Bun relaying the upstream; with `store`, also hashing and storing blobs. */
+export async function startBunRelay(upstreamUrl: string, store = false): Promise<Peer> {
+  const dir = mkdtempSync(join(tmpdir(), "ferry-bench-relay-"));
+  const port = await freePort();
+  const logFile = join(dir, "relay.log");
+  const daemon = spawnDaemon([BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...(store ? [dir] : [])], { logFile });
+  const url = `http://127.0.0.1:${port}`;
+  try {
+    await waitReady(`${url}/_relay/ready`, () => daemon.alive(), 20_000, 5);
+  } catch (e) {
+    await daemon.stop(1000);
+    throw new Error(`bun relay did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
+  }
+  return {
+    name: store ? "bun-relay-store" : "bun-relay",
+    url,
+    pid: daemon.pid,
+    dir,
+    stop: async () => {
+      await daemon.stop(5000);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** Find a cached blob file by its hex digest under a directory (bounded walk). */
