@@ -413,10 +413,9 @@ async function main(): Promise<void> {
     const cpu = (n: string, k: "mirrorCpuS" | "upstreamCpuS" | "clientCpuS") => median(runs[n]!.map((r) => r[k] ?? NaN));
     const med = (n: string, k: "totalMs" | "ttfbMs" | "lagMs") => median(runs[n]!.map((r) => r[k]));
     const pullS = (n: string) => med(n, "totalMs") / 1000;
+    const coldRow = (row: Omit<Row, "id" | "scenario">) => rows.push({ id: "3", scenario: `cold pull ${P.blobMiB} MiB image`, ...row });
     const ratio = pullS("ferry") / pullS("direct");
-    rows.push({
-      id: "3",
-      scenario: `cold pull ${P.blobMiB} MiB image`,
+    coldRow({
       metric: "total pull time",
       unit: "s",
       ferry: pullS("ferry"),
@@ -430,9 +429,7 @@ async function main(): Promise<void> {
     });
     // Like scenario 4's floor row: what the cheapest store-and-forward mirror takes on this
     // machine, measured in the same run (informational, no verdict).
-    rows.push({
-      id: "3",
-      scenario: `cold pull ${P.blobMiB} MiB image`,
+    coldRow({
       metric: "total pull time, against a store-and-forward floor",
       unit: "s",
       ferry: pullS("ferry"),
@@ -443,9 +440,7 @@ async function main(): Promise<void> {
     // The same for the runtime (bench/lib/bun-relay.ts): Bun only relaying (piped natively),
     // and Bun relaying with a mirror's obligatory work (hash and store every byte) and no more.
     const relay = (n: string) => `${pullS(n).toFixed(3)} s, ${(pullS(n) / pullS("direct")).toFixed(2)}× direct, ${cpu(n, "mirrorCpuS").toFixed(2)} s of CPU`;
-    rows.push({
-      id: "3",
-      scenario: `cold pull ${P.blobMiB} MiB image`,
+    coldRow({
       metric: "total pull time, against a bare Bun relay that hashes and stores",
       unit: "s",
       ferry: pullS("ferry"),
@@ -454,9 +449,7 @@ async function main(): Promise<void> {
       note: `bench/lib/bun-relay.ts; relaying only (the upstream's body piped natively by Bun): ${relay("bun-relay")}; relaying, hashing each chunk and writing it to disk (JS stream): ${relay("bun-relay-store")}`,
     });
     // Where the time goes: on 2 cores the mirror, the upstream and the client share the CPU.
-    rows.push({
-      id: "3",
-      scenario: `cold pull ${P.blobMiB} MiB image`,
+    coldRow({
       metric: "CPU of the mirror per pull",
       unit: "s",
       ferry: cpu("ferry", "mirrorCpuS"),
@@ -465,9 +458,7 @@ async function main(): Promise<void> {
       ratio: { value: cpu("ferry", "mirrorCpuS") / cpu("distribution", "mirrorCpuS"), of: "distribution" },
       note: `user + system, all threads; the upstream (front, token, CDN) used ${cpu("ferry", "upstreamCpuS").toFixed(2)} s through ferry, ${cpu("distribution", "upstreamCpuS").toFixed(2)} s through distribution and ${cpu("direct", "upstreamCpuS").toFixed(2)} s direct; the client ${cpu("ferry", "clientCpuS").toFixed(2)}, ${cpu("distribution", "clientCpuS").toFixed(2)} and ${cpu("direct", "clientCpuS").toFixed(2)} s`,
     });
-    rows.push({
-      id: "3",
-      scenario: `cold pull ${P.blobMiB} MiB image`,
+    coldRow({
       metric: "layer TTFB (client side)",
       unit: "ms",
       ferry: med("ferry", "ttfbMs"),
@@ -477,9 +468,7 @@ async function main(): Promise<void> {
       note: "from the layer request to its first body byte, redirects included",
     });
     const lag = med("ferry", "lagMs");
-    rows.push({
-      id: "3",
-      scenario: `cold pull ${P.blobMiB} MiB image`,
+    coldRow({
       metric: "first byte after upstream CDN's",
       unit: "ms",
       ferry: lag,

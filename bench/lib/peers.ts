@@ -102,26 +102,34 @@ export async function startFerryPeer(opts: FerryOptions): Promise<Peer & { cache
   const configPath = join(dir, "config.toml");
   writeFileSync(configPath, ferryConfig(port, cacheDir, opts));
   const logFile = join(dir, "ferry.log");
-  const daemon = spawnDaemon([...ferryCommand(opts.binary), "serve", "--config", configPath], { logFile, cwd: dir });
-  const url = `http://127.0.0.1:${port}`;
+  const peer = await startDaemonPeer({ name: "ferry", dir, port, logFile, argv: [...ferryCommand(opts.binary), "serve", "--config", configPath], cwd: dir, pollMs: 5, stopMs: 10_000 });
+  return { ...peer, cacheDir, logFile };
+}
+
+/**
+ * A server process as a peer: started with `argv`, ready once `readyPath` answers 200
+ * (the time that took is `startupMs`); stopping it removes `dir`. A failed start stops
+ * the process and throws with the tail of its log.
+ */
+async function startDaemonPeer(o: { name: string; dir: string; port: number; logFile: string; argv: string[]; cwd?: string; readyPath?: string; pollMs: number; stopMs: number }): Promise<Peer & { startupMs: number }> {
+  const daemon: Daemon = spawnDaemon(o.argv, { logFile: o.logFile, cwd: o.cwd });
+  const url = `http://127.0.0.1:${o.port}`;
   let startupMs: number;
   try {
-    startupMs = await waitReady(`${url}/v2/`, () => daemon.alive(), 20_000, 5);
+    startupMs = await waitReady(`${url}${o.readyPath ?? "/v2/"}`, () => daemon.alive(), 20_000, o.pollMs);
   } catch (e) {
     await daemon.stop(1000);
-    throw new Error(`ferry did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
+    throw new Error(`${o.name} did not start: ${(e as Error).message}\n${tailFile(o.logFile)}`);
   }
   return {
-    name: "ferry",
+    name: o.name,
     url,
     pid: daemon.pid,
-    dir,
-    cacheDir,
+    dir: o.dir,
     startupMs,
-    logFile,
     stop: async () => {
-      await daemon.stop(10_000);
-      rmSync(dir, { recursive: true, force: true });
+      await daemon.stop(o.stopMs);
+      rmSync(o.dir, { recursive: true, force: true });
     },
   };
 }
@@ -166,26 +174,8 @@ health:
     enabled: false
 `,
   );
-  const logFile = join(dir, "registry.log");
-  const daemon: Daemon = spawnDaemon(["docker-registry", "serve", configPath], { logFile });
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitReady(`${url}/v2/`, () => daemon.alive(), 20_000, 20);
-  } catch (e) {
-    await daemon.stop(1000);
-    throw new Error(`docker-registry (proxy) did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
-  }
-  return {
-    name: "distribution",
-    url,
-    pid: daemon.pid,
-    dir,
-    dataDir,
-    stop: async () => {
-      await daemon.stop(5_000);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const peer = await startDaemonPeer({ name: "distribution", dir, port, logFile: join(dir, "registry.log"), argv: ["docker-registry", "serve", configPath], pollMs: 20, stopMs: 5_000 });
+  return { ...peer, dataDir };
 }
 
 /** nginx (one worker, like ferry's one event loop) serving files with sendfile on. */
@@ -261,25 +251,8 @@ export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer>
 export async function startBunRelay(upstreamUrl: string, store = false): Promise<Peer> {
   const dir = mkdtempSync(join(tmpdir(), "ferry-bench-relay-"));
   const port = await freePort();
-  const logFile = join(dir, "relay.log");
-  const daemon = spawnDaemon([BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...(store ? [dir] : [])], { logFile });
-  const url = `http://127.0.0.1:${port}`;
-  try {
-    await waitReady(`${url}/_relay/ready`, () => daemon.alive(), 20_000, 5);
-  } catch (e) {
-    await daemon.stop(1000);
-    throw new Error(`bun relay did not start: ${(e as Error).message}\n${tailFile(logFile)}`);
-  }
-  return {
-    name: store ? "bun-relay-store" : "bun-relay",
-    url,
-    pid: daemon.pid,
-    dir,
-    stop: async () => {
-      await daemon.stop(5000);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+  const argv = [BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...(store ? [dir] : [])];
+  return startDaemonPeer({ name: store ? "bun-relay-store" : "bun-relay", dir, port, logFile: join(dir, "relay.log"), argv, readyPath: "/_relay/ready", pollMs: 5, stopMs: 5_000 });
 }
 
 /** Find a cached blob file by its hex digest under a directory (bounded walk). */
