@@ -4,8 +4,8 @@
 // (distribution 2.8 + token server + front that 307s blob GETs to a CDN port), ferry
 // (dist/ferry, built if missing or older than src/), distribution 2.8 in proxy mode, and
 // nginx serving ferry's cached blob file with sendfile (in scenario 3: nginx as a
-// store-and-forward proxy, and two bare Bun relays, bench/lib/bun-relay.ts, as floors of
-// the machine and of the runtime). Each scenario runs against each peer in alternating
+// store-and-forward proxy, two bare Bun relays, bench/lib/bun-relay.ts, and a bare C relay,
+// bench/lib/c-relay.c, as floors of the machine, of the runtime and of a native byte path). Each scenario runs against each peer in alternating
 // order for several rounds; medians go into a table of absolute figures and ferry/peer
 // ratios, written to bench/results/latest.{json,md}.
 //
@@ -18,7 +18,7 @@ import { join } from "node:path";
 import { bigLayer, fiveLayer, multiArch, type BuiltImage } from "../test/harness/images.ts";
 import { startUpstream, type LogFilter, type Upstream } from "../test/harness/upstream.ts";
 import type { ClientResult, ClientSpec, GetResult } from "./lib/client.ts";
-import { currentRssMiB, FERRY_BIN, ferryCommand, ferryConfig, findFile, peakRssMiB, ROOT, BUN, startDistributionProxy, startFerryPeer, startNginxStatic, startNginxStoreForward, startBunRelay } from "./lib/peers.ts";
+import { currentRssMiB, FERRY_BIN, ferryCommand, ferryConfig, findFile, peakRssMiB, ROOT, BUN, startDistributionProxy, startFerryPeer, startNginxStatic, startNginxStoreForward, startBunRelay, buildCRelay, startCRelay } from "./lib/peers.ts";
 import { pull, RegistryClient, MANIFEST_ACCEPT } from "./lib/registry-client.ts";
 import { max, median, renderMarkdown, terminalTable, type ResultsJson, type Row } from "./lib/report.ts";
 import { startThrottleProxy } from "./lib/throttle-proxy.ts";
@@ -400,9 +400,13 @@ async function main(): Promise<void> {
         clientCpuS: r.cpuS ?? NaN,
       });
     };
+    const cRelay = buildCRelay(work);
+    if ("error" in cRelay) log(`the C relay can't be built here, its row stays empty: ${cRelay.error}`);
+    const peers = ["ferry", "direct", "distribution", "nginx", "bun-relay", "bun-relay-store", ...("binary" in cRelay ? ["c-relay-store"] : [])];
     for (let round = 0; round < P.rounds; round++) {
-      for (const name of rotate(["ferry", "direct", "distribution", "nginx", "bun-relay", "bun-relay-store"], round)) {
+      for (const name of rotate(peers, round)) {
         if (name === "direct") await measure(name, up.url);
+        else if (name === "c-relay-store" && "binary" in cRelay) await withPeer(startCRelay(cRelay.binary, up.url), (r) => measure(name, r.url, r.pid));
         else if (name.startsWith("bun-relay")) await withPeer(startBunRelay(up.url, name === "bun-relay-store"), (r) => measure(name, r.url, r.pid));
         else if (name === "ferry") await withPeer(startFerryPeer(ferryOpts()), (f) => measure(name, f.url, f.pid));
         else if (name === "nginx") await withPeer(startNginxStoreForward(up.url), (n) => measure(name, n.url, n.pid));
@@ -410,8 +414,8 @@ async function main(): Promise<void> {
       }
     }
     raw.coldPull = runs;
-    const cpu = (n: string, k: "mirrorCpuS" | "upstreamCpuS" | "clientCpuS") => median(runs[n]!.map((r) => r[k] ?? NaN));
-    const med = (n: string, k: "totalMs" | "ttfbMs" | "lagMs") => median(runs[n]!.map((r) => r[k]));
+    const cpu = (n: string, k: "mirrorCpuS" | "upstreamCpuS" | "clientCpuS") => median((runs[n] ?? []).map((r) => r[k] ?? NaN));
+    const med = (n: string, k: "totalMs" | "ttfbMs" | "lagMs") => median((runs[n] ?? []).map((r) => r[k]));
     const pullS = (n: string) => med(n, "totalMs") / 1000;
     const coldRow = (row: Omit<Row, "id" | "scenario">) => rows.push({ id: "3", scenario: `cold pull ${P.blobMiB} MiB image`, ...row });
     const ratio = pullS("ferry") / pullS("direct");
@@ -447,6 +451,16 @@ async function main(): Promise<void> {
       direct: pullS("direct"),
       ratio: { value: pullS("ferry") / pullS("bun-relay-store"), of: "hashing, storing Bun relay" },
       note: `bench/lib/bun-relay.ts; relaying only (the upstream's body piped natively by Bun): ${relay("bun-relay")}; relaying, hashing each chunk and writing it to disk (JS stream): ${relay("bun-relay-store")}`,
+    });
+    // And for a native byte path (bench/lib/c-relay.c): the same obligatory work in C, so
+    // what a mirror would gain by taking blob bytes out of the runtime is measured, not guessed.
+    coldRow({
+      metric: "total pull time, against a bare C relay that hashes and stores",
+      unit: "s",
+      ferry: pullS("ferry"),
+      direct: pullS("direct"),
+      ratio: { value: pullS("ferry") / pullS("c-relay-store"), of: "hashing, storing C relay" },
+      note: "binary" in cRelay ? `bench/lib/c-relay.c (blocking I/O, a thread per connection, 1 MiB reads, OpenSSL SHA-256): ${relay("c-relay-store")}` : `not measured: ${cRelay.error}`,
     });
     // Where the time goes: on 2 cores the mirror, the upstream and the client share the CPU.
     coldRow({

@@ -4,6 +4,7 @@
 //   nginx          Debian's nginx serving a cached file statically with sendfile, or as a
 //                  store-and-forward proxy (scenario 3)
 //   bun-relay      bench/lib/bun-relay.ts: Bun relaying, or relaying + hashing + storing (scenario 3)
+//   c-relay        bench/lib/c-relay.c: the same relaying + hashing + storing in C (scenario 3)
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -253,6 +254,23 @@ export async function startBunRelay(upstreamUrl: string, store = false): Promise
   const port = await freePort();
   const argv = [BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...(store ? [dir] : [])];
   return startDaemonPeer({ name: store ? "bun-relay-store" : "bun-relay", dir, port, logFile: join(dir, "relay.log"), argv, readyPath: "/_relay/ready", pollMs: 5, stopMs: 5_000 });
+}
+
+/**
+ * Compiles bench/lib/c-relay.c (cc and OpenSSL's headers, Debian's libssl-dev) into `dir`;
+ * returns the executable, or the compiler's complaint when it can't be built here.
+ */
+export function buildCRelay(dir: string): { binary: string } | { error: string } {
+  const binary = join(dir, "c-relay");
+  const cc = Bun.spawnSync(["cc", "-O2", "-pthread", "-o", binary, join(import.meta.dir, "c-relay.c"), "-lcrypto"], { stdout: "pipe", stderr: "pipe", timeout: 60_000 });
+  return cc.exitCode === 0 ? { binary } : { error: cc.stderr.toString().trim().split("\n").slice(-3).join(" ") || `cc exited with ${cc.exitCode}` };
+}
+
+/** The C relay built by buildCRelay, hashing and storing blobs in its own temp dir. */
+export async function startCRelay(binary: string, upstreamUrl: string): Promise<Peer> {
+  const dir = mkdtempSync(join(tmpdir(), "ferry-bench-c-relay-"));
+  const port = await freePort();
+  return startDaemonPeer({ name: "c-relay-store", dir, port, logFile: join(dir, "relay.log"), argv: [binary, String(port), upstreamUrl, dir], readyPath: "/_relay/ready", pollMs: 5, stopMs: 5_000 });
 }
 
 /** Find a cached blob file by its hex digest under a directory (bounded walk). */
