@@ -4,10 +4,11 @@
 // (distribution 2.8 + token server + front that 307s blob GETs to a CDN port), ferry
 // (dist/ferry, built if missing or older than src/), distribution 2.8 in proxy mode, and
 // nginx serving ferry's cached blob file with sendfile (in scenario 3: nginx as a
-// store-and-forward proxy, two bare Bun relays, bench/lib/bun-relay.ts, and a bare C relay,
-// bench/lib/c-relay.c, as floors of the machine, of the runtime and of a native byte path). Each scenario runs against each peer in alternating
-// order for several rounds; medians go into a table of absolute figures and ferry/peer
-// ratios, written to bench/results/latest.{json,md}.
+// store-and-forward proxy, two bare Bun relays, bench/lib/bun-relay.ts, and a bare C
+// relay, bench/lib/c-relay.c, as floors of the machine, of the runtime and of a native byte
+// path). Each scenario runs against each peer in alternating order for several rounds;
+// medians go into a table of absolute figures and ferry/peer ratios, written to
+// bench/results/latest.{json,md}.
 //
 // Options: --quick (small sizes, 1 round), --check (exit 1 when a target is missed),
 // --rounds N, --source (run `bun src/main.ts` instead of the binary), --only 1,3,7,

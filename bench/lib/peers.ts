@@ -249,11 +249,8 @@ export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer>
 }
 
 /** bench/lib/bun-relay.ts: Bun relaying the upstream; with `store`, also hashing and storing blobs. */
-export async function startBunRelay(upstreamUrl: string, store = false): Promise<Peer> {
-  const dir = mkdtempSync(join(tmpdir(), "ferry-bench-relay-"));
-  const port = await freePort();
-  const argv = [BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...(store ? [dir] : [])];
-  return startDaemonPeer({ name: store ? "bun-relay-store" : "bun-relay", dir, port, logFile: join(dir, "relay.log"), argv, readyPath: "/_relay/ready", pollMs: 5, stopMs: 5_000 });
+export function startBunRelay(upstreamUrl: string, store = false): Promise<Peer> {
+  return startRelay(store ? "bun-relay-store" : "bun-relay", (port, dir) => [BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...(store ? [dir] : [])]);
 }
 
 /**
@@ -267,10 +264,15 @@ export function buildCRelay(dir: string): { binary: string } | { error: string }
 }
 
 /** The C relay built by buildCRelay, hashing and storing blobs in its own temp dir. */
-export async function startCRelay(binary: string, upstreamUrl: string): Promise<Peer> {
-  const dir = mkdtempSync(join(tmpdir(), "ferry-bench-c-relay-"));
+export function startCRelay(binary: string, upstreamUrl: string): Promise<Peer> {
+  return startRelay("c-relay-store", (port, dir) => [binary, String(port), upstreamUrl, dir]);
+}
+
+/** A bare relay (bun-relay.ts, c-relay.c) in its own temp dir, ready once /_relay/ready answers. */
+async function startRelay(name: string, argv: (port: number, dir: string) => string[]): Promise<Peer> {
+  const dir = mkdtempSync(join(tmpdir(), `ferry-bench-${name}-`));
   const port = await freePort();
-  return startDaemonPeer({ name: "c-relay-store", dir, port, logFile: join(dir, "relay.log"), argv: [binary, String(port), upstreamUrl, dir], readyPath: "/_relay/ready", pollMs: 5, stopMs: 5_000 });
+  return startDaemonPeer({ name, dir, port, logFile: join(dir, "relay.log"), argv: argv(port, dir), readyPath: "/_relay/ready", pollMs: 5, stopMs: 5_000 });
 }
 
 /** Find a cached blob file by its hex digest under a directory (bounded walk). */
