@@ -3,6 +3,7 @@
 import { LRUCache } from "lru-cache";
 import type { SharedRedis } from "../cache/redis-client.ts";
 import type { Challenge } from "../protocol/challenge.ts";
+import type { PinnedTarget } from "./pinned-target.ts";
 
 export interface Credentials {
   username: string;
@@ -81,21 +82,43 @@ export class TokenFetchError extends Error {
   }
 }
 
-/** GET realm?service=…&scope=… (Basic auth when there are credentials). */
-export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, via: { timeoutMs: number; proxy?: string; headers?: Record<string, string> }): Promise<Token> {
+/**
+ * GET realm?service=…&scope=… (Basic auth when there are credentials). `via.pin` decides
+ * where the realm may be reached (and refuses it by throwing); redirects are not followed,
+ * so credentials go to the realm that was checked and nowhere else.
+ */
+export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, via: { timeoutMs: number; proxy?: string; headers?: Record<string, string>; pin?: (realm: URL) => Promise<PinnedTarget> }): Promise<Token> {
   const realm = challenge.params.realm;
   if (!realm) throw new TokenFetchError("Bearer challenge without realm");
-  const url = new URL(realm);
+  let url: URL;
+  try {
+    url = new URL(realm);
+  } catch {
+    throw new TokenFetchError(`token realm "${realm.slice(0, 100)}" is not a URL`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new TokenFetchError(`token realm refused: ${url.protocol} is not http(s)`);
   if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
   url.searchParams.append("scope", scope);
+  let target: PinnedTarget = { url, init: { headers: {} } };
+  if (via.pin) {
+    try {
+      target = await via.pin(url);
+    } catch (error) {
+      throw new TokenFetchError(`token realm ${url.host} refused: ${(error as Error).message}`);
+    }
+  }
   // The endpoint's own headers (a relay's secret) go along: a relay serves /token too.
-  const headers: Record<string, string> = { "User-Agent": "ferry", ...via.headers };
+  const headers: Record<string, string> = { "User-Agent": "ferry", ...via.headers, ...target.init.headers };
   if (credentials) headers.Authorization = basicAuthorization(credentials);
   let response: Response;
   try {
-    response = await fetch(url, { headers, signal: AbortSignal.timeout(via.timeoutMs), proxy: via.proxy });
+    response = await fetch(target.url, { headers, tls: target.init.tls, redirect: "manual", signal: AbortSignal.timeout(via.timeoutMs), proxy: via.proxy });
   } catch (error) {
     throw new TokenFetchError(`token endpoint ${url.host} unreachable: ${(error as Error).message}`);
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel();
+    throw new TokenFetchError(`token endpoint ${url.host} redirected (${response.status}); redirects are not followed with credentials`);
   }
   if (!response.ok) {
     await response.body?.cancel();

@@ -2,13 +2,11 @@
 // registry token flow and follows blob redirects itself, so clients never talk to
 // the upstream's auth host or CDN.
 import type { EndpointConfig } from "../config/config.ts";
-import { lookup } from "node:dns/promises";
-import { isIP } from "node:net";
 import { parseChallenges, type Challenge } from "../protocol/challenge.ts";
-import { isNonPublicAddress } from "../protocol/ip.ts";
 import { basicAuthorization, fetchToken, pullScope, TokenCache, TokenFetchError, tokenCacheKey, type Credentials } from "./auth.ts";
 import { UpstreamError } from "./errors.ts";
 import type { EndpointHealth } from "./health.ts";
+import { pinTarget, systemResolver, TargetRefused, type PinnedTarget, type Resolver } from "./pinned-target.ts";
 
 export interface UpstreamRequest {
   method: "GET" | "HEAD";
@@ -34,6 +32,7 @@ export class Endpoint {
     readonly config: EndpointConfig,
     private readonly tokens: TokenCache,
     readonly health: EndpointHealth,
+    private readonly resolve: Resolver = systemResolver,
   ) {
     this.credentials = config.username !== undefined && config.password !== undefined ? { username: config.username, password: config.password } : undefined;
   }
@@ -98,8 +97,14 @@ export class Endpoint {
   private async requestNow(req: UpstreamRequest): Promise<Response> {
     const credentials = req.credentials ?? this.credentials;
     let authorization = await this.authorization(req.repository, credentials, false);
-    let response = await this.send(req, authorization);
+    let { response, from } = await this.send(req, authorization);
     if (response.status === 401) {
+      if (from.origin !== new URL(this.config.url).origin) {
+        // A CDN's (or any redirect target's) challenge is not the registry's: answering it
+        // would hand the registry's credentials to whoever the redirect named.
+        await response.body?.cancel();
+        throw new UpstreamError(this.config.url, { kind: "network", message: `redirect target ${from.host} answered 401; only the registry's own challenges are answered` });
+      }
       const challenge = parseChallenges(response.headers.get("www-authenticate")).find((c) => c.scheme === "bearer" || c.scheme === "basic");
       if (challenge) {
         this.challenge = challenge;
@@ -107,7 +112,7 @@ export class Endpoint {
         if (fresh && fresh !== authorization) {
           await response.body?.cancel();
           authorization = fresh;
-          response = await this.send(req, authorization);
+          ({ response } = await this.send(req, authorization));
         }
       }
     }
@@ -132,21 +137,36 @@ export class Endpoint {
     }
   }
 
-  /** Extra headers (a relay's secret) go to the token realm only if it is this endpoint's own host. */
-  private tokenRequestOptions(challenge: Challenge): { timeoutMs: number; proxy?: string; headers?: Record<string, string> } {
+  /**
+   * Extra headers (a relay's secret) go to the token realm only if it is this endpoint's
+   * own origin. A realm elsewhere is a target the registry names: pinned and, unless
+   * allow_private_redirects, refused on a non-public address; one on the endpoint's own
+   * host is the registry's own token service (the operator named that host).
+   */
+  private tokenRequestOptions(challenge: Challenge): { timeoutMs: number; proxy?: string; headers?: Record<string, string>; pin: (realm: URL) => Promise<PinnedTarget> } {
     let sameOrigin = false;
     try {
       sameOrigin = new URL(challenge.params.realm ?? "").origin === new URL(this.config.url).origin;
     } catch {}
-    return { timeoutMs: this.config.timeoutMs, proxy: this.config.proxy, headers: sameOrigin ? this.config.headers : undefined };
+    const ownHost = new URL(this.config.url).hostname;
+    const pin = async (realm: URL): Promise<PinnedTarget> => {
+      if (realm.hostname === ownHost && (realm.protocol === "http:" || realm.protocol === "https:")) return { url: realm, init: { headers: {} } };
+      return pinTarget(realm, this.config.allowPrivateRedirects, this.resolve);
+    };
+    return { timeoutMs: this.config.timeoutMs, proxy: this.config.proxy, headers: sameOrigin ? this.config.headers : undefined, pin };
   }
 
-  /** One request with manual redirects; the headers timeout covers the whole chain. */
-  private async send(req: UpstreamRequest, authorization: string | undefined): Promise<Response> {
+  /**
+   * One request with manual redirects; the headers timeout covers the whole chain.
+   * Returns the last response and the URL that gave it.
+   */
+  private async send(req: UpstreamRequest, authorization: string | undefined): Promise<{ response: Response; from: URL }> {
     const timeout = new AbortController();
     const timer = setTimeout(() => timeout.abort(), this.config.timeoutMs);
     const signal = req.signal ? AbortSignal.any([req.signal, timeout.signal]) : timeout.signal;
     let url = new URL(this.config.url + req.path);
+    // The endpoint itself is fetched by name (the operator chose it); redirect targets are pinned.
+    let target: PinnedTarget = { url, init: { headers: {} } };
     const origin = url.origin;
     try {
       for (let hop = 0; ; hop++) {
@@ -155,22 +175,22 @@ export class Endpoint {
         if (req.range) headers.Range = req.range;
         // The registry's credentials go to the registry only, never to a CDN it redirects to.
         if (authorization && url.origin === origin) headers.Authorization = authorization;
-        const response = await fetch(url, { method: req.method, headers, redirect: "manual", signal, decompress: false, proxy: this.config.proxy });
+        const response = await fetch(target.url, { method: req.method, headers: { ...headers, ...target.init.headers }, tls: target.init.tls, redirect: "manual", signal, decompress: false, proxy: this.config.proxy });
         const location = response.headers.get("location");
         if (response.status >= 300 && response.status < 400 && location) {
           await response.body?.cancel();
           if (hop >= MAX_REDIRECTS) throw new UpstreamError(this.config.url, { kind: "network", message: "too many redirects" });
           const next = new URL(location, url);
-          if (next.protocol !== "http:" && next.protocol !== "https:") {
-            throw new UpstreamError(this.config.url, { kind: "network", message: `redirect to ${next.protocol} refused` });
-          }
-          if (!this.config.allowPrivateRedirects && (await resolvesToNonPublic(next.hostname))) {
-            throw new UpstreamError(this.config.url, { kind: "network", message: `redirect to non-public address ${next.hostname} refused` });
+          try {
+            target = await pinTarget(next, this.config.allowPrivateRedirects, this.resolve);
+          } catch (error) {
+            if (!(error instanceof TargetRefused)) throw error;
+            throw new UpstreamError(this.config.url, { kind: "network", message: `redirect to ${next.protocol === "http:" || next.protocol === "https:" ? next.host : next.protocol} refused: ${error.message}` });
           }
           url = next;
           continue;
         }
-        return response;
+        return { response, from: url };
       }
     } catch (error) {
       if (error instanceof UpstreamError) throw error;
@@ -180,21 +200,5 @@ export class Endpoint {
     } finally {
       clearTimeout(timer);
     }
-  }
-}
-
-/**
- * Whether a redirect target is (or resolves to) a loopback, private or link-local
- * address: an upstream must not be able to point ferry at its own network.
- */
-async function resolvesToNonPublic(hostname: string): Promise<boolean> {
-  const host = hostname.replace(/^\[|\]$/g, "");
-  if (host === "localhost" || host.endsWith(".localhost")) return true;
-  if (isIP(host)) return isNonPublicAddress(host);
-  try {
-    const addresses = await lookup(host, { all: true });
-    return addresses.some((a) => isNonPublicAddress(a.address));
-  } catch {
-    return false; // unresolvable: the fetch itself will fail
   }
 }
