@@ -108,7 +108,7 @@ function build(file: ConfigFile): Config {
     redis: buildRedis(file.redis),
     s3: buildS3(file.s3),
     search: buildSearch(file.search),
-    registries: buildRegistries(file.registry ?? [], auth === undefined || (file.auth?.anonymous ?? false)),
+    registries: buildRegistries(file.registry ?? [], auth === undefined || (file.auth?.anonymous ?? false), auth !== undefined),
   };
 }
 
@@ -220,7 +220,7 @@ function buildS3(s: ConfigFile["s3"]): Config["s3"] {
   };
 }
 
-function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): RegistryConfig[] {
+function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean, authOn: boolean): RegistryConfig[] {
   const byName = new Map<string, RegistryConfig>();
   for (const builtin of BUILTIN_REGISTRIES) {
     byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [endpoint(builtin.name, builtin.endpoint, {})], health: DEFAULT_HEALTH_POLICY, anonymous: anonymousDefault, passthroughAuth: false, allow: [], deny: [] });
@@ -256,6 +256,7 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): Re
         if (!/^[a-z0-9._\/*-]+$/.test(glob)) throw new ConfigError(`${key}.${listKey}[${j}]`, `a repository glob like "library/*" or "grafana/**" (got "${glob}")`);
       });
     }
+    if (entry.passthrough_auth) refuseOperatorCredentials(key, entry, authOn);
     byName.set(name, {
       name,
       hosts: (entry.hosts ?? []).map((h) => h.toLowerCase()),
@@ -270,6 +271,23 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): Re
     });
   });
   return [...byName.values()];
+}
+
+/**
+ * A passthrough registry sees exactly each client's upstream rights: clients bring their
+ * credentials through ferry's login ([auth]), and the operator's would stand in for
+ * anonymous and htpasswd clients, so they are refused rather than ignored.
+ */
+function refuseOperatorCredentials(key: string, entry: RegistryFile, authOn: boolean): void {
+  if (!authOn) throw new ConfigError(`${key}.passthrough_auth`, "needs [auth]: clients log in through ferry's token service to bring their own upstream credentials");
+  const why = "a passthrough_auth registry uses each client's own upstream credentials; the operator's would be used for anonymous and htpasswd clients (remove it)";
+  for (const field of ["username", "password"] as const) if (entry[field] !== undefined) throw new ConfigError(`${key}.${field}`, why);
+  for (const [listKey, list] of [["endpoints", entry.endpoints], ["blob_endpoints", entry.blob_endpoints]] as const) {
+    (list ?? []).forEach((e, j) => {
+      if (typeof e === "string") return;
+      for (const field of ["username", "password"] as const) if (e[field] !== undefined) throw new ConfigError(`${key}.${listKey}[${j}].${field}`, why);
+    });
+  }
 }
 
 type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects">;

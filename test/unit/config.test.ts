@@ -100,6 +100,11 @@ describe("config", () => {
     ['[redis]\nurl = "http://x"', "redis.url"],
     ["[s3]\nregion = \"x\"", "s3.bucket"],
     ["[server\n", "(file)"],
+    // Issue 16: passthrough sees only the client's rights, so it needs client logins and no operator account.
+    ['[[registry]]\nname = "quay.io"\npassthrough_auth = true', "registry[0].passthrough_auth"],
+    ['[auth]\ntokens = ["a-long-enough-static-token"]\n[[registry]]\nname = "quay.io"\npassthrough_auth = true\nusername = "ops"\npassword = "x"', "registry[0].username"],
+    ['[auth]\ntokens = ["a-long-enough-static-token"]\n[[registry]]\nname = "quay.io"\npassthrough_auth = true\npassword = "x"', "registry[0].password"],
+    ['[auth]\ntokens = ["a-long-enough-static-token"]\n[[registry]]\nname = "quay.io"\npassthrough_auth = true\nendpoints = ["https://quay.io", { url = "https://relay.example.com", username = "ops", password = "x" }]', "registry[0].endpoints[1].username"],
   ])("invalid config %p names %p", (text, key) => {
     let error: unknown;
     try {
