@@ -2,7 +2,7 @@
 // confirms that this client (its own credentials, or anonymous) may read the repository.
 // Decisions are cached briefly, so a pull is one check, not one per blob.
 import { LRUCache } from "lru-cache";
-import type { Credentials } from "../upstream/auth.ts";
+import { credentialKey, type Credentials } from "../upstream/auth.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 
 const DECISION_TTL_MS = 60_000;
@@ -14,8 +14,7 @@ export class PassthroughChecker {
   constructor(private readonly upstreamFor: (registry: string) => Upstream) {}
 
   async canRead(registry: string, repository: string, credentials: Credentials | undefined): Promise<boolean> {
-    const who = credentials ? new Bun.CryptoHasher("sha256").update(`${credentials.username}:${credentials.password}`).digest("hex") : "anonymous";
-    const key = `${registry}/${repository}|${who}`;
+    const key = `${registry}/${repository}|${credentialKey(credentials)}`;
     const cached = this.decisions.get(key);
     if (cached !== undefined) return cached;
     let check = this.pending.get(key);

@@ -41,7 +41,9 @@ export function tokenEndpoint(config: Config, access: AccessControl, upstreamFor
 
   /**
    * Credentials ferry doesn't know are accepted only as upstream credentials of a
-   * passthrough registry: the one the scopes name, or (for a bare `docker login`) any.
+   * passthrough registry: one the scopes name accepts them, or (a bare `docker login`,
+   * no scope) at least one passthrough registry does. Each registry still checks them
+   * itself on every pull, so a login one registry accepts opens nothing on another.
    */
   async function acceptedUpstream(principal: Principal, names: string[]): Promise<boolean> {
     const registries = new Set<string>();
@@ -55,11 +57,11 @@ export function tokenEndpoint(config: Config, access: AccessControl, upstreamFor
     if (registries.size === 0) return false;
     for (const registry of registries) {
       try {
-        if (!(await upstreamFor(registry).acceptsLogin(principal.upstream!))) return false;
+        if (await upstreamFor(registry).acceptsLogin(principal.upstream!)) return true;
       } catch {
-        return false;
+        // unreachable: this registry can't vouch for them; another may
       }
     }
-    return true;
+    return false;
   }
 }

@@ -16,6 +16,7 @@ import type { Credentials } from "../upstream/auth.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { BlobDownload } from "./blob-download.ts";
+import type { BlobMembership } from "./blob-membership.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
 import type { BlobResult } from "./results.ts";
 import { toRegistryError } from "./upstream-errors.ts";
@@ -50,6 +51,7 @@ export class BlobService {
     private readonly locks: LockService,
     private readonly upstreamFor: (registry: string) => Upstream,
     private readonly log: Logger,
+    private readonly membership: BlobMembership,
   ) {}
 
   /** Downloads in progress (for status pages and draining). */
@@ -60,6 +62,7 @@ export class BlobService {
   async get(req: BlobRequest): Promise<BlobResult> {
     const key: BlobKey = { registry: req.registry, digest: req.digest };
     const what = `blob ${req.digest} of ${req.repository}`;
+    const confirmed = this.upstreamFor(req.registry).registry.passthroughAuth ? await this.confirmMember(req, what) : undefined;
     // The download in progress first, then the store: a download leaves the map only once
     // its blob is in the store, so in this order a request can't miss both (the other way
     // round, a download that finished during the stat was started again).
@@ -74,7 +77,7 @@ export class BlobService {
       if (running?.size !== undefined) return { digest: req.digest, source: "upstream", size: running.size, body: { kind: "none" }, cache: "miss" };
       const inShared = await this.sharedStat(key);
       if (inShared) return { digest: req.digest, source: "shared", size: inShared.size, body: { kind: "none" }, cache: "hit" };
-      return this.headUpstream(req, what);
+      return confirmed ?? this.headUpstream(req, what);
     }
     if (running) return this.follow(running, req, what, running.sourceKind === "shared-store" ? "shared" : "upstream");
     let shared: { size: number } | undefined;
@@ -171,6 +174,19 @@ export class BlobService {
       this.sharedDown = true;
       return undefined;
     }
+  }
+
+  /**
+   * passthrough_auth: blobs are stored once per registry, so one is served only under a
+   * repository known to hold it; otherwise the upstream decides, asked (HEAD) with the
+   * client's own credentials under that repository. Returns that HEAD's answer, if asked.
+   */
+  private async confirmMember(req: BlobRequest, what: string): Promise<BlobResult | undefined> {
+    const repo = { registry: req.registry, repository: req.repository };
+    if (await this.membership.has(repo, req.digest)) return undefined;
+    const head = await this.headUpstream(req, what); // throws BLOB_UNKNOWN (or the refusal) when it isn't there
+    this.membership.note(repo, req.digest);
+    return head;
   }
 
   private async headUpstream(req: BlobRequest, what: string): Promise<BlobResult> {

@@ -11,6 +11,7 @@ import { TrafficStats } from "../observe/traffic.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
+import { BlobMembership } from "./blob-membership.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
 import { TagService } from "./tags.ts";
@@ -19,6 +20,8 @@ export class Mirror {
   readonly manifests: ManifestService;
   readonly blobs: BlobService;
   readonly tags: TagService;
+  /** Which repositories a cached blob belongs to (passthrough_auth registries). */
+  readonly membership: BlobMembership;
   private readonly upstreams = new Map<string, Upstream>();
 
   private readonly sharedHealth: SharedHealth | undefined;
@@ -48,7 +51,8 @@ export class Mirror {
     for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
     const upstreamFor = (name: string) => this.upstreamFor(name);
     this.manifests = new ManifestService(meta, locks, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);
-    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log);
+    this.membership = new BlobMembership(meta);
+    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, this.membership);
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
     if (shared.redis) {
       this.sharedHealth = new SharedHealth(shared.redis, () => [...this.upstreams.values()].flatMap((u) => [...u.endpoints, ...u.blobEndpoints]));

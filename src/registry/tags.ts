@@ -3,6 +3,7 @@
 import { LRUCache } from "lru-cache";
 import type { MetaStore, RepositoryRef } from "../cache/meta-store.ts";
 import type { Logger } from "../observe/logger.ts";
+import { credentialKey, type Credentials } from "../upstream/auth.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { toRegistryError } from "./upstream-errors.ts";
@@ -37,12 +38,16 @@ export class TagService {
     this.lists = new LRUCache({ max: 1_000, ttl: Math.max(1, tagTtlMs) });
   }
 
-  async list(repo: RepositoryRef): Promise<string[]> {
-    const key = `${repo.registry}/${repo.repository}`;
+  /**
+   * `credentials`: a passthrough client's own upstream credentials. The list is kept per
+   * credential, so one client's view of a repository is never another's.
+   */
+  async list(repo: RepositoryRef, credentials?: Credentials): Promise<string[]> {
+    const key = `${repo.registry}/${repo.repository}|${credentialKey(credentials)}`;
     const cached = this.lists.get(key);
     if (cached) return cached;
     try {
-      const tags = await this.fetchAll(repo);
+      const tags = await this.fetchAll(repo, credentials);
       this.lists.set(key, tags);
       return tags;
     } catch (error) {
@@ -56,12 +61,12 @@ export class TagService {
     }
   }
 
-  private async fetchAll(repo: RepositoryRef): Promise<string[]> {
+  private async fetchAll(repo: RepositoryRef, credentials: Credentials | undefined): Promise<string[]> {
     const upstream = this.upstreamFor(repo.registry);
     const tags = new Set<string>();
     let path: string | undefined = `/v2/${repo.repository}/tags/list`;
     for (let page = 0; path && page < MAX_PAGES; page++) {
-      const { response, endpoint } = await upstream.request({ method: "GET", path, repository: repo.repository });
+      const { response, endpoint } = await upstream.request({ method: "GET", path, repository: repo.repository, credentials });
       if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
       const body = (await response.json()) as { tags?: unknown };
       if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === "string") tags.add(t);

@@ -8,6 +8,7 @@ import { parseAccept } from "../protocol/media-types.ts";
 import type { Mirror } from "../registry/mirror.ts";
 import type { BlobResult } from "../registry/results.ts";
 import { paginate } from "../registry/tags.ts";
+import type { Credentials } from "../upstream/auth.ts";
 import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
 import { annotate } from "./request-log.ts";
@@ -54,6 +55,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
           const accept = parseAccept([request.headers.get("accept") ?? ""]);
           const m = await mirror.manifests.get({ repo, reference: api.reference, accept, method, credentials });
           annotate(request, { cache: m.cache });
+          if (routed.registry.passthroughAuth) mirror.membership.noteManifest(repo, m.body);
           mirror.metrics.countCacheResult("manifest", m.cache, m.cache === "miss" || m.cache === "bypass" ? "upstream" : "local");
           return manifestResponse(m, method, { ...extra, "X-Ferry-Cache": m.cache });
         }
@@ -66,7 +68,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
           return blobResponse(limits?.wrap ? trackedBody(b, limits.wrap) : b, { ...extra, "X-Ferry-Cache": b.cache });
         }
         case "tags":
-          return await tagList(mirror, routed, api.name, url, method, extra);
+          return await tagList(mirror, routed, api.name, url, method, extra, credentials);
       }
     } catch (error) {
       const { error: registryError, response } = toRegistryErrorResponse(error, method);
@@ -121,9 +123,9 @@ function linkHeader(path: string, n: number | undefined, next: string | undefine
   return { Link: `<${path}?${query}>; rel="next"` };
 }
 
-async function tagList(mirror: Mirror, routed: RoutedName, clientName: string, url: URL, method: string, extra: Record<string, string>): Promise<Response> {
+async function tagList(mirror: Mirror, routed: RoutedName, clientName: string, url: URL, method: string, extra: Record<string, string>, credentials: Credentials | undefined): Promise<Response> {
   const { n, last } = pageParams(url);
-  const all = await mirror.tags.list({ registry: routed.registry.name, repository: routed.repository });
+  const all = await mirror.tags.list({ registry: routed.registry.name, repository: routed.repository }, credentials);
   const page = paginate(all, n, last);
   const ns = url.searchParams.get("ns");
   return jsonResponse({ name: clientName, tags: page.items }, { ...extra, ...linkHeader(url.pathname, n, page.next, ns ? { ns } : {}) }, method);

@@ -62,10 +62,16 @@ export function pullScope(repository: string): string {
   return `repository:${repository}:pull`;
 }
 
+/**
+ * Who a cache entry is for: a hash of the whole credential ("" for anonymous), so a wrong
+ * password never hits what a right one earned, and no secret sits in a key.
+ */
+export function credentialKey(credentials?: Credentials): string {
+  return credentials ? new Bun.CryptoHasher("sha256").update(`${credentials.username}:${credentials.password}`).digest("hex") : "";
+}
+
 export function tokenCacheKey(challenge: Challenge, scope: string, credentials?: Credentials): string {
-  // Keyed by a hash of the whole credential: a wrong password must never hit a token that a right one earned.
-  const who = credentials ? new Bun.CryptoHasher("sha256").update(`${credentials.username}:${credentials.password}`).digest("hex") : "";
-  return JSON.stringify([challenge.params.realm, challenge.params.service ?? "", scope, who]);
+  return JSON.stringify([challenge.params.realm, challenge.params.service ?? "", scope, credentialKey(credentials)]);
 }
 
 export function basicAuthorization(credentials: Credentials): string {
