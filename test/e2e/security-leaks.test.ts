@@ -214,13 +214,14 @@ describe("passthrough_auth: exactly the client's upstream rights", () => {
     expect((await fetch(`${ferry.url}/v2/quay.io/private/tagged/tags/list`)).status).toBe(401);
   }, 60_000);
 
-  test("an htpasswd user is checked upstream anonymously, with no credentials of anyone's", async () => {
+  test("htpasswd and anonymous clients are checked upstream anonymously, with no credentials of anyone's", async () => {
     hub.clearLog();
     const r = await fetch(`${ferry.url}/v2/quay.io/private/copy/manifests/1`, { headers: { Authorization: basic("alice", "wonderland"), Accept: ACCEPT } });
     expect(r.status).toBe(401);
     expect(r.headers.get("www-authenticate")).toContain('scope="repository:quay.io/private/copy:pull"');
     expect(hub.count({ server: "token" })).toBeGreaterThan(0);
     expect(hub.entries({ server: "token" }).every((e) => !e.headers.authorization)).toBe(true);
+    expect((await fetch(`${ferry.url}/v2/quay.io/private/copy/manifests/1`, { headers: { Accept: ACCEPT } })).status).toBe(401);
   }, 60_000);
 
   test("docker login without a scope is accepted when one passthrough registry accepts it; a scope names the registry that decides", async () => {
