@@ -107,8 +107,9 @@ export class Endpoint {
       }
       const challenge = parseChallenges(response.headers.get("www-authenticate")).find((c) => c.scheme === "bearer" || c.scheme === "basic");
       if (challenge) {
-        this.challenge = challenge;
         const fresh = await this.authorization(req.repository, credentials, true, challenge);
+        // Kept only once its realm answered: a refused realm must not block the 401 that may fix it.
+        this.challenge = challenge;
         if (fresh && fresh !== authorization) {
           await response.body?.cancel();
           authorization = fresh;

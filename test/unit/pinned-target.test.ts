@@ -147,4 +147,16 @@ describe("Endpoint redirects and realms", () => {
     expect(r.status).toBe(200);
     expect(own.seen.length).toBe(1);
   });
+
+  test("a refused realm is not kept: the registry's next challenge is heard", async () => {
+    const own = listen(() => Response.json({ token: "own", expires_in: 300 }));
+    let realm = "http://localhost:9/token";
+    const registry = listen((req) =>
+      req.headers.get("authorization") === "Bearer own" ? new Response("{}") : new Response("{}", { status: 401, headers: { "www-authenticate": `Bearer realm="${realm}",service="s"` } }),
+    );
+    const e = endpoint(`http://127.0.0.1:${registry.port}`, scripted({}));
+    expect(await failure(e.request({ method: "GET", path: "/v2/x/manifests/1", repository: "x" }))).toContain("realm");
+    realm = `http://127.0.0.1:${own.port}/token`;
+    expect((await e.request({ method: "GET", path: "/v2/x/manifests/1", repository: "x" })).status).toBe(200);
+  });
 });
