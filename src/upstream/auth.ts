@@ -110,7 +110,7 @@ export async function fetchToken(challenge: Challenge, scope: string, credential
     try {
       target = await via.pin(url);
     } catch (error) {
-      throw new TokenFetchError(`token realm ${url.host} refused: ${(error as Error).message}`);
+      throw new TokenFetchError(`token realm at ${(error as Error).message} refused`);
     }
   }
   // The endpoint's own headers (a relay's secret) go along: a relay serves /token too.

@@ -186,7 +186,7 @@ export class Endpoint {
             target = await pinTarget(next, this.config.allowPrivateRedirects, this.resolve);
           } catch (error) {
             if (!(error instanceof TargetRefused)) throw error;
-            throw new UpstreamError(this.config.url, { kind: "network", message: `redirect to ${next.protocol === "http:" || next.protocol === "https:" ? next.host : next.protocol} refused: ${error.message}` });
+            throw new UpstreamError(this.config.url, { kind: "network", message: `redirect to ${error.message} refused` });
           }
           url = next;
           continue;

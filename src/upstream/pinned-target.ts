@@ -18,6 +18,7 @@ export interface PinnedTarget {
   init: { headers: Record<string, string>; tls?: { serverName: string } };
 }
 
+/** Names what was refused ("non-public address 10.0.0.1", "x.test (does not resolve)"); callers add "refused". */
 export class TargetRefused extends Error {
   constructor(message: string) {
     super(message);
@@ -31,24 +32,24 @@ export class TargetRefused extends Error {
  * so is one that does not resolve.
  */
 export async function pinTarget(url: URL, allowPrivate: boolean, resolve: Resolver = systemResolver): Promise<PinnedTarget> {
-  if (url.protocol !== "http:" && url.protocol !== "https:") throw new TargetRefused(`${url.protocol} is not http(s)`);
+  if (url.protocol !== "http:" && url.protocol !== "https:") throw new TargetRefused(url.protocol);
   const host = url.hostname.replace(/^\[|\]$/g, "");
   if (isIP(host)) {
-    if (!allowPrivate && isNonPublicAddress(host)) throw new TargetRefused(`${host} is not a public address`);
+    if (!allowPrivate && isNonPublicAddress(host)) throw new TargetRefused(`non-public address ${host}`);
     return { url, init: { headers: {} } };
   }
-  if (!allowPrivate && (host === "localhost" || host.endsWith(".localhost"))) throw new TargetRefused(`${host} is not a public address`);
+  if (!allowPrivate && (host === "localhost" || host.endsWith(".localhost"))) throw new TargetRefused(`non-public address ${host}`);
   let addresses: string[];
   try {
     addresses = await resolve(host);
   } catch (error) {
-    throw new TargetRefused(`${host} does not resolve (${(error as Error).message})`);
+    throw new TargetRefused(`${host} (does not resolve: ${(error as Error).message})`);
   }
   // IPv4 first: a host without IPv6 routes is common, and a pinned target has no fallback.
   const address = addresses.find((a) => isIP(a) === 4) ?? addresses.find((a) => isIP(a));
-  if (!address) throw new TargetRefused(`${host} does not resolve`);
+  if (!address) throw new TargetRefused(`${host} (does not resolve)`);
   const nonPublic = allowPrivate ? undefined : addresses.find((a) => isNonPublicAddress(a));
-  if (nonPublic) throw new TargetRefused(`${host} resolves to the non-public address ${nonPublic}`);
+  if (nonPublic) throw new TargetRefused(`${host} (resolves to non-public address ${nonPublic})`);
   const pinned = new URL(url);
   pinned.hostname = isIP(address) === 6 ? `[${address}]` : address;
   return { url: pinned, init: { headers: { Host: url.host }, ...(url.protocol === "https:" && { tls: { serverName: host } }) } };

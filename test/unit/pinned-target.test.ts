@@ -130,7 +130,7 @@ describe("Endpoint redirects and realms", () => {
     for (const [realm, why] of [
       ["ftp://auth.test/token", "not http(s)"],
       [`http://auth.private.test:${collector.port}/token`, "non-public address 127.0.0.1"],
-      [`http://localhost:${collector.port}/token`, "not a public address"],
+      [`http://localhost:${collector.port}/token`, "non-public address localhost"],
     ] as const) {
       const registry = listen(() => new Response("{}", { status: 401, headers: { "www-authenticate": `Bearer realm="${realm}",service="s"` } }));
       const e = endpoint(`http://127.0.0.1:${registry.port}`, scripted({ "auth.private.test": [["127.0.0.1"]] }));
