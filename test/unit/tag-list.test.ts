@@ -1,0 +1,38 @@
+// Issue 16 item 3: a passthrough client's tag list goes upstream with its own credentials
+// and is cached per credential, so one client's view of a repository is never another's.
+// The upstream here is an in-process fake of Upstream.request (what TagService calls).
+import { afterAll, expect, test } from "bun:test";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { SqliteMetaStore } from "../../src/cache/sqlite-meta-store.ts";
+import { createLogger } from "../../src/observe/logger.ts";
+import { TagService } from "../../src/registry/tags.ts";
+import type { UpstreamRequest } from "../../src/upstream/endpoint.ts";
+import type { Upstream } from "../../src/upstream/upstream.ts";
+
+const dir = mkdtempSync(join(tmpdir(), "ferry-tags-"));
+const meta = new SqliteMetaStore(dir);
+afterAll(() => {
+  meta.close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test("tags/list carries the client's credentials and is cached per credential", async () => {
+  const asked: (string | undefined)[] = [];
+  const upstream = {
+    request: async (req: UpstreamRequest) => {
+      asked.push(req.credentials?.username);
+      const tags = req.credentials?.username === "owner" && req.credentials.password === "p" ? ["1", "2-private"] : ["1"];
+      return { response: Response.json({ name: "org/app", tags }), endpoint: { url: "http://upstream.test" } };
+    },
+  } as unknown as Upstream;
+  const tags = new TagService(meta, () => upstream, 60_000, createLogger("silent"));
+  const repo = { registry: "quay.io", repository: "org/app" };
+  expect(await tags.list(repo, { username: "owner", password: "p" })).toEqual(["1", "2-private"]);
+  expect(await tags.list(repo, { username: "guest", password: "g" })).toEqual(["1"]);
+  expect(await tags.list(repo)).toEqual(["1"]);
+  expect(await tags.list(repo, { username: "owner", password: "wrong" })).toEqual(["1"]);
+  expect(await tags.list(repo, { username: "owner", password: "p" })).toEqual(["1", "2-private"]); // cached
+  expect(asked).toEqual(["owner", "guest", undefined, "owner"]);
+});
