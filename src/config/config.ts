@@ -27,6 +27,17 @@ export interface RegistryConfig {
   allow: string[]; // repository globs; empty = everything
   deny: string[];
   maxConcurrent?: number; // upstream requests in flight per endpoint
+  tagPolicy: RegistryTagPolicy;
+}
+
+/** How long tag → digest mappings are trusted; unset keys fall back (rule → registry → [cache]). */
+export interface TagPolicySettings {
+  tagTtlMs?: number;
+  immutableTags?: string[]; // regular expressions, each matched against the whole tag
+}
+
+export interface RegistryTagPolicy extends TagPolicySettings {
+  rules: (TagPolicySettings & { repositories: string[] })[]; // repository globs; first match wins
 }
 
 export interface AuthSettings {

@@ -1,10 +1,10 @@
 // Config file (TOML) + environment → one validated Config. Errors name the key.
 import { Value } from "@sinclair/typebox/value";
 import { BUILTIN_REGISTRIES } from "./builtin-registries.ts";
-import type { Config, EndpointConfig, RegistryConfig } from "./config.ts";
+import type { Config, EndpointConfig, RegistryConfig, TagPolicySettings } from "./config.ts";
 import { parseCidr } from "../protocol/ip.ts";
 import { DEFAULT_HEALTH_POLICY } from "../upstream/health.ts";
-import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile } from "./schema.ts";
+import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile, type TagPolicyFile } from "./schema.ts";
 import { parseDuration, parseSize } from "./units.ts";
 
 export class ConfigError extends Error {
@@ -223,7 +223,7 @@ function buildS3(s: ConfigFile["s3"]): Config["s3"] {
 function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): RegistryConfig[] {
   const byName = new Map<string, RegistryConfig>();
   for (const builtin of BUILTIN_REGISTRIES) {
-    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [endpoint(builtin.name, builtin.endpoint, {})], health: DEFAULT_HEALTH_POLICY, anonymous: anonymousDefault, passthroughAuth: false, allow: [], deny: [] });
+    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [endpoint(builtin.name, builtin.endpoint, {})], health: DEFAULT_HEALTH_POLICY, anonymous: anonymousDefault, passthroughAuth: false, allow: [], deny: [], tagPolicy: { rules: [] } });
   }
   const seen = new Set<string>();
   entries.forEach((entry, i) => {
@@ -251,11 +251,7 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): Re
       ...(entry.failure_cooldown !== undefined && { failureCooldownMs: duration(`${key}.failure_cooldown`, entry.failure_cooldown) }),
       ...(entry.failure_threshold !== undefined && { failureThreshold: entry.failure_threshold }),
     };
-    for (const [listKey, list] of [["allow", entry.allow], ["deny", entry.deny]] as const) {
-      (list ?? []).forEach((glob, j) => {
-        if (!/^[a-z0-9._\/*-]+$/.test(glob)) throw new ConfigError(`${key}.${listKey}[${j}]`, `a repository glob like "library/*" or "grafana/**" (got "${glob}")`);
-      });
-    }
+    for (const [listKey, list] of [["allow", entry.allow], ["deny", entry.deny]] as const) repositoryGlobs(`${key}.${listKey}`, list ?? []);
     byName.set(name, {
       name,
       hosts: (entry.hosts ?? []).map((h) => h.toLowerCase()),
@@ -267,9 +263,39 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): Re
       allow: entry.allow ?? [],
       deny: entry.deny ?? [],
       maxConcurrent: entry.max_concurrent,
+      tagPolicy: {
+        ...tagPolicySettings(key, entry),
+        rules: (entry.tag_policy ?? []).map((rule, j) => {
+          const ruleKey = `${key}.tag_policy[${j}]`;
+          const repositories = typeof rule.repositories === "string" ? [rule.repositories] : rule.repositories;
+          if (repositories.length === 0) throw new ConfigError(`${ruleKey}.repositories`, "needs at least one repository glob");
+          return { repositories: repositoryGlobs(`${ruleKey}.repositories`, repositories), ...tagPolicySettings(ruleKey, rule) };
+        }),
+      },
     });
   });
   return [...byName.values()];
+}
+
+function repositoryGlobs(key: string, globs: string[]): string[] {
+  globs.forEach((glob, j) => {
+    if (!/^[a-z0-9._\/*-]+$/.test(glob)) throw new ConfigError(`${key}[${j}]`, `a repository glob like "library/*" or "grafana/**" (got "${glob}")`);
+  });
+  return globs;
+}
+
+function tagPolicySettings(key: string, entry: Pick<TagPolicyFile, "tag_ttl" | "immutable_tags">): TagPolicySettings {
+  (entry.immutable_tags ?? []).forEach((re, j) => {
+    try {
+      new RegExp(re);
+    } catch {
+      throw new ConfigError(`${key}.immutable_tags[${j}]`, `not a valid regular expression (got "${re}")`);
+    }
+  });
+  return {
+    ...(entry.tag_ttl !== undefined && { tagTtlMs: duration(`${key}.tag_ttl`, entry.tag_ttl) }),
+    ...(entry.immutable_tags !== undefined && { immutableTags: entry.immutable_tags }),
+  };
 }
 
 type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects">;

@@ -22,6 +22,16 @@ export const EndpointFileSchema = t.Union([
   ),
 ]);
 
+// [[registry.tag_policy]]: freshness for the tags of some repositories (first match wins).
+export const TagPolicyFileSchema = t.Object(
+  {
+    repositories: t.Union([t.String(), t.Array(t.String())]),
+    tag_ttl: t.Optional(Duration),
+    immutable_tags: t.Optional(t.Array(t.String())),
+  },
+  { additionalProperties: false },
+);
+
 export const RegistryFileSchema = t.Object(
   {
     name: t.String(),
@@ -43,6 +53,9 @@ export const RegistryFileSchema = t.Object(
     cooldown: t.Optional(Duration),
     failure_cooldown: t.Optional(Duration),
     failure_threshold: t.Optional(t.Integer({ minimum: 1 })),
+    tag_ttl: t.Optional(Duration),
+    immutable_tags: t.Optional(t.Array(t.String())),
+    tag_policy: t.Optional(t.Array(TagPolicyFileSchema)),
   },
   { additionalProperties: false },
 );
@@ -153,3 +166,4 @@ export const ConfigFileSchema = t.Object(
 export type ConfigFile = Static<typeof ConfigFileSchema>;
 export type RegistryFile = Static<typeof RegistryFileSchema>;
 export type EndpointFile = Static<typeof EndpointFileSchema>;
+export type TagPolicyFile = Static<typeof TagPolicyFileSchema>;

@@ -13,12 +13,14 @@ import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
+import { TagPolicy } from "./tag-policy.ts";
 import { TagService } from "./tags.ts";
 
 export class Mirror {
   readonly manifests: ManifestService;
   readonly blobs: BlobService;
   readonly tags: TagService;
+  readonly tagPolicy: TagPolicy;
   private readonly upstreams = new Map<string, Upstream>();
 
   private readonly sharedHealth: SharedHealth | undefined;
@@ -47,7 +49,8 @@ export class Mirror {
     const locks = shared.locks ?? new LocalLocks();
     for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
     const upstreamFor = (name: string) => this.upstreamFor(name);
-    this.manifests = new ManifestService(meta, locks, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);
+    this.tagPolicy = new TagPolicy(config.cache.tagTtlMs, config.registries);
+    this.manifests = new ManifestService(meta, locks, upstreamFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
     this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log);
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
     if (shared.redis) {
@@ -57,7 +60,7 @@ export class Mirror {
   }
 
   /** Cached repositories with their tags, digests, image sizes and last pull (for the dashboard). */
-  async cachedRepositories(): Promise<{ registry: string; repository: string; tags: { tag: string; digest: string; mediaType: string; size: number | null; checkedAt: string; pulledAt: string | null }[] }[]> {
+  async cachedRepositories(): Promise<{ registry: string; repository: string; tags: { tag: string; digest: string; mediaType: string; size: number | null; checkedAt: string; pulledAt: string | null; policy: { immutable: boolean; ttlSeconds: number | null; rule: string } }[] }[]> {
     const repos = await this.meta.listRepositories();
     return Promise.all(
       repos.map(async (repo) => {
@@ -67,6 +70,7 @@ export class Mirror {
             const record = await this.meta.getTag(repo, tag);
             if (!record) return undefined;
             const manifest = await this.meta.getManifest(repo, record.digest);
+            const policy = this.tagPolicy.resolve(repo.registry, repo.repository, tag);
             return {
               tag,
               digest: record.digest,
@@ -74,6 +78,7 @@ export class Mirror {
               size: manifest ? imageSize(manifest.body) : null,
               checkedAt: new Date(record.checkedAt).toISOString(),
               pulledAt: record.pulledAt ? new Date(record.pulledAt).toISOString() : null,
+              policy: { immutable: policy.immutable, ttlSeconds: policy.immutable ? null : policy.ttlMs / 1000, rule: policy.rule },
             };
           }),
         );
