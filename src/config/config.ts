@@ -92,7 +92,7 @@ export interface Config {
   server: { hostname: string; port: number; publicUrl?: string; idleTimeoutSeconds: number; tls?: { hostname: string; port: number; cert: string; key: string } };
   auth?: AuthSettings;
   limits: LimitSettings;
-  cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number };
+  cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number; referrersTtlMs: number };
   redis?: RedisSettings;
   s3?: S3Settings;
   log: { level: string };

@@ -82,6 +82,7 @@ export const ConfigFileSchema = t.Object(
           max_size: t.Optional(Size),
           tag_ttl: t.Optional(Duration),
           negative_ttl: t.Optional(Duration),
+          referrers_ttl: t.Optional(Duration),
         },
         { additionalProperties: false },
       ),

@@ -13,6 +13,7 @@ import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
+import { ReferrersService } from "./referrers.ts";
 import { TagPolicy } from "./tag-policy.ts";
 import { TagService } from "./tags.ts";
 
@@ -21,6 +22,7 @@ export class Mirror {
   readonly blobs: BlobService;
   readonly tags: TagService;
   readonly tagPolicy: TagPolicy;
+  readonly referrers: ReferrersService;
   private readonly upstreams = new Map<string, Upstream>();
 
   private readonly sharedHealth: SharedHealth | undefined;
@@ -53,6 +55,7 @@ export class Mirror {
     this.manifests = new ManifestService(meta, locks, upstreamFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
     this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log);
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
+    this.referrers = new ReferrersService(upstreamFor, config.cache.referrersTtlMs, log);
     if (shared.redis) {
       this.sharedHealth = new SharedHealth(shared.redis, () => [...this.upstreams.values()].flatMap((u) => [...u.endpoints, ...u.blobEndpoints]));
       this.sharedHealth.start();
