@@ -12,6 +12,8 @@ export interface EndpointConfig {
   headers: Record<string, string>; // extra request headers (e.g. a relay's shared secret)
   allowPrivateRedirects: boolean; // follow redirects to loopback/private/link-local addresses
   maxConcurrent?: number; // upstream requests in flight at once (to response headers)
+  repositoryPrefix?: string; // a secondary mirror's path scheme: /v2/<prefix>/<repository>/…
+  ns?: string; // containerd's scheme: ?ns=<registry> on every request
 }
 
 export interface RegistryConfig {

@@ -316,7 +316,20 @@ function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults):
     proxy: merged.proxy,
     headers: merged.headers ?? {},
     allowPrivateRedirects: merged.allow_private_redirects ?? false,
+    ...(merged.repository_prefix !== undefined && { repositoryPrefix: repositoryPrefix(`${key}.repository_prefix`, merged.repository_prefix) }),
+    ...(merged.ns !== undefined && { ns: nsValue(`${key}.ns`, merged.ns) }),
   };
+}
+
+function repositoryPrefix(key: string, value: string): string {
+  const prefix = value.replace(/^\/+|\/+$/g, "");
+  if (!/^[a-z0-9]+(?:[._:-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(prefix)) throw new ConfigError(key, `a repository path prefix like "docker.io" or "mirror/ghcr.io" (got "${value}")`);
+  return prefix;
+}
+
+function nsValue(key: string, value: string): string {
+  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?$/.test(value)) throw new ConfigError(key, `a registry host name like "ghcr.io" (got "${value}")`);
+  return value;
 }
 
 export function parseListen(value: string, key = "server.listen"): { hostname: string; port: number } {

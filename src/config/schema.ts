@@ -17,6 +17,8 @@ export const EndpointFileSchema = t.Union([
       proxy: t.Optional(t.String()),
       headers: t.Optional(t.Record(t.String(), t.String())),
       allow_private_redirects: t.Optional(t.Boolean()),
+      repository_prefix: t.Optional(t.String()),
+      ns: t.Optional(t.String()),
     },
     { additionalProperties: false },
   ),
