@@ -14,6 +14,7 @@ export interface EndpointConfig {
   maxConcurrent?: number; // upstream requests in flight at once (to response headers)
   repositoryPrefix?: string; // a secondary mirror's path scheme: /v2/<prefix>/<repository>/…
   ns?: string; // containerd's scheme: ?ns=<registry> on every request
+  maxBandwidth?: number; // bytes per second for blob bodies from this endpoint, shared by its downloads
 }
 
 export interface RegistryConfig {
@@ -54,6 +55,7 @@ export interface LimitSettings {
   requestsPerMinute?: number;
   concurrentDownloads?: number;
   bytes?: { limit: number; windowMs: number };
+  bandwidth?: number; // bytes per second of blob bodies to one client, shared by its downloads
   exempt: string[]; // CIDRs
   authenticatedExempt: boolean;
   trustedProxies: string[]; // CIDRs whose X-Forwarded-For is believed

@@ -5,7 +5,7 @@ import type { Config, EndpointConfig, RegistryConfig, TagPolicySettings } from "
 import { parseCidr } from "../protocol/ip.ts";
 import { DEFAULT_HEALTH_POLICY } from "../upstream/health.ts";
 import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile, type TagPolicyFile } from "./schema.ts";
-import { parseDuration, parseSize } from "./units.ts";
+import { parseDuration, parseRate, parseSize } from "./units.ts";
 
 export class ConfigError extends Error {
   constructor(
@@ -174,6 +174,7 @@ function buildLimits(l: ConfigFile["limits"]): Config["limits"] {
     }
   });
   return {
+    ...(l?.bandwidth !== undefined && { bandwidth: rate("limits.bandwidth", l.bandwidth) }),
     requestsPerMinute: l?.requests_per_minute,
     concurrentDownloads: l?.concurrent_downloads,
     bytes,
@@ -238,7 +239,7 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): Re
       return;
     }
     const existing = byName.get(name);
-    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects };
+    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects, max_bandwidth: entry.max_bandwidth };
     const specs: EndpointFile[] | undefined = entry.endpoints ?? existing?.endpoints.map((e) => e.url);
     if (!specs) throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
     if (specs.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
@@ -299,7 +300,7 @@ function tagPolicySettings(key: string, entry: Pick<TagPolicyFile, "tag_ttl" | "
   };
 }
 
-type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects">;
+type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects" | "max_bandwidth">;
 
 /** An endpoint's settings: its own keys first, then the registry's. */
 function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults): EndpointConfig {
@@ -318,6 +319,7 @@ function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults):
     allowPrivateRedirects: merged.allow_private_redirects ?? false,
     ...(merged.repository_prefix !== undefined && { repositoryPrefix: repositoryPrefix(`${key}.repository_prefix`, merged.repository_prefix) }),
     ...(merged.ns !== undefined && { ns: nsValue(`${key}.ns`, merged.ns) }),
+    ...(merged.max_bandwidth !== undefined && { maxBandwidth: rate(`${key}.max_bandwidth`, merged.max_bandwidth) }),
   };
 }
 
@@ -343,6 +345,12 @@ function duration(key: string, value: string | number): number {
   const ms = parseDuration(value);
   if (ms === undefined) throw new ConfigError(key, `must be a duration like "30s", "5m" or "1h" (got ${JSON.stringify(value)})`);
   return ms;
+}
+
+function rate(key: string, value: string | number): number {
+  const bytesPerSecond = parseRate(value);
+  if (bytesPerSecond === undefined) throw new ConfigError(key, `must be a rate like "50MiB/s" (got ${JSON.stringify(value)})`);
+  return bytesPerSecond;
 }
 
 function size(key: string, value: string | number): number {

@@ -4,6 +4,7 @@ import { t, type Static } from "elysia";
 
 const Duration = t.Union([t.String(), t.Number()]);
 const Size = t.Union([t.String(), t.Number()]);
+const Rate = t.Union([t.String(), t.Number()]);
 
 export const EndpointFileSchema = t.Union([
   t.String(),
@@ -19,6 +20,7 @@ export const EndpointFileSchema = t.Union([
       allow_private_redirects: t.Optional(t.Boolean()),
       repository_prefix: t.Optional(t.String()),
       ns: t.Optional(t.String()),
+      max_bandwidth: t.Optional(Rate),
     },
     { additionalProperties: false },
   ),
@@ -47,6 +49,7 @@ export const RegistryFileSchema = t.Object(
     stall_timeout: t.Optional(Duration),
     proxy: t.Optional(t.String()),
     allow_private_redirects: t.Optional(t.Boolean()),
+    max_bandwidth: t.Optional(Rate),
     anonymous: t.Optional(t.Boolean()),
     passthrough_auth: t.Optional(t.Boolean()),
     allow: t.Optional(t.Array(t.String())),
@@ -108,6 +111,7 @@ export const ConfigFileSchema = t.Object(
           requests_per_minute: t.Optional(t.Integer({ minimum: 1 })),
           concurrent_downloads: t.Optional(t.Integer({ minimum: 1 })),
           bytes: t.Optional(t.String()),
+          bandwidth: t.Optional(Rate),
           exempt: t.Optional(t.Array(t.String())),
           authenticated_exempt: t.Optional(t.Boolean()),
           trusted_proxies: t.Optional(t.Array(t.String())),
