@@ -10,6 +10,10 @@
 // medians go into a table of absolute figures and ferry/peer ratios, written to
 // bench/results/latest.{json,md}.
 //
+// Scenario 8 measures the bandwidth caps (issue 19.5): an endpoint's max_bandwidth on a cold
+// pull, [limits] bandwidth for one client and shared by two of its downloads, and manifest
+// latency while capped blob bodies stream.
+//
 // Options: --quick (small sizes, 1 round), --check (exit 1 when a target is missed),
 // --rounds N, --source (run `bun src/main.ts` instead of the binary), --only 1,3,7,
 // --render (re-render latest.md from latest.json).
@@ -37,7 +41,7 @@ const option = (name: string) => {
 const QUICK = flag("--quick");
 const CHECK = flag("--check");
 const SOURCE = flag("--source");
-const ONLY = new Set((option("--only") ?? "1,2,3,4,5,6,7").split(",").map((s) => s.trim()));
+const ONLY = new Set((option("--only") ?? "1,2,3,4,5,6,7,8").split(",").map((s) => s.trim()));
 const P = {
   blobMiB: QUICK ? 32 : 300,
   rounds: Number(option("--rounds") ?? (QUICK ? 1 : 3)),
@@ -49,6 +53,8 @@ const P = {
   /** Scenario 4b: the upstream link's bandwidth (a fast internet link: 400 Mbit/s). */
   linkMiBps: 50,
   startupRuns: QUICK ? 5 : 15,
+  /** Scenario 8: the cap put on an endpoint and on a client (MiB/s). */
+  capMiBps: QUICK ? 8 : 50,
   economyImages: 10,
 };
 const RESULTS_DIR = join(ROOT, "bench/results");
@@ -209,7 +215,7 @@ async function withPeer<T extends { stop(): Promise<void> }, R>(start: Promise<T
   }
 }
 
-const ferryOpts = (extra: { cacheDir?: string; proxy?: string } = {}) => ({ upstreamUrl: upstream!.url, tagTtl: "1h", binary: useBinary, ...extra });
+const ferryOpts = (extra: { cacheDir?: string; proxy?: string; registryExtra?: string; tablesExtra?: string } = {}) => ({ upstreamUrl: upstream!.url, tagTtl: "1h", binary: useBinary, ...extra });
 
 async function main(): Promise<void> {
   log(`ferry: ${ferryMode.kind}; ${QUICK ? "quick" : "full"} run, ${P.rounds} round(s), blobs ${P.blobMiB} MiB; work dir ${work}`);
@@ -755,6 +761,67 @@ async function main(): Promise<void> {
     });
     rows.push({ id: "7", scenario: `start-up (${useBinary ? "dist/ferry" : "bun src/main.ts"})`, metric: "exec → /v2/ 200, max", unit: "ms", ferry: max(times), target: "≤ 300 ms", pass: max(times) <= 300 });
   }
+
+  // 8. Bandwidth caps ------------------------------------------------------------------
+  if (ONLY.has("8")) await bandwidthScenario(bigRepo, layer, warmCache);
+}
+
+/** Scenario 8: whether a measured rate is within 10% of the cap. */
+const withinTenPercent = (measured: number, cap: number) => Math.abs(measured - cap) <= cap * 0.1;
+
+/** GET a URL to the end; MiB/s over the whole body, and the bytes. */
+async function rateOf(url: string, accept?: string): Promise<{ MiBps: number; bytes: number; ms: number }> {
+  const t0 = performance.now();
+  const r = await fetch(url, accept ? { headers: { accept } } : {});
+  if (r.status !== 200) throw new Error(`${url}: HTTP ${r.status}`);
+  let bytes = 0;
+  for await (const chunk of r.body!) bytes += chunk.byteLength;
+  const ms = performance.now() - t0;
+  return { MiBps: bytes / 2 ** 20 / (ms / 1000), bytes, ms };
+}
+
+async function bandwidthScenario(bigRepo: string, layer: { digest: string; size: number }, warmCache: string): Promise<void> {
+  const cap = P.capMiBps;
+  const blobPath = `/v2/${bigRepo}/blobs/${layer.digest}`;
+  log(`8. bandwidth caps at ${cap} MiB/s: ${P.rounds} round(s)`);
+  const upstreamRates: number[] = [];
+  const clientRates: number[] = [];
+  const sharedTotals: number[] = [];
+  const fairness: number[] = [];
+  const manifestMs: number[] = [];
+  for (let round = 0; round < P.rounds; round++) {
+    await waitQuiet();
+    // 8a: cold pull through an endpoint capped at `cap`.
+    await withPeer(startFerryPeer(ferryOpts({ registryExtra: `max_bandwidth = "${cap}MiB/s"` })), async (f) => {
+      upstreamRates.push((await rateOf(`${f.url}${blobPath}`)).MiBps);
+    });
+    await waitQuiet();
+    // 8b/8c: warm cache, one client capped at `cap`: alone, then two downloads at once, with
+    // manifest GETs meanwhile (never shaped).
+    await withPeer(startFerryPeer(ferryOpts({ cacheDir: warmCache, tablesExtra: `[limits]\nbandwidth = "${cap}MiB/s"` })), async (f) => {
+      clientRates.push((await rateOf(`${f.url}${blobPath}`)).MiBps);
+      const t0 = performance.now();
+      let streaming = true;
+      const pair = Promise.all([rateOf(`${f.url}${blobPath}`), rateOf(`${f.url}${blobPath}`)]).finally(() => (streaming = false));
+      for (let i = 0; i < 20 && streaming; i++) {
+        const m = await rateOf(`${f.url}/v2/${bigRepo}/manifests/latest`, MANIFEST_ACCEPT);
+        manifestMs.push(m.ms);
+        await Bun.sleep(50);
+      }
+      const [a, b] = await pair;
+      sharedTotals.push(((a.bytes + b.bytes) / 2 ** 20 / (performance.now() - t0)) * 1000);
+      fairness.push(Math.min(a.MiBps, b.MiBps) / Math.max(a.MiBps, b.MiBps));
+    });
+  }
+  raw.bandwidth = { capMiBps: cap, upstreamRates, clientRates, sharedTotals, fairness, manifestMs };
+  const scenario = `bandwidth caps (${cap} MiB/s, ${(layer.size / 2 ** 20).toFixed(0)} MiB blob)`;
+  const up = median(upstreamRates);
+  const one = median(clientRates);
+  const shared = median(sharedTotals);
+  rows.push({ id: "8", scenario, metric: "cold pull, endpoint max_bandwidth", unit: "MiB/s", ferry: up, target: `${cap} ± 10%`, pass: withinTenPercent(up, cap) });
+  rows.push({ id: "8", scenario, metric: "one client, [limits] bandwidth", unit: "MiB/s", ferry: one, target: `${cap} ± 10%`, pass: withinTenPercent(one, cap) });
+  rows.push({ id: "8", scenario, metric: "two downloads of one client, together", unit: "MiB/s", ferry: shared, target: `${cap} ± 10%`, pass: withinTenPercent(shared, cap), note: `slower/faster transfer rate: ${median(fairness).toFixed(2)}` });
+  rows.push({ id: "8", scenario, metric: `manifest GET while capped blobs stream, max of ${manifestMs.length}`, unit: "ms", ferry: max(manifestMs), target: "≤ 100 ms", pass: max(manifestMs) <= 100, note: `median ${median(manifestMs).toFixed(1)} ms` });
 }
 
 async function cleanup(): Promise<void> {

@@ -11,7 +11,9 @@ const HELP = `ferry ${pkg.version}: a pull-through mirror for Docker Hub, ghcr.i
 
 Usage:
   ferry serve [--config FILE]     run the mirror (default config: $FERRY_CONFIG, else built-in defaults)
-  ferry check [--config FILE]     validate the config, then probe every endpoint, Redis and S3
+  ferry check [--config FILE] [IMAGE:TAG…]
+                                  validate the config, probe every endpoint, Redis and S3;
+                                  show the tag policy (of each IMAGE:TAG named)
   ferry warm IMAGE… | --file LIST pre-fetch images into a running ferry's cache
   ferry prune [--max-size SIZE] [--older-than AGE] [--s3-orphans]
                                   trim the local cache; remove orphans from S3
@@ -33,11 +35,13 @@ Runs the mirror. SIGTERM drains (in-flight downloads finish, up to 30 s); SIGHUP
 the config without dropping connections (registries, endpoints, auth, limits, log level,
 TTLs; listen, TLS, cache.dir, cache.max_size, [redis] and [s3] need a restart).
 `,
-  check: `Usage: ferry check [--config FILE]
+  check: `Usage: ferry check [--config FILE] [IMAGE:TAG…]
 
 Validates the config (a bad key is named), then probes the cache dir, Redis, S3 and every
-upstream endpoint (GET /v2/ with the token flow) and prints a table. Exit code 0 when
-every check passed, 1 otherwise, 2 for an invalid config.
+upstream endpoint (GET /v2/ with the token flow) and prints a table. Then the tag policy:
+the configured rules, or for each IMAGE:TAG named which policy it gets (immutable or its
+tag_ttl) and from which rule. Exit code 0 when every check passed, 1 otherwise, 2 for an
+invalid config.
 `,
   warm: `Usage: ferry warm [--mirror URL] [--platform OS/ARCH[/VARIANT]] [--user USER:PASS]
                   [--concurrency N] [--file LIST] IMAGE…
@@ -151,7 +155,7 @@ async function main(args: string[]): Promise<number | undefined> {
       const { config } = await loadConfig(rest);
       print(`config: ok${optionValue(rest, "--config") ? ` (${optionValue(rest, "--config")})` : ""}\n`);
       const { check } = await import("./cli/check.ts");
-      return check(config, print);
+      return check(config, print, positionals(rest, ["--config"]));
     }
     case "warm": {
       const { config } = await loadConfig(rest);

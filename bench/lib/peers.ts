@@ -72,6 +72,10 @@ export interface FerryOptions {
   logLevel?: string;
   /** Egress HTTP proxy for the upstream (the bandwidth-limited link of scenario 4b). */
   proxy?: string;
+  /** More keys of the docker.io [[registry]] (scenario 8: max_bandwidth). */
+  registryExtra?: string;
+  /** More tables after it (scenario 8: [limits] bandwidth). */
+  tablesExtra?: string;
 }
 
 export function ferryConfig(port: number, cacheDir: string, opts: FerryOptions): string {
@@ -88,6 +92,8 @@ export function ferryConfig(port: number, cacheDir: string, opts: FerryOptions):
     `endpoints = [${JSON.stringify(opts.upstreamUrl)}]`,
     "allow_private_redirects = true",
     ...(opts.proxy ? [`proxy = ${JSON.stringify(opts.proxy)}`] : []),
+    ...(opts.registryExtra ? [opts.registryExtra] : []),
+    ...(opts.tablesExtra ? [opts.tablesExtra] : []),
     "",
   ].join("\n");
 }

@@ -6,6 +6,7 @@ import type { Config, RegistryConfig } from "../config/config.ts";
 import { formatBearerChallenge } from "../protocol/challenge.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { withLibraryPrefix } from "../protocol/names.ts";
+import { BandwidthPool } from "../upstream/bandwidth.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { ANONYMOUS, Authenticator, type Principal } from "./authenticator.ts";
 import { ClientIpResolver } from "./client-ip.ts";
@@ -23,6 +24,8 @@ export interface Client {
 export class AccessControl {
   readonly authenticator: Authenticator | undefined;
   readonly limiter: RateLimiter;
+  /** [limits] bandwidth: one bucket per client address (per replica). */
+  private readonly delivery: BandwidthPool | undefined;
   private readonly ips: ClientIpResolver;
   private readonly policies = new Map<string, RepositoryPolicy>();
   private readonly blocked: (ua: string | null) => boolean;
@@ -36,6 +39,7 @@ export class AccessControl {
   ) {
     this.authenticator = config.auth && auth ? new Authenticator(config.auth, auth.secret, auth.users) : undefined;
     this.limiter = new RateLimiter(config.limits, redis);
+    this.delivery = config.limits.bandwidth === undefined ? undefined : new BandwidthPool(config.limits.bandwidth);
     this.ips = new ClientIpResolver(config.limits.trustedProxies);
     for (const r of config.registries) this.policies.set(r.name, new RepositoryPolicy(r.allow, r.deny));
     this.blocked = userAgentBlocker(config.limits.blockUserAgents);
@@ -95,15 +99,21 @@ export class AccessControl {
     return { credentials };
   }
 
-  /** Limits for a blob download: byte budget and a concurrency slot; wraps the body to release it. */
+  /**
+   * Limits for a blob download: byte budget, a concurrency slot (the body is wrapped to
+   * release it) and the client's delivery bandwidth (the body is paced, shared fairly by
+   * the client's concurrent downloads).
+   */
   async admitDownload(client: Client): Promise<{ wrap?: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>; addBytes: (n: number) => void }> {
     if (client.exempt) return { addBytes: () => {} };
     rejectOver(await this.limiter.bytesLeft(client.ip));
     const addBytes = (n: number) => void this.limiter.addBytes(client.ip, n);
-    if (!this.limiter.concurrencyLimited) return { addBytes };
+    const delivery = this.delivery;
+    const pace = delivery ? (body: ReadableStream<Uint8Array>) => delivery.shape(client.ip, body) : (body: ReadableStream<Uint8Array>) => body;
+    if (!this.limiter.concurrencyLimited) return { addBytes, ...(delivery && { wrap: pace }) };
     const slot = this.limiter.acquireDownload(client.ip);
     rejectOver(slot.verdict);
-    return { wrap: (body) => onStreamEnd(body, slot.release), addBytes };
+    return { wrap: (body) => onStreamEnd(pace(body), slot.release), addBytes };
   }
 
   /** 401 with a Bearer challenge pointing at ferry's own token service. */

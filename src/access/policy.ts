@@ -2,21 +2,7 @@
 // are turned away outright (User-Agent block list).
 //   "library/*"  one path component;  "grafana/**"  anything below;  "a/b"  exactly.
 
-export function globToRegExp(glob: string): RegExp {
-  let re = "";
-  for (let i = 0; i < glob.length; i++) {
-    const c = glob[i]!;
-    if (c === "*" && glob[i + 1] === "*") {
-      re += ".*";
-      i++;
-    } else if (c === "*") {
-      re += "[^/]*";
-    } else {
-      re += c.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
-    }
-  }
-  return new RegExp(`^${re}$`);
-}
+import { globToRegExp } from "../protocol/names.ts";
 
 export class RepositoryPolicy {
   private readonly allow: RegExp[];

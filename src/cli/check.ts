@@ -9,6 +9,9 @@ import { createLogger } from "../observe/logger.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
 import { DEFAULT_HEALTH_POLICY, EndpointHealth } from "../upstream/health.ts";
+import { TagPolicy } from "../registry/tag-policy.ts";
+import { formatDuration } from "../ui/format.ts";
+import { parseReference } from "../ui/reference.ts";
 import { table } from "./table.ts";
 
 interface Probe {
@@ -18,7 +21,7 @@ interface Probe {
   detail: string;
 }
 
-export async function check(config: Config, out: (line: string) => void): Promise<number> {
+export async function check(config: Config, out: (line: string) => void, images: string[] = []): Promise<number> {
   const probes: Promise<Probe>[] = [];
   probes.push(probeCacheDir(config.cache.dir));
   if (config.redis) probes.push(probeRedis(config));
@@ -30,9 +33,36 @@ export async function check(config: Config, out: (line: string) => void): Promis
   }
   const results = await Promise.all(probes);
   out(table([["CHECK", "TARGET", "RESULT", "DETAIL"], ...results.map((p) => [p.what, p.target, p.ok ? "ok" : "FAIL", p.detail])]));
+  out(`\n${tagPolicies(config, images)}`);
   const failed = results.filter((p) => !p.ok).length;
   out(failed ? `\n${failed} of ${results.length} checks failed` : `\nall ${results.length} checks passed`);
   return failed ? 1 : 0;
+}
+
+/** The tag policy table: the configured rules, or which policy each named tag gets. */
+function tagPolicies(config: Config, images: string[]): string {
+  const ttl = (ms: number | undefined) => (ms === undefined ? "" : formatDuration(ms));
+  if (images.length === 0) {
+    const rows = [["TAG POLICY", "REPOSITORIES", "TAG_TTL", "IMMUTABLE_TAGS"], ["cache.tag_ttl", "*", ttl(config.cache.tagTtlMs), ""]];
+    for (const r of config.registries) {
+      const p = r.tagPolicy;
+      if (p.tagTtlMs !== undefined || p.immutableTags?.length) rows.push([r.name, "**", ttl(p.tagTtlMs), (p.immutableTags ?? []).join(" ")]);
+      p.rules.forEach((rule, i) => rows.push([`${r.name} tag_policy[${i}]`, rule.repositories.join(" "), ttl(rule.tagTtlMs), (rule.immutableTags ?? []).join(" ")]));
+    }
+    return table(rows);
+  }
+  const policy = new TagPolicy(config.cache.tagTtlMs, config.registries);
+  const rows = [["IMAGE", "TAG POLICY", "RULE"]];
+  for (const image of images) {
+    const ref = parseReference(image);
+    if (typeof ref === "string") rows.push([image, "invalid", ref]);
+    else if (ref.digest) rows.push([image, "digest: never revalidated", ""]);
+    else {
+      const d = policy.resolve(ref.domain, ref.path, ref.tag ?? "latest");
+      rows.push([`${ref.domain}/${ref.path}:${ref.tag ?? "latest"}`, d.immutable ? "immutable: never revalidated" : `revalidated after ${formatDuration(d.ttlMs)}`, d.rule]);
+    }
+  }
+  return table(rows);
 }
 
 async function timed<T>(work: () => Promise<T>): Promise<{ value?: T; error?: Error; ms: number }> {

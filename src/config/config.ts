@@ -12,6 +12,9 @@ export interface EndpointConfig {
   headers: Record<string, string>; // extra request headers (e.g. a relay's shared secret)
   allowPrivateRedirects: boolean; // follow redirects to loopback/private/link-local addresses
   maxConcurrent?: number; // upstream requests in flight at once (to response headers)
+  repositoryPrefix?: string; // a secondary mirror's path scheme: /v2/<prefix>/<repository>/…
+  ns?: string; // containerd's scheme: ?ns=<registry> on every request
+  maxBandwidth?: number; // bytes per second for blob bodies from this endpoint, shared by its downloads
 }
 
 export interface RegistryConfig {
@@ -27,6 +30,17 @@ export interface RegistryConfig {
   allow: string[]; // repository globs; empty = everything
   deny: string[];
   maxConcurrent?: number; // upstream requests in flight per endpoint
+  tagPolicy: RegistryTagPolicy;
+}
+
+/** How long tag → digest mappings are trusted; unset keys fall back (rule → registry → [cache]). */
+export interface TagPolicySettings {
+  tagTtlMs?: number;
+  immutableTags?: string[]; // regular expressions, each matched against the whole tag
+}
+
+export interface RegistryTagPolicy extends TagPolicySettings {
+  rules: (TagPolicySettings & { repositories: string[] })[]; // repository globs; first match wins
 }
 
 export interface AuthSettings {
@@ -41,6 +55,7 @@ export interface LimitSettings {
   requestsPerMinute?: number;
   concurrentDownloads?: number;
   bytes?: { limit: number; windowMs: number };
+  bandwidth?: number; // bytes per second of blob bodies to one client, shared by its downloads
   exempt: string[]; // CIDRs
   authenticatedExempt: boolean;
   trustedProxies: string[]; // CIDRs whose X-Forwarded-For is believed
@@ -81,7 +96,7 @@ export interface Config {
   server: { hostname: string; port: number; publicUrl?: string; idleTimeoutSeconds: number; tls?: { hostname: string; port: number; cert: string; key: string } };
   auth?: AuthSettings;
   limits: LimitSettings;
-  cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number };
+  cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number; referrersTtlMs: number };
   redis?: RedisSettings;
   s3?: S3Settings;
   log: { level: string };

@@ -1,11 +1,11 @@
 // Config file (TOML) + environment → one validated Config. Errors name the key.
 import { Value } from "@sinclair/typebox/value";
 import { BUILTIN_REGISTRIES } from "./builtin-registries.ts";
-import type { Config, EndpointConfig, RegistryConfig } from "./config.ts";
+import type { Config, EndpointConfig, RegistryConfig, TagPolicySettings } from "./config.ts";
 import { parseCidr } from "../protocol/ip.ts";
 import { DEFAULT_HEALTH_POLICY } from "../upstream/health.ts";
-import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile } from "./schema.ts";
-import { parseDuration, parseSize } from "./units.ts";
+import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile, type TagPolicyFile } from "./schema.ts";
+import { parseDuration, parseRate, parseSize } from "./units.ts";
 
 export class ConfigError extends Error {
   constructor(
@@ -103,6 +103,7 @@ function build(file: ConfigFile): Config {
       maxSize: file.cache?.max_size === undefined ? undefined : size("cache.max_size", file.cache.max_size),
       tagTtlMs: duration("cache.tag_ttl", file.cache?.tag_ttl ?? "5m"),
       negativeTtlMs: duration("cache.negative_ttl", file.cache?.negative_ttl ?? "30s"),
+      referrersTtlMs: duration("cache.referrers_ttl", file.cache?.referrers_ttl ?? "1m"),
     },
     log: { level },
     redis: buildRedis(file.redis),
@@ -173,6 +174,7 @@ function buildLimits(l: ConfigFile["limits"]): Config["limits"] {
     }
   });
   return {
+    ...(l?.bandwidth !== undefined && { bandwidth: rate("limits.bandwidth", l.bandwidth) }),
     requestsPerMinute: l?.requests_per_minute,
     concurrentDownloads: l?.concurrent_downloads,
     bytes,
@@ -223,7 +225,7 @@ function buildS3(s: ConfigFile["s3"]): Config["s3"] {
 function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean, authOn: boolean): RegistryConfig[] {
   const byName = new Map<string, RegistryConfig>();
   for (const builtin of BUILTIN_REGISTRIES) {
-    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [endpoint(builtin.name, builtin.endpoint, {})], health: DEFAULT_HEALTH_POLICY, anonymous: anonymousDefault, passthroughAuth: false, allow: [], deny: [] });
+    byName.set(builtin.name, { name: builtin.name, hosts: [], endpoints: [endpoint(builtin.name, builtin.endpoint, {})], health: DEFAULT_HEALTH_POLICY, anonymous: anonymousDefault, passthroughAuth: false, allow: [], deny: [], tagPolicy: { rules: [] } });
   }
   const seen = new Set<string>();
   entries.forEach((entry, i) => {
@@ -237,7 +239,7 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean, aut
       return;
     }
     const existing = byName.get(name);
-    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects };
+    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects, max_bandwidth: entry.max_bandwidth };
     const specs: EndpointFile[] | undefined = entry.endpoints ?? existing?.endpoints.map((e) => e.url);
     if (!specs) throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
     if (specs.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
@@ -251,11 +253,7 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean, aut
       ...(entry.failure_cooldown !== undefined && { failureCooldownMs: duration(`${key}.failure_cooldown`, entry.failure_cooldown) }),
       ...(entry.failure_threshold !== undefined && { failureThreshold: entry.failure_threshold }),
     };
-    for (const [listKey, list] of [["allow", entry.allow], ["deny", entry.deny]] as const) {
-      (list ?? []).forEach((glob, j) => {
-        if (!/^[a-z0-9._\/*-]+$/.test(glob)) throw new ConfigError(`${key}.${listKey}[${j}]`, `a repository glob like "library/*" or "grafana/**" (got "${glob}")`);
-      });
-    }
+    for (const [listKey, list] of [["allow", entry.allow], ["deny", entry.deny]] as const) repositoryGlobs(`${key}.${listKey}`, list ?? []);
     if (entry.passthrough_auth) refuseOperatorCredentials(key, entry, authOn);
     byName.set(name, {
       name,
@@ -268,6 +266,15 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean, aut
       allow: entry.allow ?? [],
       deny: entry.deny ?? [],
       maxConcurrent: entry.max_concurrent,
+      tagPolicy: {
+        ...tagPolicySettings(key, entry),
+        rules: (entry.tag_policy ?? []).map((rule, j) => {
+          const ruleKey = `${key}.tag_policy[${j}]`;
+          const repositories = typeof rule.repositories === "string" ? [rule.repositories] : rule.repositories;
+          if (repositories.length === 0) throw new ConfigError(`${ruleKey}.repositories`, "needs at least one repository glob");
+          return { repositories: repositoryGlobs(`${ruleKey}.repositories`, repositories), ...tagPolicySettings(ruleKey, rule) };
+        }),
+      },
     });
   });
   return [...byName.values()];
@@ -290,7 +297,28 @@ function refuseOperatorCredentials(key: string, entry: RegistryFile, authOn: boo
   }
 }
 
-type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects">;
+function repositoryGlobs(key: string, globs: string[]): string[] {
+  globs.forEach((glob, j) => {
+    if (!/^[a-z0-9._\/*-]+$/.test(glob)) throw new ConfigError(`${key}[${j}]`, `a repository glob like "library/*" or "grafana/**" (got "${glob}")`);
+  });
+  return globs;
+}
+
+function tagPolicySettings(key: string, entry: Pick<TagPolicyFile, "tag_ttl" | "immutable_tags">): TagPolicySettings {
+  (entry.immutable_tags ?? []).forEach((re, j) => {
+    try {
+      new RegExp(re);
+    } catch {
+      throw new ConfigError(`${key}.immutable_tags[${j}]`, `not a valid regular expression (got "${re}")`);
+    }
+  });
+  return {
+    ...(entry.tag_ttl !== undefined && { tagTtlMs: duration(`${key}.tag_ttl`, entry.tag_ttl) }),
+    ...(entry.immutable_tags !== undefined && { immutableTags: entry.immutable_tags }),
+  };
+}
+
+type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects" | "max_bandwidth">;
 
 /** An endpoint's settings: its own keys first, then the registry's. */
 function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults): EndpointConfig {
@@ -307,7 +335,21 @@ function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults):
     proxy: merged.proxy,
     headers: merged.headers ?? {},
     allowPrivateRedirects: merged.allow_private_redirects ?? false,
+    ...(merged.repository_prefix !== undefined && { repositoryPrefix: repositoryPrefix(`${key}.repository_prefix`, merged.repository_prefix) }),
+    ...(merged.ns !== undefined && { ns: nsValue(`${key}.ns`, merged.ns) }),
+    ...(merged.max_bandwidth !== undefined && { maxBandwidth: rate(`${key}.max_bandwidth`, merged.max_bandwidth) }),
   };
+}
+
+function repositoryPrefix(key: string, value: string): string {
+  const prefix = value.replace(/^\/+|\/+$/g, "");
+  if (!/^[a-z0-9]+(?:[._:-][a-z0-9]+)*(?:\/[a-z0-9]+(?:[._-][a-z0-9]+)*)*$/.test(prefix)) throw new ConfigError(key, `a repository path prefix like "docker.io" or "mirror/ghcr.io" (got "${value}")`);
+  return prefix;
+}
+
+function nsValue(key: string, value: string): string {
+  if (!/^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:\d+)?$/.test(value)) throw new ConfigError(key, `a registry host name like "ghcr.io" (got "${value}")`);
+  return value;
 }
 
 export function parseListen(value: string, key = "server.listen"): { hostname: string; port: number } {
@@ -321,6 +363,12 @@ function duration(key: string, value: string | number): number {
   const ms = parseDuration(value);
   if (ms === undefined) throw new ConfigError(key, `must be a duration like "30s", "5m" or "1h" (got ${JSON.stringify(value)})`);
   return ms;
+}
+
+function rate(key: string, value: string | number): number {
+  const bytesPerSecond = parseRate(value);
+  if (bytesPerSecond === undefined) throw new ConfigError(key, `must be a rate like "50MiB/s" (got ${JSON.stringify(value)})`);
+  return bytesPerSecond;
 }
 
 function size(key: string, value: string | number): number {

@@ -4,6 +4,7 @@ import { t, type Static } from "elysia";
 
 const Duration = t.Union([t.String(), t.Number()]);
 const Size = t.Union([t.String(), t.Number()]);
+const Rate = t.Union([t.String(), t.Number()]);
 
 export const EndpointFileSchema = t.Union([
   t.String(),
@@ -17,10 +18,23 @@ export const EndpointFileSchema = t.Union([
       proxy: t.Optional(t.String()),
       headers: t.Optional(t.Record(t.String(), t.String())),
       allow_private_redirects: t.Optional(t.Boolean()),
+      repository_prefix: t.Optional(t.String()),
+      ns: t.Optional(t.String()),
+      max_bandwidth: t.Optional(Rate),
     },
     { additionalProperties: false },
   ),
 ]);
+
+// [[registry.tag_policy]]: freshness for the tags of some repositories (first match wins).
+export const TagPolicyFileSchema = t.Object(
+  {
+    repositories: t.Union([t.String(), t.Array(t.String())]),
+    tag_ttl: t.Optional(Duration),
+    immutable_tags: t.Optional(t.Array(t.String())),
+  },
+  { additionalProperties: false },
+);
 
 export const RegistryFileSchema = t.Object(
   {
@@ -35,6 +49,7 @@ export const RegistryFileSchema = t.Object(
     stall_timeout: t.Optional(Duration),
     proxy: t.Optional(t.String()),
     allow_private_redirects: t.Optional(t.Boolean()),
+    max_bandwidth: t.Optional(Rate),
     anonymous: t.Optional(t.Boolean()),
     passthrough_auth: t.Optional(t.Boolean()),
     allow: t.Optional(t.Array(t.String())),
@@ -43,6 +58,9 @@ export const RegistryFileSchema = t.Object(
     cooldown: t.Optional(Duration),
     failure_cooldown: t.Optional(Duration),
     failure_threshold: t.Optional(t.Integer({ minimum: 1 })),
+    tag_ttl: t.Optional(Duration),
+    immutable_tags: t.Optional(t.Array(t.String())),
+    tag_policy: t.Optional(t.Array(TagPolicyFileSchema)),
   },
   { additionalProperties: false },
 );
@@ -69,6 +87,7 @@ export const ConfigFileSchema = t.Object(
           max_size: t.Optional(Size),
           tag_ttl: t.Optional(Duration),
           negative_ttl: t.Optional(Duration),
+          referrers_ttl: t.Optional(Duration),
         },
         { additionalProperties: false },
       ),
@@ -92,6 +111,7 @@ export const ConfigFileSchema = t.Object(
           requests_per_minute: t.Optional(t.Integer({ minimum: 1 })),
           concurrent_downloads: t.Optional(t.Integer({ minimum: 1 })),
           bytes: t.Optional(t.String()),
+          bandwidth: t.Optional(Rate),
           exempt: t.Optional(t.Array(t.String())),
           authenticated_exempt: t.Optional(t.Boolean()),
           trusted_proxies: t.Optional(t.Array(t.String())),
@@ -153,3 +173,4 @@ export const ConfigFileSchema = t.Object(
 export type ConfigFile = Static<typeof ConfigFileSchema>;
 export type RegistryFile = Static<typeof RegistryFileSchema>;
 export type EndpointFile = Static<typeof EndpointFileSchema>;
+export type TagPolicyFile = Static<typeof TagPolicyFileSchema>;

@@ -33,3 +33,15 @@ export function parseSize(value: string | number): number | undefined {
   const unit = SIZE_UNITS[m[2]!.toLowerCase()];
   return unit === undefined ? undefined : Math.floor(Number(m[1]) * unit);
 }
+
+/** Bytes per second from "50MiB/s" or "1GiB/1m" (plain numbers are bytes per second); undefined when not a positive rate. */
+export function parseRate(value: string | number): number | undefined {
+  if (typeof value === "number") return Number.isFinite(value) && value > 0 ? value : undefined;
+  const slash = value.lastIndexOf("/");
+  if (slash < 0) return undefined;
+  const bytes = parseSize(value.slice(0, slash));
+  const per = value.slice(slash + 1).trim();
+  const ms = /^[a-z]+$/i.test(per) ? parseDuration(`1${per}`) : parseDuration(per);
+  if (bytes === undefined || bytes <= 0 || ms === undefined || ms <= 0) return undefined;
+  return (bytes * 1000) / ms;
+}

@@ -82,6 +82,7 @@ export class Metrics {
     if (/\/blobs\/uploads/.test(path)) return "upload";
     if (/\/blobs\/[^/]+$/.test(path)) return "blob";
     if (/\/tags\/list$/.test(path)) return "tags";
+    if (/\/referrers\/[^/]+$/.test(path)) return "referrers";
     if (path.endsWith("/_catalog")) return "catalog";
     return path === "/v2" || path === "/v2/" ? "base" : "other";
   }

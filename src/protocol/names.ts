@@ -22,3 +22,20 @@ export function isValidTag(tag: string): boolean {
 export function withLibraryPrefix(name: string): string {
   return name.includes("/") ? name : `library/${name}`;
 }
+
+/** A repository glob: "library/*" one path component, "grafana/**" anything below, "a/b" exactly. */
+export function globToRegExp(glob: string): RegExp {
+  let re = "";
+  for (let i = 0; i < glob.length; i++) {
+    const c = glob[i]!;
+    if (c === "*" && glob[i + 1] === "*") {
+      re += ".*";
+      i++;
+    } else if (c === "*") {
+      re += "[^/]*";
+    } else {
+      re += c.replace(/[.+?^${}()|[\]\\]/g, "\\$&");
+    }
+  }
+  return new RegExp(`^${re}$`);
+}

@@ -61,7 +61,7 @@ export class UpstreamBlobSource implements BlobSource {
       // An upstream that ignores Range sends the whole blob again: drop what we have.
       if (offset > 0) body = body.pipeThrough(skipBytes(offset));
     }
-    return { size, body, stallTimeoutMs: endpoint.config.stallTimeoutMs };
+    return { size, body: this.upstream.shapeBlobBody(endpoint, body), stallTimeoutMs: endpoint.config.stallTimeoutMs };
   }
 
   bodyFailed(error: Error): boolean {

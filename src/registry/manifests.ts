@@ -41,7 +41,7 @@ export class ManifestService {
     private readonly meta: MetaStore,
     private readonly locks: LockService,
     private readonly upstreamFor: (registry: string) => Upstream,
-    private readonly tagTtlMs: number,
+    private readonly tagTtlMs: (repo: RepositoryRef, tag: string) => number,
     negativeTtlMs: number,
     private readonly log: Logger,
   ) {
@@ -84,7 +84,7 @@ export class ManifestService {
       const fetched = await this.fetch(req.repo, tag, req.accept, req.credentials);
       return { ...fetched, cache: "bypass" };
     }
-    if (record && Date.now() - record.checkedAt < this.tagTtlMs) {
+    if (record && Date.now() - record.checkedAt < this.tagTtlMs(req.repo, tag)) {
       return this.serveRecord(req, record, "hit");
     }
     const key = `t:${req.repo.registry}/${req.repo.repository}:${tag}`;
@@ -196,7 +196,7 @@ export class ManifestService {
   private async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
     const key = `${repo.registry}/${repo.repository}:${tag}`;
     const hot = this.hotTags.get(key);
-    if (hot && Date.now() - hot.checkedAt < this.tagTtlMs) return hot;
+    if (hot && Date.now() - hot.checkedAt < this.tagTtlMs(repo, tag)) return hot;
     // Past its TTL here, the shared store may hold a fresher one (another replica revalidated).
     const record = await this.meta.getTag(repo, tag);
     if (record) this.hotTags.set(key, record);

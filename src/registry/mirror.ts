@@ -14,6 +14,8 @@ import { Upstream } from "../upstream/upstream.ts";
 import { BlobMembership } from "./blob-membership.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
+import { ReferrersService } from "./referrers.ts";
+import { TagPolicy } from "./tag-policy.ts";
 import { TagService } from "./tags.ts";
 
 export class Mirror {
@@ -22,6 +24,8 @@ export class Mirror {
   readonly tags: TagService;
   /** Which repositories a cached blob belongs to (passthrough_auth registries). */
   readonly membership: BlobMembership;
+  readonly tagPolicy: TagPolicy;
+  readonly referrers: ReferrersService;
   private readonly upstreams = new Map<string, Upstream>();
 
   private readonly sharedHealth: SharedHealth | undefined;
@@ -50,10 +54,12 @@ export class Mirror {
     const locks = shared.locks ?? new LocalLocks();
     for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
     const upstreamFor = (name: string) => this.upstreamFor(name);
-    this.manifests = new ManifestService(meta, locks, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);
+    this.tagPolicy = new TagPolicy(config.cache.tagTtlMs, config.registries);
+    this.manifests = new ManifestService(meta, locks, upstreamFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
     this.membership = new BlobMembership(meta);
     this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, this.membership);
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
+    this.referrers = new ReferrersService(upstreamFor, config.cache.referrersTtlMs, log);
     if (shared.redis) {
       this.sharedHealth = new SharedHealth(shared.redis, () => [...this.upstreams.values()].flatMap((u) => [...u.endpoints, ...u.blobEndpoints]));
       this.sharedHealth.start();
@@ -61,7 +67,7 @@ export class Mirror {
   }
 
   /** Cached repositories with their tags, digests, image sizes and last pull (for the dashboard). */
-  async cachedRepositories(): Promise<{ registry: string; repository: string; tags: { tag: string; digest: string; mediaType: string; size: number | null; checkedAt: string; pulledAt: string | null }[] }[]> {
+  async cachedRepositories(): Promise<{ registry: string; repository: string; tags: { tag: string; digest: string; mediaType: string; size: number | null; checkedAt: string; pulledAt: string | null; policy: { immutable: boolean; ttlSeconds: number | null; rule: string } }[] }[]> {
     const repos = await this.meta.listRepositories();
     return Promise.all(
       repos.map(async (repo) => {
@@ -71,6 +77,7 @@ export class Mirror {
             const record = await this.meta.getTag(repo, tag);
             if (!record) return undefined;
             const manifest = await this.meta.getManifest(repo, record.digest);
+            const policy = this.tagPolicy.resolve(repo.registry, repo.repository, tag);
             return {
               tag,
               digest: record.digest,
@@ -78,6 +85,7 @@ export class Mirror {
               size: manifest ? imageSize(manifest.body) : null,
               checkedAt: new Date(record.checkedAt).toISOString(),
               pulledAt: record.pulledAt ? new Date(record.pulledAt).toISOString() : null,
+              policy: { immutable: policy.immutable, ttlSeconds: policy.immutable ? null : policy.ttlMs / 1000, rule: policy.rule },
             };
           }),
         );

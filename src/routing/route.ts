@@ -12,6 +12,7 @@ export type ApiPath =
   | { kind: "manifest"; name: string; reference: string }
   | { kind: "blob"; name: string; digest: string }
   | { kind: "tags"; name: string }
+  | { kind: "referrers"; name: string; digest: string }
   | { kind: "upload"; name: string };
 
 /** Parses the part of the path after "/v2/". Names and references are validated here. */
@@ -34,6 +35,12 @@ export function parseApiPath(rest: string): ApiPath {
   if (m) {
     if (!parseDigest(m[2]!)) throw new RegistryError("DIGEST_INVALID", `invalid digest "${clip(m[2]!)}"`);
     return { kind: "blob", name: m[1]!, digest: m[2]! };
+  }
+  m = /^(.+)\/referrers\/([^/]+)$/.exec(rest);
+  if (m) {
+    // The spec: a referrers request for something that is not a digest is a 400.
+    if (!parseDigest(m[2]!)) throw new RegistryError("DIGEST_INVALID", `invalid digest "${clip(m[2]!)}"`);
+    return { kind: "referrers", name: m[1]!, digest: m[2]! };
   }
   m = /^(.+)\/tags\/list$/.exec(rest);
   if (m) return { kind: "tags", name: m[1]! };

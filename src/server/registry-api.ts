@@ -13,7 +13,7 @@ import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
 import { annotate } from "./request-log.ts";
 import { requestUrl } from "./request-url.ts";
-import { API_VERSION_HEADER, blobResponse, jsonResponse, manifestResponse } from "./responses.ts";
+import { API_VERSION_HEADER, blobResponse, jsonResponse, manifestResponse, referrersResponse } from "./responses.ts";
 
 const MAX_PAGE_SIZE = 10_000;
 
@@ -69,6 +69,15 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
         }
         case "tags":
           return await tagList(mirror, routed, api.name, url, method, extra, credentials);
+        case "referrers": {
+          const r = await mirror.referrers.get({ repo, digest: api.digest, query: url.searchParams, credentials });
+          annotate(request, { cache: r.cache });
+          mirror.metrics.countCacheResult("referrers", r.cache, r.cache === "miss" ? "upstream" : "local");
+          // The next page goes through this mirror, under the client's own path (and ns).
+          const ns = url.searchParams.get("ns");
+          const next = r.nextQuery === undefined ? undefined : `${url.pathname}?${r.nextQuery}${ns ? `&${new URLSearchParams({ ns })}` : ""}`;
+          return referrersResponse(r, method, { ...extra, "X-Ferry-Cache": r.cache, ...(next && { Link: `<${next}>; rel="next"` }) });
+        }
       }
     } catch (error) {
       const { error: registryError, response } = toRegistryErrorResponse(error, method);

@@ -1,5 +1,7 @@
 // Registry results → HTTP responses with the headers clients rely on.
 import { contentRange } from "../protocol/range.ts";
+import { MediaType } from "../protocol/media-types.ts";
+import type { ReferrersResult } from "../registry/referrers.ts";
 import type { BlobResult, ManifestResult } from "../registry/results.ts";
 
 export const API_VERSION_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" } as const;
@@ -14,6 +16,20 @@ export function manifestResponse(m: ManifestResult, method: string, extra: Recor
       "Content-Length": String(m.body.byteLength),
       "Docker-Content-Digest": m.digest,
       ETag: `"${m.digest}"`,
+    },
+  });
+}
+
+/** A referrers index: the upstream's bytes, with OCI-Filters-Applied when it filtered. */
+export function referrersResponse(r: ReferrersResult, method: string, extra: Record<string, string>): Response {
+  return new Response(method === "HEAD" ? null : r.body, {
+    status: 200,
+    headers: {
+      ...API_VERSION_HEADER,
+      ...extra,
+      ...(r.filtersApplied !== undefined && { "OCI-Filters-Applied": r.filtersApplied }),
+      "Content-Type": MediaType.ociIndex,
+      "Content-Length": String(r.body.byteLength),
     },
   });
 }

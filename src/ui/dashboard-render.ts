@@ -71,6 +71,8 @@ export interface TagData {
   size: number | null;
   checkedAt?: string;
   pulledAt: string | null;
+  /** The tag policy it got: immutable (never revalidated) or revalidated after ttlSeconds. */
+  policy?: { immutable: boolean; ttlSeconds: number | null; rule: string };
 }
 
 export interface RepositoryData {
@@ -317,6 +319,7 @@ export function renderRepositories(repos: readonly RepositoryData[], now: number
 <td class="tag"><span class="chip">${t.tag}</span></td>
 <td class="mono digest" title="${t.digest}">${shortDigest(t.digest)}</td>
 <td class="num">${t.size === null ? html`<span class="muted" title="multi-platform index">index</span>` : formatBytes(t.size)}</td>
+<td class="policy small" title="${t.policy?.rule ?? ""}">${t.policy ? (t.policy.immutable ? "immutable" : html`ttl ${formatDuration((t.policy.ttlSeconds ?? 0) * 1000)}`) : ""}</td>
 <td class="when">${formatAgo(t.pulledAt, now)}</td>
 </tr>`,
     )}</tbody></table>

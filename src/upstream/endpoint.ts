@@ -48,10 +48,21 @@ export class Endpoint {
   async request(req: UpstreamRequest): Promise<Response> {
     const release = await this.slot();
     try {
-      return await this.requestNow(req);
+      return await this.requestNow(this.forThisEndpoint(req));
     } finally {
       release();
     }
+  }
+
+  /**
+   * The request as this endpoint's URL scheme wants it: a secondary mirror serving many
+   * registries on one host takes a repository prefix (/v2/docker.io/library/alpine/…, also
+   * in the token scope) or containerd's ?ns=ghcr.io.
+   */
+  private forThisEndpoint(req: UpstreamRequest): UpstreamRequest {
+    const { repositoryPrefix: prefix, ns } = this.config;
+    if (!prefix && !ns) return req;
+    return { ...req, path: endpointPath(req.path, prefix, ns), repository: prefix && req.repository ? `${prefix}/${req.repository}` : req.repository };
   }
 
   private active = 0;
@@ -202,4 +213,18 @@ export class Endpoint {
       clearTimeout(timer);
     }
   }
+}
+
+/**
+ * A registry API path ("/v2/library/alpine/manifests/latest?n=1") for an endpoint with a
+ * repository prefix and/or an ns parameter. A path that already carries the prefix is a
+ * next-page Link this endpoint sent, and is left alone. The query is kept byte for byte.
+ */
+export function endpointPath(path: string, prefix?: string, ns?: string): string {
+  const q = path.indexOf("?");
+  let pathname = q < 0 ? path : path.slice(0, q);
+  let query = q < 0 ? [] : path.slice(q + 1).split("&").filter(Boolean);
+  if (prefix && pathname.startsWith("/v2/") && pathname !== "/v2/" && !pathname.startsWith(`/v2/${prefix}/`)) pathname = `/v2/${prefix}/${pathname.slice(4)}`;
+  if (ns) query = [...query.filter((p) => !p.startsWith("ns=")), `ns=${encodeURIComponent(ns)}`];
+  return query.length ? `${pathname}?${query.join("&")}` : pathname;
 }

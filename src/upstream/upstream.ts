@@ -6,6 +6,7 @@ import type { EndpointConfig, RegistryConfig } from "../config/config.ts";
 import type { Logger } from "../observe/logger.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import { TokenCache, TokenFetchError, type Credentials } from "./auth.ts";
+import { Bandwidth } from "./bandwidth.ts";
 import { Endpoint, type UpstreamRequest } from "./endpoint.ts";
 import { failureFromResponse, isFailoverStatus, UpstreamError } from "./errors.ts";
 import { EndpointHealth, rateLimitCooldownMs, type HealthSnapshot } from "./health.ts";
@@ -27,6 +28,8 @@ export class Upstream {
   /** Tiers for manifests, tags and (unless blob_endpoints is set) blobs. */
   readonly endpoints: Endpoint[];
   readonly blobEndpoints: Endpoint[];
+  /** max_bandwidth: one bucket per endpoint, shared by all of its blob downloads. */
+  private readonly bandwidth = new Map<Endpoint, Bandwidth>();
 
   constructor(
     readonly registry: RegistryConfig,
@@ -44,6 +47,7 @@ export class Upstream {
         );
         e = new Endpoint(config, tokens, health);
         byUrl.set(config.url, e);
+        if (config.maxBandwidth !== undefined) this.bandwidth.set(e, new Bandwidth(config.maxBandwidth));
       }
       return e;
     };
@@ -128,6 +132,11 @@ export class Upstream {
       if (error instanceof TokenFetchError && error.status !== undefined && error.status < 500) return false;
       throw error;
     }
+  }
+
+  /** A blob body from `endpoint`, paced by its max_bandwidth (manifests are never shaped). */
+  shapeBlobBody(endpoint: Endpoint, body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+    return this.bandwidth.get(endpoint)?.shape(body) ?? body;
   }
 
   /** A failure noticed after the response was handed out (a body that broke or stalled). */

@@ -24,10 +24,13 @@ describe("API paths", () => {
     expect(parseApiPath(`ghcr.io/o/i/blobs/${SHA}`)).toEqual({ kind: "blob", name: "ghcr.io/o/i", digest: SHA });
     expect(parseApiPath("x/tags/list")).toEqual({ kind: "tags", name: "x" });
     expect(parseApiPath("x/blobs/uploads/")).toEqual({ kind: "upload", name: "x" });
+    expect(parseApiPath(`ghcr.io/o/i/referrers/${SHA}`)).toEqual({ kind: "referrers", name: "ghcr.io/o/i", digest: SHA });
   });
   test("bad references", () => {
     expect(errorCode(() => parseApiPath("x/manifests/sha256:123"))).toBe("DIGEST_INVALID");
     expect(errorCode(() => parseApiPath("x/blobs/latest"))).toBe("DIGEST_INVALID");
+    expect(errorCode(() => parseApiPath("x/referrers/latest"))).toBe("DIGEST_INVALID");
+    expect(errorCode(() => parseApiPath("x/referrers/sha256:123"))).toBe("DIGEST_INVALID");
     expect(errorCode(() => parseApiPath("x/manifests/-bad"))).toBe("TAG_INVALID");
     expect(errorCode(() => parseApiPath("x/whatever"))).toBe("NAME_UNKNOWN");
   });

@@ -50,7 +50,7 @@ describe("dashboard render functions", () => {
       repository: `${EVIL}/name`,
       tags: [
         { tag: `<script>alert(1)</script>`, digest: `sha256:"><svg onload=alert(1)>`, mediaType: "x", size: 1234, checkedAt: "2026-05-01T11:59:00Z", pulledAt: "2026-05-01T11:59:50Z" },
-        { tag: "1.0", digest: `sha256:${"a".repeat(64)}`, mediaType: "x", size: null, checkedAt: "2026-05-01T10:00:00Z", pulledAt: null },
+        { tag: "1.0", digest: `sha256:${"a".repeat(64)}`, mediaType: "x", size: null, checkedAt: "2026-05-01T10:00:00Z", pulledAt: null, policy: { immutable: true, ttlSeconds: null, rule: "docker.io" } },
       ],
     },
     { registry: "ghcr.io", repository: "owner/app", tags: [{ tag: "2", digest: `sha256:${"b".repeat(64)}`, size: 5 * 1024 * 1024, pulledAt: "2026-05-01T09:00:00Z" }] },
@@ -67,6 +67,12 @@ describe("dashboard render functions", () => {
     expect(out).toContain("5.00 MiB");
     expect(out).toContain("just now");
     expect(out).toContain("3 h ago");
+  });
+
+  test("each tag says which tag policy it got (issue 19.2)", () => {
+    const out = renderRepositories([{ ...repos[0]!, tags: [repos[0]!.tags[1]!, { tag: "latest", digest: `sha256:${"c".repeat(64)}`, size: 1, pulledAt: null, policy: { immutable: false, ttlSeconds: 600, rule: "docker.io tag_policy[0] (library/*)" } }] }], NOW).value;
+    expect(out).toContain(`<td class="policy small" title="docker.io">immutable</td>`);
+    expect(out).toContain(`<td class="policy small" title="docker.io tag_policy[0] (library/*)">ttl 10m</td>`);
   });
 
   test("the filter matches names and tags, and says when nothing matches", async () => {
