@@ -1,6 +1,10 @@
 // The validated, typed configuration every other module reads.
 
+import pkg from "../../package.json" with { type: "json" };
 import type { HealthPolicy } from "../upstream/health.ts";
+
+/** What ferry says it is upstream: Cloudflare (Docker Hub's front) answers requests without a User-Agent with an HTML 403. */
+export const DEFAULT_USER_AGENT = `ferry/${pkg.version}`;
 
 export interface EndpointConfig {
   url: string; // origin (and optional path prefix) of a registry API, no trailing slash
@@ -12,6 +16,7 @@ export interface EndpointConfig {
   headers: Record<string, string>; // extra request headers (e.g. a relay's shared secret)
   allowPrivateRedirects: boolean; // follow redirects to loopback/private/link-local addresses
   maxConcurrent?: number; // upstream requests in flight at once (to response headers)
+  userAgent: string; // sent on every request to this endpoint, token fetches included
 }
 
 export interface RegistryConfig {

@@ -1,7 +1,7 @@
 // Config file (TOML) + environment → one validated Config. Errors name the key.
 import { Value } from "@sinclair/typebox/value";
 import { BUILTIN_REGISTRIES } from "./builtin-registries.ts";
-import type { Config, EndpointConfig, RegistryConfig } from "./config.ts";
+import { DEFAULT_USER_AGENT, type Config, type EndpointConfig, type RegistryConfig } from "./config.ts";
 import { parseCidr } from "../protocol/ip.ts";
 import { DEFAULT_HEALTH_POLICY } from "../upstream/health.ts";
 import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile } from "./schema.ts";
@@ -237,7 +237,7 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): Re
       return;
     }
     const existing = byName.get(name);
-    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects };
+    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects, user_agent: entry.user_agent };
     const specs: EndpointFile[] | undefined = entry.endpoints ?? existing?.endpoints.map((e) => e.url);
     if (!specs) throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
     if (specs.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
@@ -272,7 +272,7 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean): Re
   return [...byName.values()];
 }
 
-type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects">;
+type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects" | "user_agent">;
 
 /** An endpoint's settings: its own keys first, then the registry's. */
 function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults): EndpointConfig {
@@ -289,6 +289,7 @@ function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults):
     proxy: merged.proxy,
     headers: merged.headers ?? {},
     allowPrivateRedirects: merged.allow_private_redirects ?? false,
+    userAgent: merged.user_agent ?? DEFAULT_USER_AGENT,
   };
 }
 

@@ -81,27 +81,43 @@ export class TokenFetchError extends Error {
   }
 }
 
+export interface TokenRequestOptions {
+  timeoutMs: number;
+  /** The deadline of the request that needs the token: it covers the token's body too. */
+  signal?: AbortSignal;
+  userAgent: string;
+  proxy?: string;
+  headers?: Record<string, string>;
+}
+
 /** GET realm?service=…&scope=… (Basic auth when there are credentials). */
-export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, via: { timeoutMs: number; proxy?: string; headers?: Record<string, string> }): Promise<Token> {
+export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, via: TokenRequestOptions): Promise<Token> {
   const realm = challenge.params.realm;
   if (!realm) throw new TokenFetchError("Bearer challenge without realm");
   const url = new URL(realm);
   if (challenge.params.service) url.searchParams.set("service", challenge.params.service);
   url.searchParams.append("scope", scope);
   // The endpoint's own headers (a relay's secret) go along: a relay serves /token too.
-  const headers: Record<string, string> = { "User-Agent": "ferry", ...via.headers };
+  const headers: Record<string, string> = { "User-Agent": via.userAgent, ...via.headers };
   if (credentials) headers.Authorization = basicAuthorization(credentials);
+  const timeout = AbortSignal.timeout(via.timeoutMs);
   let response: Response;
+  let body: { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
   try {
-    response = await fetch(url, { headers, signal: AbortSignal.timeout(via.timeoutMs), proxy: via.proxy });
+    // The signal bounds the body as well as the headers.
+    response = await fetch(url, { headers, signal: via.signal ? AbortSignal.any([via.signal, timeout]) : timeout, proxy: via.proxy });
+    if (!response.ok) {
+      await response.body?.cancel();
+      // An HTML page (a CDN's challenge in front of the token service) is no verdict on the credentials.
+      const verdict = !/html/i.test(response.headers.get("content-type") ?? "");
+      throw new TokenFetchError(`token endpoint ${url.host} answered ${response.status}${verdict ? "" : " (an HTML page, not a token service answer)"}`, verdict ? response.status : undefined);
+    }
+    body = (await response.json()) as typeof body;
   } catch (error) {
+    if (error instanceof TokenFetchError) throw error;
+    if (error instanceof SyntaxError) throw new TokenFetchError(`token endpoint ${url.host} answered something that is not JSON`);
     throw new TokenFetchError(`token endpoint ${url.host} unreachable: ${(error as Error).message}`);
   }
-  if (!response.ok) {
-    await response.body?.cancel();
-    throw new TokenFetchError(`token endpoint ${url.host} answered ${response.status}`, response.status);
-  }
-  const body = (await response.json()) as { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
   const value = body.token ?? body.access_token;
   if (!value) throw new TokenFetchError(`token endpoint ${url.host} returned no token`);
   const seconds = typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;

@@ -6,7 +6,7 @@ import { lookup } from "node:dns/promises";
 import { isIP } from "node:net";
 import { parseChallenges, type Challenge } from "../protocol/challenge.ts";
 import { isNonPublicAddress } from "../protocol/ip.ts";
-import { basicAuthorization, fetchToken, pullScope, TokenCache, TokenFetchError, tokenCacheKey, type Credentials } from "./auth.ts";
+import { basicAuthorization, fetchToken, pullScope, TokenCache, TokenFetchError, tokenCacheKey, type Credentials, type TokenRequestOptions } from "./auth.ts";
 import { UpstreamError } from "./errors.ts";
 import type { EndpointHealth } from "./health.ts";
 
@@ -97,13 +97,13 @@ export class Endpoint {
 
   private async requestNow(req: UpstreamRequest): Promise<Response> {
     const credentials = req.credentials ?? this.credentials;
-    let authorization = await this.authorization(req.repository, credentials, false);
+    let authorization = await this.authorization(req.repository, credentials, false, req.signal);
     let response = await this.send(req, authorization);
     if (response.status === 401) {
       const challenge = parseChallenges(response.headers.get("www-authenticate")).find((c) => c.scheme === "bearer" || c.scheme === "basic");
       if (challenge) {
         this.challenge = challenge;
-        const fresh = await this.authorization(req.repository, credentials, true, challenge);
+        const fresh = await this.authorization(req.repository, credentials, true, req.signal, challenge);
         if (fresh && fresh !== authorization) {
           await response.body?.cancel();
           authorization = fresh;
@@ -114,7 +114,8 @@ export class Endpoint {
     return response;
   }
 
-  private async authorization(repository: string | undefined, credentials: Credentials | undefined, fresh: boolean, fromChallenge?: Challenge): Promise<string | undefined> {
+  /** `signal`: the request's deadline, which the token fetch is part of. */
+  private async authorization(repository: string | undefined, credentials: Credentials | undefined, fresh: boolean, signal: AbortSignal | undefined, fromChallenge?: Challenge): Promise<string | undefined> {
     const challenge = fromChallenge ?? this.challenge;
     if (!challenge) return undefined;
     if (challenge.scheme === "basic") return credentials ? basicAuthorization(credentials) : undefined;
@@ -122,7 +123,7 @@ export class Endpoint {
     const scope = fromChallenge?.params.scope ?? (repository ? pullScope(repository) : "");
     const key = tokenCacheKey(challenge, scope, credentials);
     try {
-      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge)), fresh);
+      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge, signal)), fresh);
       return `Bearer ${token.value}`;
     } catch (error) {
       if (error instanceof TokenFetchError && error.status === undefined) {
@@ -133,12 +134,12 @@ export class Endpoint {
   }
 
   /** Extra headers (a relay's secret) go to the token realm only if it is this endpoint's own host. */
-  private tokenRequestOptions(challenge: Challenge): { timeoutMs: number; proxy?: string; headers?: Record<string, string> } {
+  private tokenRequestOptions(challenge: Challenge, signal: AbortSignal | undefined): TokenRequestOptions {
     let sameOrigin = false;
     try {
       sameOrigin = new URL(challenge.params.realm ?? "").origin === new URL(this.config.url).origin;
     } catch {}
-    return { timeoutMs: this.config.timeoutMs, proxy: this.config.proxy, headers: sameOrigin ? this.config.headers : undefined };
+    return { timeoutMs: this.config.timeoutMs, signal, userAgent: this.config.userAgent, proxy: this.config.proxy, headers: sameOrigin ? this.config.headers : undefined };
   }
 
   /** One request with manual redirects; the headers timeout covers the whole chain. */
@@ -150,7 +151,7 @@ export class Endpoint {
     const origin = url.origin;
     try {
       for (let hop = 0; ; hop++) {
-        const headers: Record<string, string> = { "User-Agent": "ferry", "Accept-Encoding": "identity", ...(url.origin === origin ? this.config.headers : {}) };
+        const headers: Record<string, string> = { "User-Agent": this.config.userAgent, "Accept-Encoding": "identity", ...(url.origin === origin ? this.config.headers : {}) };
         if (req.accept?.length) headers.Accept = req.accept.join(", ");
         if (req.range) headers.Range = req.range;
         // The registry's credentials go to the registry only, never to a CDN it redirects to.
