@@ -37,20 +37,21 @@ export class TagService {
     this.lists = new LRUCache({ max: 1_000, ttl: Math.max(1, tagTtlMs) });
   }
 
-  async list(repo: RepositoryRef): Promise<string[]> {
+  /** The tags; `stale` when upstream failed and the tags ferry has cached are listed instead. */
+  async list(repo: RepositoryRef): Promise<{ tags: string[]; stale: boolean }> {
     const key = `${repo.registry}/${repo.repository}`;
     const cached = this.lists.get(key);
-    if (cached) return cached;
+    if (cached) return { tags: cached, stale: false };
     try {
       const tags = await this.fetchAll(repo);
       this.lists.set(key, tags);
-      return tags;
+      return { tags, stale: false };
     } catch (error) {
       const known = await this.meta.listTags(repo);
       const mapped = toRegistryError(error, "NAME_UNKNOWN", `repository ${repo.repository}`);
       if (known.length > 0 && mapped.status !== 404) {
         this.log.warn({ registry: repo.registry, repository: repo.repository, error: mapped.message }, "upstream tag list unavailable; listing cached tags");
-        return known;
+        return { tags: known, stale: true };
       }
       throw mapped;
     }
