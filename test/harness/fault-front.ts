@@ -65,7 +65,13 @@ export async function startFaultFront(target: string, mode: FrontMode = "pass"):
     },
     log,
     async stop() {
-      for (const release of held.splice(0)) release();
+      for (const release of held.splice(0)) {
+        try {
+          release();
+        } catch {
+          // the client already went away (its stalled body was cancelled)
+        }
+      }
       await server.stop(true);
     },
   };
