@@ -3,6 +3,7 @@
 import { LRUCache } from "lru-cache";
 import type { SharedRedis } from "../cache/redis-client.ts";
 import type { Challenge } from "../protocol/challenge.ts";
+import { SingleFlight } from "../shared/single-flight.ts";
 
 export interface Credentials {
   username: string;
@@ -22,7 +23,7 @@ const EXPIRY_MARGIN_MS = 10_000;
 /** Upstream tokens, per process and (with Redis) shared by all replicas until they expire. */
 export class TokenCache {
   private readonly tokens = new LRUCache<string, Token>({ max: 10_000 });
-  private readonly pending = new Map<string, Promise<Token>>();
+  private readonly pending = new SingleFlight<Token>();
 
   constructor(private readonly redis?: SharedRedis) {}
 
@@ -30,12 +31,7 @@ export class TokenCache {
   async get(key: string, fetcher: () => Promise<Token>, fresh = false): Promise<Token> {
     const cached = this.tokens.get(key);
     if (!fresh && cached && cached.expiresAt > Date.now()) return cached;
-    let inflight = this.pending.get(key);
-    if (!inflight) {
-      inflight = this.load(key, fetcher, fresh).finally(() => this.pending.delete(key));
-      this.pending.set(key, inflight);
-    }
-    const token = await inflight;
+    const token = await this.pending.run(key, () => this.load(key, fetcher, fresh));
     this.tokens.set(key, token);
     return token;
   }
