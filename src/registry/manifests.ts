@@ -16,10 +16,10 @@ import type { Credentials } from "../upstream/auth.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { CacheResult, ManifestResult } from "./results.ts";
+import { toRegistryError } from "./upstream-errors.ts";
 
 type FetchedManifest = Omit<ManifestResult, "cache">;
 type Revalidation = { record: TagRecord; cache: CacheResult };
-import { toRegistryError } from "./upstream-errors.ts";
 
 export interface ManifestRequest {
   repo: RepositoryRef;

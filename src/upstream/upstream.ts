@@ -1,7 +1,7 @@
 // A registry's upstream tiers: its endpoints in order (the direct registry first, then
 // secondary mirrors such as a relay). A request goes to the first healthy endpoint and
-// falls through to the next on 429, 5xx, network errors and timeouts. Endpoints that
-// are cooling down are skipped without being asked; see health.ts.
+// falls through to the next on 429, 5xx, network errors, timeouts and HTML (non-registry)
+// 401/403 pages. Endpoints that are cooling down are skipped without being asked; see health.ts.
 import type { EndpointConfig, RegistryConfig } from "../config/config.ts";
 import type { Logger } from "../observe/logger.ts";
 import type { Metrics } from "../observe/metrics.ts";

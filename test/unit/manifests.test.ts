@@ -192,6 +192,22 @@ describe("tiers", () => {
     expect(upstream.status()[0]!.lastError).toContain("timeout");
   });
 
+  test("a miss whose only tier stalls after its headers ends at the deadline (504) and gives back its cross-replica lease", async () => {
+    const stall = registry();
+    stall.fault = () => stallingBody(OCI_MANIFEST);
+    const held = new Set<string>();
+    // A lease service that records what is held (with Redis a held lease is renewed while its work runs).
+    const locks: LockService = {
+      isHeld: async (name) => held.has(name),
+      acquire: async (name) => (held.add(name), { release: async () => void held.delete(name) }),
+    };
+    const { manifests } = service([endpointConfig(stall.url, { timeoutMs: 300 })], { locks });
+    const e = await failure(get(manifests, "1"));
+    expect({ status: e.status, code: e.code }).toEqual({ status: 504, code: "UNAVAILABLE" });
+    expect(e.message).toContain("timed out (body)");
+    expect([...held]).toEqual([]);
+  });
+
   test("an upstream 429 without Retry-After reaches the client with the cooldown ferry applies", async () => {
     const up = registry();
     up.fault = () => errorJson(429, "TOOMANYREQUESTS", "slow down");
