@@ -42,12 +42,13 @@ export class TagService {
     const key = `${repo.registry}/${repo.repository}`;
     const cached = this.lists.get(key);
     if (cached) return { tags: cached, stale: false };
+    const known = await this.meta.listTags(repo);
     try {
-      const tags = await this.fetchAll(repo);
+      // With tags cached, resting tiers are not asked: the cached list is the answer.
+      const tags = await this.fetchAll(repo, known.length > 0 ? "fail" : "probe");
       this.lists.set(key, tags);
       return { tags, stale: false };
     } catch (error) {
-      const known = await this.meta.listTags(repo);
       const mapped = toRegistryError(error, "NAME_UNKNOWN", `repository ${repo.repository}`);
       if (known.length > 0 && mapped.status !== 404) {
         this.log.warn({ registry: repo.registry, repository: repo.repository, error: mapped.message }, "upstream tag list unavailable; listing cached tags");
@@ -57,12 +58,12 @@ export class TagService {
     }
   }
 
-  private async fetchAll(repo: RepositoryRef): Promise<string[]> {
+  private async fetchAll(repo: RepositoryRef, ifAllResting: "probe" | "fail"): Promise<string[]> {
     const upstream = this.upstreamFor(repo.registry);
     const tags = new Set<string>();
     let path: string | undefined = `/v2/${repo.repository}/tags/list`;
     for (let page = 0; path && page < MAX_PAGES; page++) {
-      const { response, endpoint } = await upstream.request({ method: "GET", path, repository: repo.repository });
+      const { response, endpoint } = await upstream.request({ method: "GET", path, repository: repo.repository }, "manifest", undefined, ifAllResting);
       if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
       const body = (await response.json()) as { tags?: unknown };
       if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === "string") tags.add(t);

@@ -377,10 +377,17 @@ describe("tier faults the networks in front of registries produce", () => {
       // The first paid the timeout; the others did not ask the resting tier at all.
       expect(upstream.count({ server: "front", pathIncludes: "/manifests/" })).toBe(1);
       for (const a of answers.slice(1)) expect(a.ms).toBeLessThan(2_000);
+      // The tag list too: the cached tags, at once, marked stale.
+      const started = performance.now();
+      const tags = await fetch(`${ferry.url}/v2/library/five/tags/list`, { signal: AbortSignal.timeout(20_000) });
+      expect({ status: tags.status, cache: tags.headers.get("x-ferry-cache"), warning: tags.headers.get("warning"), body: await tags.json() }).toEqual({ status: 200, cache: "stale", warning: '110 - "Response is Stale"', body: { name: "library/five", tags: ["latest"] } });
+      expect(performance.now() - started).toBeLessThan(2_000);
+      expect(upstream.count({ server: "front" })).toBe(1);
       const metrics = await (await fetch(`${ferry.url}/metrics`)).text();
       expect(metrics).toContain('ferry_stale_responses_total{registry="docker.io",kind="manifest"} 6');
+      expect(metrics).toContain('ferry_stale_responses_total{registry="docker.io",kind="tags"} 1');
       const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; staleResponses: Record<string, number> }[] };
-      expect(status.registries.find((r) => r.registry === "docker.io")!.staleResponses).toEqual({ manifest: 6 });
+      expect(status.registries.find((r) => r.registry === "docker.io")!.staleResponses).toEqual({ manifest: 6, tags: 1 });
     } finally {
       await upstream.setFault(null);
       await ferry.stop();
