@@ -123,7 +123,7 @@ export class Upstream {
       if (deadline.signal.aborted && !req.signal?.aborted) failed = new UpstreamError(endpoint.url, { kind: "timeout", phase });
       else if (error instanceof UpstreamError) failed = error;
       else throw error;
-      this.metrics?.upstreamResponses.inc({ ...labels, status: "0" });
+      if (phase === "headers") this.metrics?.upstreamResponses.inc({ ...labels, status: "0" });
       endpoint.health.recordFailure(failed.message);
     } finally {
       clearTimeout(timer);
