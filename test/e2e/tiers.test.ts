@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { join } from "node:path";
-import { startFerry } from "../harness/ferry.ts";
+import { startFaultFront, type FaultFront, type FrontMode } from "../harness/fault-front.ts";
+import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
 import { freePort } from "../harness/proc.ts";
@@ -290,12 +291,23 @@ describe("tier faults the networks in front of registries produce", () => {
     const body = await r.arrayBuffer();
     return { status: r.status, digest: r.headers.get("docker-content-digest"), bodyDigest: sha256(body), cache: r.headers.get("x-ferry-cache"), warning: r.headers.get("warning"), ms: performance.now() - started, headers: r.headers, body };
   };
+  /** A fault front (in `mode`) and a ferry whose config names it; both stopped whatever happens. */
+  const withFront = async (mode: FrontMode, config: (front: string) => string, body: (ferry: FerryProcess, front: FaultFront) => Promise<void>) => {
+    const front = await startFaultFront(upstream.url, mode);
+    try {
+      const ferry = await startFerry({ config: config(front.url) });
+      try {
+        await body(ferry, front);
+      } finally {
+        await ferry.stop();
+      }
+    } finally {
+      await front.stop();
+    }
+  };
 
   test("an HTML 403 page from the first tier is a tier failure: the next tier serves the pull, with ferry's User-Agent everywhere", async () => {
-    const { startFaultFront } = await import("../harness/fault-front.ts");
-    const cloudflare = await startFaultFront(upstream.url, "html-403");
-    const ferry = await startFerry({ config: hub(`"${cloudflare.url}", "${upstream.url}"`, `timeout = "5s"\nfailure_cooldown = "60s"\n`) });
-    try {
+    await withFront("html-403", (front) => hub(`"${front}", "${upstream.url}"`, `timeout = "5s"\nfailure_cooldown = "60s"\n`), async (ferry, cloudflare) => {
       upstream.clearLog();
       const m = await getManifest(ferry.url);
       expect({ status: m.status, digest: m.digest, bodyDigest: m.bodyDigest }).toEqual({ status: 200, digest: five.manifestDigest, bodyDigest: five.manifestDigest });
@@ -315,26 +327,17 @@ describe("tier faults the networks in front of registries produce", () => {
       expect([...agents]).toEqual([`ferry/${pkg.version}`]);
       expect(upstream.count({ server: "token" })).toBeGreaterThan(0);
       expect(upstream.count({ server: "cdn" })).toBeGreaterThan(0);
-    } finally {
-      await ferry.stop();
-      await cloudflare.stop();
-    }
+    });
   }, 60_000);
 
   test("an HTML 403 from the only tier is a 502 that says so; a registry's JSON 403 stays DENIED", async () => {
-    const { startFaultFront } = await import("../harness/fault-front.ts");
-    const cloudflare = await startFaultFront(upstream.url, "html-403");
-    const ferry = await startFerry({ config: hub(`"${cloudflare.url}"`, `timeout = "5s"\nfailure_cooldown = "1s"\n`) });
-    try {
+    await withFront("html-403", (front) => hub(`"${front}"`, `timeout = "5s"\nfailure_cooldown = "1s"\n`), async (ferry, cloudflare) => {
       const m = await getManifest(ferry.url);
       expect(m.status).toBe(502);
       const body = JSON.parse(new TextDecoder().decode(m.body)) as { errors: { code: string; message: string }[] };
       expect(body.errors[0]!.code).toBe("UNAVAILABLE");
       expect(body.errors[0]!.message).toContain("not a registry answer");
-    } finally {
-      await ferry.stop();
-      await cloudflare.stop();
-    }
+    });
     const direct = await startFerry({ config: hub(`"${upstream.url}"`, `timeout = "5s"\n`) });
     try {
       await upstream.setFault({ kind: "status", status: 403, server: "front", match: /\/manifests\//, body: JSON.stringify({ errors: [{ code: "DENIED", message: "requested access to the resource is denied" }] }) });
@@ -348,18 +351,12 @@ describe("tier faults the networks in front of registries produce", () => {
   }, 60_000);
 
   test("a body that stalls after its headers costs that tier its timeout, and the next tier answers", async () => {
-    const { startFaultFront } = await import("../harness/fault-front.ts");
-    const stalling = await startFaultFront(upstream.url, "stall-body");
-    const ferry = await startFerry({ config: hub(`"${stalling.url}", "${upstream.url}"`, `timeout = "1s"\nfailure_cooldown = "60s"\n`) });
-    try {
+    await withFront("stall-body", (front) => hub(`"${front}", "${upstream.url}"`, `timeout = "1s"\nfailure_cooldown = "60s"\n`), async (ferry, stalling) => {
       const m = await getManifest(ferry.url);
       expect({ status: m.status, digest: m.digest, bodyDigest: m.bodyDigest }).toEqual({ status: 200, digest: five.manifestDigest, bodyDigest: five.manifestDigest });
       expect(stalling.log.length).toBe(1);
       expect(ferry.logs()).toContain("timeout waiting for body");
-    } finally {
-      await ferry.stop();
-      await stalling.stop();
-    }
+    });
   }, 60_000);
 
   test("a hanging upstream costs one timeout per cooldown window: the cached tag is served at once, marked stale, and counted", async () => {
@@ -395,24 +392,15 @@ describe("tier faults the networks in front of registries produce", () => {
   }, 60_000);
 
   test("an upstream 429 without Retry-After reaches the client with the cooldown ferry applies", async () => {
-    const { startFaultFront } = await import("../harness/fault-front.ts");
-    const limited = await startFaultFront(upstream.url, "429-no-retry-after");
-    const ferry = await startFerry({ config: hub(`"${limited.url}"`, `cooldown = "7s"\n`) });
-    try {
+    await withFront("429-no-retry-after", (front) => hub(`"${front}"`, `cooldown = "7s"\n`), async (ferry, limited) => {
       const m = await getManifest(ferry.url);
       expect({ status: m.status, retryAfter: m.headers.get("retry-after") }).toEqual({ status: 429, retryAfter: "7" });
-    } finally {
-      await ferry.stop();
-      await limited.stop();
-    }
+    });
   }, 60_000);
 
   test("tiers [refused, rate-limited]: a blob asked while the 429 tier rests gets 429 with the time until a tier is free", async () => {
     const refusedPort = await freePort();
-    const { startFaultFront } = await import("../harness/fault-front.ts");
-    const limited = await startFaultFront(upstream.url, "429-no-retry-after");
-    const ferry = await startFerry({ config: hub(`"http://127.0.0.1:${refusedPort}", "${limited.url}"`, `cooldown = "30s"\nfailure_cooldown = "1s"\n`) });
-    try {
+    await withFront("429-no-retry-after", (front) => hub(`"http://127.0.0.1:${refusedPort}", "${front}"`, `cooldown = "30s"\nfailure_cooldown = "1s"\n`), async (ferry, limited) => {
       const [a, b] = five.blobs;
       const first = await fetch(`${ferry.url}/v2/library/five/blobs/${a!.digest}`);
       expect({ status: first.status, retryAfter: first.headers.get("retry-after") }).toEqual({ status: 429, retryAfter: "30" });
@@ -424,9 +412,6 @@ describe("tier faults the networks in front of registries produce", () => {
       expect(wait).toBeGreaterThan(0);
       expect(wait).toBeLessThanOrEqual(30);
       expect(limited.log.length).toBe(1); // the resting tier was not asked again
-    } finally {
-      await ferry.stop();
-      await limited.stop();
-    }
+    });
   }, 60_000);
 });
