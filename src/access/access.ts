@@ -123,6 +123,15 @@ export class AccessControl {
     return new RegistryError("UNAUTHORIZED", why, { headers: { "WWW-Authenticate": formatBearerChallenge(params) } });
   }
 
+  /**
+   * The WWW-Authenticate for a 401 that came from upstream: ferry's own Bearer challenge
+   * when [auth] is on (log in to ferry), else a Basic one (credentials for the mirror host).
+   */
+  loginChallenge(request: Request, scope?: string): string {
+    if (this.authenticator) return this.challenge(request, scope).headers["WWW-Authenticate"]!;
+    return 'Basic realm="ferry"';
+  }
+
   /** For /ui, /api and /metrics: an htpasswd user or a static token (Basic or Bearer). */
   async admin(request: Request): Promise<boolean> {
     if (!this.authenticator) return true;

@@ -1,6 +1,7 @@
 // `ferry warm IMAGE…`: pre-fetch images into a running ferry's cache, by pulling them
 // through it like a client would (so replicas' shared Redis/S3 fill up too): the
 // manifest, every (or one) platform's manifest, and every blob, bytes discarded.
+import { DEFAULT_USER_AGENT } from "../config/config.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
 import { DEFAULT_HEALTH_POLICY, EndpointHealth } from "../upstream/health.ts";
@@ -36,7 +37,7 @@ interface Totals {
 
 export async function warm(opts: WarmOptions): Promise<number> {
   const mirror = new Endpoint(
-    { url: opts.mirror.replace(/\/+$/, ""), username: opts.username, password: opts.password, timeoutMs: 60_000, stallTimeoutMs: 60_000, headers: {}, allowPrivateRedirects: true },
+    { url: opts.mirror.replace(/\/+$/, ""), username: opts.username, password: opts.password, timeoutMs: 60_000, stallTimeoutMs: 60_000, headers: {}, allowPrivateRedirects: true, userAgent: DEFAULT_USER_AGENT },
     new TokenCache(),
     new EndpointHealth(DEFAULT_HEALTH_POLICY),
   );

@@ -1,6 +1,10 @@
 // The validated, typed configuration every other module reads.
 
+import pkg from "../../package.json" with { type: "json" };
 import type { HealthPolicy } from "../upstream/health.ts";
+
+/** What ferry says it is upstream: Cloudflare (Docker Hub's front) answers requests without a User-Agent with an HTML 403. */
+export const DEFAULT_USER_AGENT = `ferry/${pkg.version}`;
 
 export interface EndpointConfig {
   url: string; // origin (and optional path prefix) of a registry API, no trailing slash
@@ -15,6 +19,7 @@ export interface EndpointConfig {
   repositoryPrefix?: string; // a secondary mirror's path scheme: /v2/<prefix>/<repository>/…
   ns?: string; // containerd's scheme: ?ns=<registry> on every request
   maxBandwidth?: number; // bytes per second for blob bodies from this endpoint, shared by its downloads
+  userAgent: string; // sent on every request to this endpoint, token fetches included
 }
 
 export interface RegistryConfig {

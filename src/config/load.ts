@@ -1,7 +1,7 @@
 // Config file (TOML) + environment → one validated Config. Errors name the key.
 import { Value } from "@sinclair/typebox/value";
 import { BUILTIN_REGISTRIES } from "./builtin-registries.ts";
-import type { Config, EndpointConfig, RegistryConfig, TagPolicySettings } from "./config.ts";
+import { DEFAULT_USER_AGENT, type Config, type EndpointConfig, type RegistryConfig, type TagPolicySettings } from "./config.ts";
 import { parseCidr } from "../protocol/ip.ts";
 import { DEFAULT_HEALTH_POLICY } from "../upstream/health.ts";
 import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile, type TagPolicyFile } from "./schema.ts";
@@ -239,7 +239,7 @@ function buildRegistries(entries: RegistryFile[], anonymousDefault: boolean, aut
       return;
     }
     const existing = byName.get(name);
-    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects, max_bandwidth: entry.max_bandwidth };
+    const defaults: EndpointDefaults = { username: entry.username, password: entry.password, timeout: entry.timeout, stall_timeout: entry.stall_timeout, proxy: entry.proxy, allow_private_redirects: entry.allow_private_redirects, max_bandwidth: entry.max_bandwidth, user_agent: entry.user_agent };
     const specs: EndpointFile[] | undefined = entry.endpoints ?? existing?.endpoints.map((e) => e.url);
     if (!specs) throw new ConfigError(`${key}.endpoints`, `registry "${name}" is not built in, so it needs endpoints`);
     if (specs.length === 0) throw new ConfigError(`${key}.endpoints`, "needs at least one endpoint");
@@ -318,7 +318,7 @@ function tagPolicySettings(key: string, entry: Pick<TagPolicyFile, "tag_ttl" | "
   };
 }
 
-type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects" | "max_bandwidth">;
+type EndpointDefaults = Pick<Exclude<EndpointFile, string>, "username" | "password" | "timeout" | "stall_timeout" | "proxy" | "allow_private_redirects" | "max_bandwidth" | "user_agent">;
 
 /** An endpoint's settings: its own keys first, then the registry's. */
 function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults): EndpointConfig {
@@ -338,6 +338,7 @@ function endpoint(key: string, value: EndpointFile, defaults: EndpointDefaults):
     ...(merged.repository_prefix !== undefined && { repositoryPrefix: repositoryPrefix(`${key}.repository_prefix`, merged.repository_prefix) }),
     ...(merged.ns !== undefined && { ns: nsValue(`${key}.ns`, merged.ns) }),
     ...(merged.max_bandwidth !== undefined && { maxBandwidth: rate(`${key}.max_bandwidth`, merged.max_bandwidth) }),
+    userAgent: merged.user_agent ?? DEFAULT_USER_AGENT,
   };
 }
 

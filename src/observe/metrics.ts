@@ -11,6 +11,9 @@ export class Metrics {
   // cached manifest's own work (bench/, scenario 2).
   private readonly requestTallies = new Tallies<"route" | "method" | "status">();
   private readonly cacheTallies = new Tallies<"kind" | "result" | "tier">();
+  private readonly staleTallies = new Tallies<"registry" | "kind">();
+  /** Stale answers since start, per registry and kind, for the status API and dashboard. */
+  private readonly staleTotals = new Map<string, Record<string, number>>();
   private readonly httpRequests: Counter<"route" | "method" | "status"> = new Counter({
     name: "ferry_http_requests_total",
     help: "Requests answered, by API route, method and status",
@@ -31,6 +34,13 @@ export class Metrics {
     labelNames: ["kind", "result", "tier"],
     registers: [this.registry],
     collect: (): void => this.cacheTallies.flushInto(this.cacheResults),
+  });
+  private readonly staleResponses: Counter<"registry" | "kind"> = new Counter({
+    name: "ferry_stale_responses_total",
+    help: "Answers served from the cache because the upstream failed or every tier rested, per registry and kind (manifest, tags)",
+    labelNames: ["registry", "kind"],
+    registers: [this.registry],
+    collect: (): void => this.staleTallies.flushInto(this.staleResponses),
   });
   readonly bytesServed = new Counter({ name: "ferry_bytes_served_total", help: "Blob bytes sent to clients, by where they came from", labelNames: ["source"], registers: [this.registry] });
   readonly upstreamDuration = new Histogram({
@@ -73,6 +83,19 @@ export class Metrics {
   /** Which tier answered a manifest or blob request, and how. */
   countCacheResult(kind: string, result: string, tier: string): void {
     this.cacheTallies.add(`${kind} ${result} ${tier}`, () => ({ kind, result, tier }));
+  }
+
+  /** An answer served from the cache because the upstream could not be asked or failed. */
+  countStale(registry: string, kind: "manifest" | "tags"): void {
+    this.staleTallies.add(`${registry} ${kind}`, () => ({ registry, kind }));
+    const totals = this.staleTotals.get(registry) ?? {};
+    totals[kind] = (totals[kind] ?? 0) + 1;
+    this.staleTotals.set(registry, totals);
+  }
+
+  /** Stale answers since start for one registry, by kind. */
+  staleCounts(registry: string): Record<string, number> {
+    return { ...this.staleTotals.get(registry) };
   }
 
   /** A route label with few values, from a request path. */

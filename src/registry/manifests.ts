@@ -1,11 +1,14 @@
 // Manifest pulls. Manifests are cached by digest (immutable, verified) with their media
 // type; a tag maps to a digest that is fresh for tag_ttl. After that the mapping is
 // revalidated with a HEAD (which Docker Hub does not count as a pull) and only a changed
-// digest is fetched. When upstream fails, the last known mapping is served (stale-if-error).
+// digest is fetched. When upstream fails (or every tier rests), the last known mapping is
+// served at once, marked stale, and its clock moves forward (stale-if-error): an outage
+// costs one timeout per tag_ttl, not one per pull.
 import { LRUCache } from "lru-cache";
 import type { LockService } from "../cache/locks.ts";
 import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "../cache/meta-store.ts";
 import type { Logger } from "../observe/logger.ts";
+import { SingleFlight } from "../shared/single-flight.ts";
 import { digestOf, parseDigest } from "../protocol/digest.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { acceptsMediaType, ALL_MANIFEST_TYPES, mediaTypeFromBody } from "../protocol/media-types.ts";
@@ -14,6 +17,9 @@ import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { CacheResult, ManifestResult } from "./results.ts";
 import { toRegistryError } from "./upstream-errors.ts";
+
+type FetchedManifest = Omit<ManifestResult, "cache">;
+type Revalidation = { record: TagRecord; cache: CacheResult };
 
 export interface ManifestRequest {
   repo: RepositoryRef;
@@ -35,7 +41,9 @@ export class ManifestService {
   /** Hot copies in memory: tag records (used while fresh) and manifests (immutable). */
   private readonly hotTags = new LRUCache<string, TagRecord>({ max: 20_000 });
   private readonly hotManifests = new LRUCache<string, ManifestRecord>({ maxSize: 64 * 1024 * 1024, sizeCalculation: (m) => m.body.byteLength + 200 });
-  private readonly inflight = new Map<string, Promise<unknown>>();
+  /** Single-flight, one per result type: a revalidation never joins a fetch (tag_ttl = 0s once answered 500). */
+  private readonly fetches = new SingleFlight<FetchedManifest>();
+  private readonly revalidations = new SingleFlight<Revalidation>();
 
   constructor(
     private readonly meta: MetaStore,
@@ -50,13 +58,16 @@ export class ManifestService {
 
   async get(req: ManifestRequest): Promise<ManifestResult> {
     const negativeKey = `${req.repo.registry}/${req.repo.repository}:${req.reference}`;
-    const remembered = this.notFound.get(negativeKey);
+    // A 404 to the client's own Accept is remembered for that Accept only.
+    const acceptKey = `${negativeKey} accept=${[...req.accept].sort().join(",")}`;
+    const remembered = this.notFound.get(negativeKey) ?? this.notFound.get(acceptKey);
     if (remembered) throw remembered;
     try {
       return parseDigest(req.reference) ? await this.byDigest(req, req.reference) : await this.byTag(req);
     } catch (error) {
-      const mapped = toRegistryError(error, "MANIFEST_UNKNOWN", `manifest ${req.repo.repository}:${req.reference}`);
-      if (mapped.status === 404) this.notFound.set(negativeKey, mapped);
+      const acceptDependent = error instanceof NotInAcceptedTypes;
+      const mapped = toRegistryError(acceptDependent ? error.upstream : error, "MANIFEST_UNKNOWN", `manifest ${req.repo.repository}:${req.reference}`);
+      if (mapped.status === 404) this.notFound.set(acceptDependent ? acceptKey : negativeKey, mapped);
       throw mapped;
     }
   }
@@ -65,7 +76,7 @@ export class ManifestService {
     const cached = await this.getManifest(req.repo, digest);
     if (cached) return { ...cached, cache: "hit" };
     const key = `m:${req.repo.registry}/${req.repo.repository}@${digest}`;
-    const fetched = await this.once(key, () =>
+    const fetched = await this.fetches.run(key, () =>
       this.acrossReplicas(
         key,
         () => this.getManifest(req.repo, digest),
@@ -78,21 +89,17 @@ export class ManifestService {
   private async byTag(req: ManifestRequest): Promise<ManifestResult> {
     const tag = req.reference;
     const record = await this.getTag(req.repo, tag);
-    if (record && !acceptsMediaType(req.accept, record.mediaType)) {
-      // The client can't take what the tag points to (an old client and an index):
-      // ask upstream with the client's own Accept and don't touch the mapping.
-      const fetched = await this.fetch(req.repo, tag, req.accept, req.credentials);
-      return { ...fetched, cache: "bypass" };
-    }
+    // The client can't take what the tag points to (an old client and an index).
+    if (record && !acceptsMediaType(req.accept, record.mediaType)) return this.withClientAccept(req);
     if (record && Date.now() - record.checkedAt < this.tagTtlMs(req.repo, tag)) {
       return this.serveRecord(req, record, "hit");
     }
     const key = `t:${req.repo.registry}/${req.repo.repository}:${tag}`;
     if (record) {
-      const outcome = await this.once(key, () => this.revalidate(req.repo, tag, record, req.credentials));
+      const outcome = await this.revalidations.run(key, () => this.revalidate(req.repo, tag, record, req.credentials));
       return this.serveRecord(req, outcome.record, outcome.cache);
     }
-    const fetched = await this.once(key, () =>
+    const fetched = await this.fetches.run(key, () =>
       this.acrossReplicas(
         key,
         async () => {
@@ -106,9 +113,22 @@ export class ManifestService {
         },
       ),
     );
-    if (!acceptsMediaType(req.accept, fetched.mediaType)) return { ...(await this.fetch(req.repo, tag, req.accept, req.credentials)), cache: "bypass" };
+    if (!acceptsMediaType(req.accept, fetched.mediaType)) return this.withClientAccept(req);
     this.meta.touchTag(req.repo, tag, Date.now());
     return { ...fetched, cache: "miss" };
+  }
+
+  /**
+   * Upstream asked with the client's own Accept, the mapping untouched. Its 404 may only
+   * mean "not in the types you accept" (distribution: "OCI index found, but accept header
+   * does not support OCI indexes"): it is about this client, not about the tag.
+   */
+  private async withClientAccept(req: ManifestRequest): Promise<ManifestResult> {
+    try {
+      return { ...(await this.fetch(req.repo, req.reference, req.accept, req.credentials)), cache: "bypass" };
+    } catch (error) {
+      throw error instanceof UpstreamError && error.failure.kind === "status" && error.failure.status === 404 ? new NotInAcceptedTypes(error) : error;
+    }
   }
 
   private async serveRecord(req: ManifestRequest, record: TagRecord, cache: CacheResult): Promise<ManifestResult> {
@@ -119,22 +139,23 @@ export class ManifestService {
   }
 
   /** HEAD the tag upstream; on failure keep serving the known mapping (stale-if-error). */
-  private async revalidate(repo: RepositoryRef, tag: string, record: TagRecord, credentials?: Credentials): Promise<{ record: TagRecord; cache: CacheResult }> {
+  private async revalidate(repo: RepositoryRef, tag: string, record: TagRecord, credentials?: Credentials): Promise<Revalidation> {
     let response: Response;
     let endpointUrl: string;
     try {
-      const answer = await this.upstreamFor(repo.registry).request({ method: "HEAD", path: `/v2/${repo.repository}/manifests/${tag}`, repository: repo.repository, accept: ALL_MANIFEST_TYPES, credentials });
+      // Resting tiers are not asked: the cached copy is the answer until one is free.
+      const answer = await this.upstreamFor(repo.registry).request({ method: "HEAD", path: `/v2/${repo.repository}/manifests/${tag}`, repository: repo.repository, accept: ALL_MANIFEST_TYPES, credentials }, "manifest", undefined, "fail");
       response = answer.response;
       endpointUrl = answer.endpoint.url;
     } catch (error) {
       this.log.warn({ registry: repo.registry, repository: repo.repository, tag, error: (error as Error).message }, "upstream unavailable; serving cached tag (stale-if-error)");
-      return { record, cache: "stale" };
+      return this.stale(repo, tag, record);
     }
     if (response.status === 404) throw new UpstreamError(endpointUrl, await failureFromResponse(response));
     const digest = response.headers.get("docker-content-digest");
     if (!response.ok || !digest || !parseDigest(digest)) {
       this.log.warn({ registry: repo.registry, repository: repo.repository, tag, status: response.status }, "tag revalidation failed; serving cached tag (stale-if-error)");
-      return { record, cache: "stale" };
+      return this.stale(repo, tag, record);
     }
     if (digest === record.digest) {
       const refreshed = { ...record, checkedAt: Date.now() };
@@ -147,8 +168,15 @@ export class ManifestService {
     return { record: updated, cache: "miss" };
   }
 
+  /** A failed check moves the tag's clock forward: the next pulls within tag_ttl are hits, and upstream is asked again after it. */
+  private async stale(repo: RepositoryRef, tag: string, record: TagRecord): Promise<Revalidation> {
+    const postponed = { ...record, checkedAt: Date.now() };
+    await this.putTag(repo, tag, postponed);
+    return { record: postponed, cache: "stale" };
+  }
+
   /** GET a manifest upstream, verify its digest, cache it by digest. */
-  private async fetch(repo: RepositoryRef, reference: string, accept: readonly string[], credentials?: Credentials): Promise<Omit<ManifestResult, "cache">> {
+  private async fetch(repo: RepositoryRef, reference: string, accept: readonly string[], credentials?: Credentials): Promise<FetchedManifest> {
     const { response, endpoint } = await this.upstreamFor(repo.registry).request({ method: "GET", path: `/v2/${repo.repository}/manifests/${reference}`, repository: repo.repository, accept, credentials });
     if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
     const length = Number(response.headers.get("content-length") ?? 0);
@@ -216,14 +244,13 @@ export class ManifestService {
     if (record) this.hotManifests.set(key, record);
     return record;
   }
+}
 
-  /** Single-flight: concurrent identical upstream work shares one promise. */
-  private once<T>(key: string, work: () => Promise<T>): Promise<T> {
-    const existing = this.inflight.get(key) as Promise<T> | undefined;
-    if (existing) return existing;
-    const promise = work().finally(() => this.inflight.delete(key));
-    this.inflight.set(key, promise);
-    return promise;
+/** Upstream's 404 to a client's narrow Accept (see withClientAccept). */
+class NotInAcceptedTypes extends Error {
+  constructor(readonly upstream: UpstreamError) {
+    super(upstream.message);
+    this.name = "NotInAcceptedTypes";
   }
 }
 

@@ -121,7 +121,7 @@ export class Mirror {
 
   /** Each registry's tiers and their health, for the status API. */
   upstreamStatus() {
-    return this.config.registries.map((r) => ({ registry: r.name, endpoints: this.upstreams.get(r.name)!.status() }));
+    return this.config.registries.map((r) => ({ registry: r.name, endpoints: this.upstreams.get(r.name)!.status(), staleResponses: this.metrics.staleCounts(r.name) }));
   }
 
   get registries(): readonly RegistryConfig[] {

@@ -39,34 +39,37 @@ export class TagService {
   }
 
   /**
+   * The tags; `stale` when upstream failed and the tags ferry has cached are listed instead.
    * `credentials`: a passthrough client's own upstream credentials. The list is kept per
    * credential, so one client's view of a repository is never another's.
    */
-  async list(repo: RepositoryRef, credentials?: Credentials): Promise<string[]> {
+  async list(repo: RepositoryRef, credentials?: Credentials): Promise<{ tags: string[]; stale: boolean }> {
     const key = `${repo.registry}/${repo.repository}|${credentialKey(credentials)}`;
     const cached = this.lists.get(key);
-    if (cached) return cached;
+    if (cached) return { tags: cached, stale: false };
+    const known = await this.meta.listTags(repo);
     try {
-      const tags = await this.fetchAll(repo, credentials);
+      // With tags cached, resting tiers are not asked: the cached list is the answer.
+      const tags = await this.fetchAll(repo, credentials, known.length > 0 ? "fail" : "probe");
       this.lists.set(key, tags);
-      return tags;
+      return { tags, stale: false };
     } catch (error) {
-      const known = await this.meta.listTags(repo);
       const mapped = toRegistryError(error, "NAME_UNKNOWN", `repository ${repo.repository}`);
-      if (known.length > 0 && mapped.status !== 404) {
+      // A refusal (401/403/404) is the upstream's word on this client: never answered from the cache.
+      if (known.length > 0 && ![401, 403, 404].includes(mapped.status)) {
         this.log.warn({ registry: repo.registry, repository: repo.repository, error: mapped.message }, "upstream tag list unavailable; listing cached tags");
-        return known;
+        return { tags: known, stale: true };
       }
       throw mapped;
     }
   }
 
-  private async fetchAll(repo: RepositoryRef, credentials: Credentials | undefined): Promise<string[]> {
+  private async fetchAll(repo: RepositoryRef, credentials: Credentials | undefined, ifAllResting: "probe" | "fail"): Promise<string[]> {
     const upstream = this.upstreamFor(repo.registry);
     const tags = new Set<string>();
     let path: string | undefined = `/v2/${repo.repository}/tags/list`;
     for (let page = 0; path && page < MAX_PAGES; page++) {
-      const { response, endpoint } = await upstream.request({ method: "GET", path, repository: repo.repository, credentials });
+      const { response, endpoint } = await upstream.request({ method: "GET", path, repository: repo.repository, credentials }, "manifest", undefined, ifAllResting);
       if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
       const body = (await response.json()) as { tags?: unknown };
       if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === "string") tags.add(t);

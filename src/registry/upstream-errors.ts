@@ -1,6 +1,6 @@
 // Upstream answers that end a pull, turned into the OCI error the client should see.
-// A 429 stays a 429 (with Retry-After), an unreachable upstream is a 503, and only a
-// real upstream 404 becomes *_UNKNOWN.
+// A 429 stays a 429 (with Retry-After), an unreachable upstream is a 503, an HTML page
+// in front of the registry is a 502, and only a real upstream 404 becomes *_UNKNOWN.
 import { isErrorCode, RegistryError, type ErrorCode } from "../protocol/errors.ts";
 import { TokenFetchError } from "../upstream/auth.ts";
 import { UpstreamError } from "../upstream/errors.ts";
@@ -22,6 +22,10 @@ export function toRegistryError(error: unknown, notFound: ErrorCode, what: strin
       if (f.status === 404) {
         const code = f.code === "NAME_UNKNOWN" || f.code === notFound ? f.code : notFound;
         return new RegistryError(code, `${what} not found upstream${upstreamSays}`);
+      }
+      if (f.foreign && f.status !== 429) {
+        // Every tier answered with something in front of the registry (an HTML page): not the registry's verdict.
+        return new RegistryError("UNAVAILABLE", `upstream answered HTTP ${f.status} that is not a registry answer (a page from a proxy or CDN in front of it) for ${what}`, { status: 502 });
       }
       if (f.status === 429) {
         const headers: Record<string, string> = f.retryAfterSeconds !== undefined ? { "Retry-After": String(f.retryAfterSeconds) } : {};

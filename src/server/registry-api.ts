@@ -13,7 +13,7 @@ import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
 import { annotate } from "./request-log.ts";
 import { requestUrl } from "./request-url.ts";
-import { API_VERSION_HEADER, blobResponse, jsonResponse, manifestResponse, referrersResponse } from "./responses.ts";
+import { API_VERSION_HEADER, blobResponse, cacheHeaders, jsonResponse, manifestResponse, referrersResponse } from "./responses.ts";
 
 const MAX_PAGE_SIZE = 10_000;
 
@@ -57,7 +57,8 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
           annotate(request, { cache: m.cache });
           if (routed.registry.passthroughAuth) mirror.membership.noteManifest(repo, m.body);
           mirror.metrics.countCacheResult("manifest", m.cache, m.cache === "miss" || m.cache === "bypass" ? "upstream" : "local");
-          return manifestResponse(m, method, { ...extra, "X-Ferry-Cache": m.cache });
+          if (m.cache === "stale") mirror.metrics.countStale(repo.registry, "manifest");
+          return manifestResponse(m, method, { ...extra, ...cacheHeaders(m.cache) });
         }
         case "blob": {
           const limits = method === "GET" ? await access.admitDownload(client) : undefined;
@@ -65,7 +66,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
           annotate(request, { cache: b.cache });
           const bytes = recordBlob(mirror, b, method);
           limits?.addBytes(bytes);
-          return blobResponse(limits?.wrap ? trackedBody(b, limits.wrap) : b, { ...extra, "X-Ferry-Cache": b.cache });
+          return blobResponse(limits?.wrap ? trackedBody(b, limits.wrap) : b, { ...extra, ...cacheHeaders(b.cache) });
         }
         case "tags":
           return await tagList(mirror, routed, api.name, url, method, extra, credentials);
@@ -82,6 +83,9 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
     } catch (error) {
       const { error: registryError, response } = toRegistryErrorResponse(error, method);
       if (registryError.status >= 500) mirror.log.warn({ path: requestUrl(request).pathname, code: registryError.code, error: registryError.message }, "request failed");
+      // An upstream 401 comes without a challenge of ours: docker and containerd then print
+      // a confusing error. Ferry's own (with [auth]) says where to log in; else a Basic one.
+      if (registryError.status === 401 && !response.headers.has("www-authenticate")) response.headers.set("WWW-Authenticate", access.loginChallenge(request, pullScopeOf(request)));
       return response;
     }
   };
@@ -90,6 +94,12 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
   return new Elysia({ name: "registry-api" })
     .all("/v2", ({ request, server }) => handle(request, peerOf(request, server)))
     .all("/v2/*", ({ request, server }) => handle(request, peerOf(request, server)));
+}
+
+/** `repository:<name>:pull` for a /v2/<name>/(manifests|blobs|tags)/… path, as the client wrote the name. */
+function pullScopeOf(request: Request): string | undefined {
+  const m = /^\/v2\/(.+)\/(?:manifests|blobs|tags)\//.exec(requestUrl(request).pathname);
+  return m ? `repository:${m[1]}:pull` : undefined;
 }
 
 /** Cache outcome and bytes sent (as declared: a client that leaves early is counted whole). */
@@ -134,10 +144,11 @@ function linkHeader(path: string, n: number | undefined, next: string | undefine
 
 async function tagList(mirror: Mirror, routed: RoutedName, clientName: string, url: URL, method: string, extra: Record<string, string>, credentials: Credentials | undefined): Promise<Response> {
   const { n, last } = pageParams(url);
-  const all = await mirror.tags.list({ registry: routed.registry.name, repository: routed.repository }, credentials);
+  const { tags: all, stale } = await mirror.tags.list({ registry: routed.registry.name, repository: routed.repository }, credentials);
+  if (stale) mirror.metrics.countStale(routed.registry.name, "tags");
   const page = paginate(all, n, last);
   const ns = url.searchParams.get("ns");
-  return jsonResponse({ name: clientName, tags: page.items }, { ...extra, ...linkHeader(url.pathname, n, page.next, ns ? { ns } : {}) }, method);
+  return jsonResponse({ name: clientName, tags: page.items }, { ...extra, ...(stale && cacheHeaders("stale")), ...linkHeader(url.pathname, n, page.next, ns ? { ns } : {}) }, method);
 }
 
 async function catalog(mirror: Mirror, url: URL, method: string): Promise<Response> {

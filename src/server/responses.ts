@@ -6,6 +6,11 @@ import type { BlobResult, ManifestResult } from "../registry/results.ts";
 
 export const API_VERSION_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" } as const;
 
+/** How an answer relates to the cache; a stale one says so the standard way too (RFC 7234's Warning 110). */
+export function cacheHeaders(cache: string): Record<string, string> {
+  return cache === "stale" ? { "X-Ferry-Cache": cache, Warning: '110 - "Response is Stale"' } : { "X-Ferry-Cache": cache };
+}
+
 export function manifestResponse(m: ManifestResult, method: string, extra: Record<string, string>): Response {
   return new Response(method === "HEAD" ? null : m.body, {
     status: 200,

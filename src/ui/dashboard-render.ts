@@ -43,7 +43,7 @@ export interface DownloadStatus {
 export interface StatusData {
   version?: string;
   uptimeSeconds?: number;
-  registries?: { registry: string; endpoints: EndpointStatus[] }[];
+  registries?: { registry: string; endpoints: EndpointStatus[]; staleResponses?: Record<string, number> }[];
   downloads?: DownloadStatus[];
   cache?: {
     dir?: string;
@@ -231,6 +231,14 @@ function registryHealth(endpoints: EndpointStatus[]): Html {
   return html`<span class="badge warn">degraded</span>`;
 }
 
+/** Answers served from the cache because upstream failed (since start), when there were any. */
+function staleNote(stale: Record<string, number> | undefined): Html | string {
+  const total = Object.values(stale ?? {}).reduce((a, b) => a + b, 0);
+  if (total === 0) return "";
+  const detail = Object.entries(stale ?? {}).map(([kind, n]) => `${n} ${kind}`).join(", ");
+  return html` <span class="badge warn stale" title="served from the cache while the upstream failed: ${detail}">${total} stale</span>`;
+}
+
 export function renderRegistries(s: StatusData): Html {
   const regs = s.registries ?? [];
   if (regs.length === 0) return html`<p class="empty">No registries configured.</p>`;
@@ -239,7 +247,7 @@ export function renderRegistries(s: StatusData): Html {
       const cooldown = e.cooldownRemainingMs ? formatDuration(e.cooldownRemainingMs) : "";
       const limits = e.recentRateLimits ?? 0;
       return html`<tr class="${i === 0 ? "first" : ""}">
-<td data-label="Registry" class="reg">${i === 0 ? html`<strong>${r.registry}</strong>${r.endpoints.length > 1 ? html` ${registryHealth(r.endpoints)}` : ""}` : ""}</td>
+<td data-label="Registry" class="reg">${i === 0 ? html`<strong>${r.registry}</strong>${r.endpoints.length > 1 ? html` ${registryHealth(r.endpoints)}` : ""}${staleNote(r.staleResponses)}` : ""}</td>
 <td data-label="Tier" class="tier">${`#${e.tier + 1}`}${e.usedFor && e.usedFor.length < 2 ? html` <span class="muted small">${e.usedFor.join(", ")}</span>` : ""}</td>
 <td data-label="Endpoint" class="url"><span class="tier-inline">${`#${e.tier + 1}`}</span>${e.url}</td>
 <td data-label="State" class="state">${stateBadge(e)}</td>

@@ -4,6 +4,7 @@ import { LRUCache } from "lru-cache";
 import type { SharedRedis } from "../cache/redis-client.ts";
 import type { Challenge } from "../protocol/challenge.ts";
 import type { PinnedTarget } from "./pinned-target.ts";
+import { SingleFlight } from "../shared/single-flight.ts";
 
 export interface Credentials {
   username: string;
@@ -23,7 +24,7 @@ const EXPIRY_MARGIN_MS = 10_000;
 /** Upstream tokens, per process and (with Redis) shared by all replicas until they expire. */
 export class TokenCache {
   private readonly tokens = new LRUCache<string, Token>({ max: 10_000 });
-  private readonly pending = new Map<string, Promise<Token>>();
+  private readonly pending = new SingleFlight<Token>();
 
   constructor(private readonly redis?: SharedRedis) {}
 
@@ -31,12 +32,7 @@ export class TokenCache {
   async get(key: string, fetcher: () => Promise<Token>, fresh = false): Promise<Token> {
     const cached = this.tokens.get(key);
     if (!fresh && cached && cached.expiresAt > Date.now()) return cached;
-    let inflight = this.pending.get(key);
-    if (!inflight) {
-      inflight = this.load(key, fetcher, fresh).finally(() => this.pending.delete(key));
-      this.pending.set(key, inflight);
-    }
-    const token = await inflight;
+    const token = await this.pending.run(key, () => this.load(key, fetcher, fresh));
     this.tokens.set(key, token);
     return token;
   }
@@ -88,12 +84,23 @@ export class TokenFetchError extends Error {
   }
 }
 
+export interface TokenRequestOptions {
+  timeoutMs: number;
+  /** The deadline of the request that needs the token: it covers the token's body too. */
+  signal?: AbortSignal;
+  userAgent: string;
+  proxy?: string;
+  headers?: Record<string, string>;
+  /** Decides where the realm may be reached (and refuses it by throwing). */
+  pin?: (realm: URL) => Promise<PinnedTarget>;
+}
+
 /**
  * GET realm?service=…&scope=… (Basic auth when there are credentials). `via.pin` decides
- * where the realm may be reached (and refuses it by throwing); redirects are not followed,
- * so credentials go to the realm that was checked and nowhere else.
+ * where the realm may be reached; redirects are not followed, so credentials go to the
+ * realm that was checked and nowhere else.
  */
-export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, via: { timeoutMs: number; proxy?: string; headers?: Record<string, string>; pin?: (realm: URL) => Promise<PinnedTarget> }): Promise<Token> {
+export async function fetchToken(challenge: Challenge, scope: string, credentials: Credentials | undefined, via: TokenRequestOptions): Promise<Token> {
   const realm = challenge.params.realm;
   if (!realm) throw new TokenFetchError("Bearer challenge without realm");
   let url: URL;
@@ -114,23 +121,30 @@ export async function fetchToken(challenge: Challenge, scope: string, credential
     }
   }
   // The endpoint's own headers (a relay's secret) go along: a relay serves /token too.
-  const headers: Record<string, string> = { "User-Agent": "ferry", ...via.headers, ...target.init.headers };
+  const headers: Record<string, string> = { "User-Agent": via.userAgent, ...via.headers, ...target.init.headers };
   if (credentials) headers.Authorization = basicAuthorization(credentials);
+  const timeout = AbortSignal.timeout(via.timeoutMs);
   let response: Response;
+  let body: { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
   try {
-    response = await fetch(target.url, { headers, tls: target.init.tls, redirect: "manual", signal: AbortSignal.timeout(via.timeoutMs), proxy: via.proxy });
+    // The signal bounds the body as well as the headers.
+    response = await fetch(target.url, { headers, tls: target.init.tls, redirect: "manual", signal: via.signal ? AbortSignal.any([via.signal, timeout]) : timeout, proxy: via.proxy });
+    if (response.status >= 300 && response.status < 400) {
+      await response.body?.cancel();
+      throw new TokenFetchError(`token endpoint ${url.host} redirected (${response.status}); redirects are not followed with credentials`);
+    }
+    if (!response.ok) {
+      await response.body?.cancel();
+      // An HTML page (a CDN's challenge in front of the token service) is no verdict on the credentials.
+      const verdict = !/html/i.test(response.headers.get("content-type") ?? "");
+      throw new TokenFetchError(`token endpoint ${url.host} answered ${response.status}${verdict ? "" : " (an HTML page, not a token service answer)"}`, verdict ? response.status : undefined);
+    }
+    body = (await response.json()) as typeof body;
   } catch (error) {
+    if (error instanceof TokenFetchError) throw error;
+    if (error instanceof SyntaxError) throw new TokenFetchError(`token endpoint ${url.host} answered something that is not JSON`);
     throw new TokenFetchError(`token endpoint ${url.host} unreachable: ${(error as Error).message}`);
   }
-  if (response.status >= 300 && response.status < 400) {
-    await response.body?.cancel();
-    throw new TokenFetchError(`token endpoint ${url.host} redirected (${response.status}); redirects are not followed with credentials`);
-  }
-  if (!response.ok) {
-    await response.body?.cancel();
-    throw new TokenFetchError(`token endpoint ${url.host} answered ${response.status}`, response.status);
-  }
-  const body = (await response.json()) as { token?: string; access_token?: string; expires_in?: number; issued_at?: string };
   const value = body.token ?? body.access_token;
   if (!value) throw new TokenFetchError(`token endpoint ${url.host} returned no token`);
   const seconds = typeof body.expires_in === "number" && body.expires_in > 0 ? body.expires_in : DEFAULT_TOKEN_SECONDS;

@@ -3,7 +3,7 @@
 // the upstream's auth host or CDN.
 import type { EndpointConfig } from "../config/config.ts";
 import { parseChallenges, type Challenge } from "../protocol/challenge.ts";
-import { basicAuthorization, fetchToken, pullScope, TokenCache, TokenFetchError, tokenCacheKey, type Credentials } from "./auth.ts";
+import { basicAuthorization, fetchToken, pullScope, TokenCache, TokenFetchError, tokenCacheKey, type Credentials, type TokenRequestOptions } from "./auth.ts";
 import { UpstreamError } from "./errors.ts";
 import type { EndpointHealth } from "./health.ts";
 import { pinTarget, systemResolver, TargetRefused, type PinnedTarget, type Resolver } from "./pinned-target.ts";
@@ -107,7 +107,7 @@ export class Endpoint {
 
   private async requestNow(req: UpstreamRequest): Promise<Response> {
     const credentials = req.credentials ?? this.credentials;
-    let authorization = await this.authorization(req.repository, credentials, false);
+    let authorization = await this.authorization(req.repository, credentials, false, req.signal);
     let { response, from } = await this.send(req, authorization);
     if (response.status === 401) {
       if (from.origin !== new URL(this.config.url).origin) {
@@ -118,7 +118,7 @@ export class Endpoint {
       }
       const challenge = parseChallenges(response.headers.get("www-authenticate")).find((c) => c.scheme === "bearer" || c.scheme === "basic");
       if (challenge) {
-        const fresh = await this.authorization(req.repository, credentials, true, challenge);
+        const fresh = await this.authorization(req.repository, credentials, true, req.signal, challenge);
         // Kept only once its realm answered: a refused realm must not block the 401 that may fix it.
         this.challenge = challenge;
         if (fresh && fresh !== authorization) {
@@ -131,7 +131,8 @@ export class Endpoint {
     return response;
   }
 
-  private async authorization(repository: string | undefined, credentials: Credentials | undefined, fresh: boolean, fromChallenge?: Challenge): Promise<string | undefined> {
+  /** `signal`: the request's deadline, which the token fetch is part of. */
+  private async authorization(repository: string | undefined, credentials: Credentials | undefined, fresh: boolean, signal: AbortSignal | undefined, fromChallenge?: Challenge): Promise<string | undefined> {
     const challenge = fromChallenge ?? this.challenge;
     if (!challenge) return undefined;
     if (challenge.scheme === "basic") return credentials ? basicAuthorization(credentials) : undefined;
@@ -139,7 +140,7 @@ export class Endpoint {
     const scope = fromChallenge?.params.scope ?? (repository ? pullScope(repository) : "");
     const key = tokenCacheKey(challenge, scope, credentials);
     try {
-      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge)), fresh);
+      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge, signal)), fresh);
       return `Bearer ${token.value}`;
     } catch (error) {
       if (error instanceof TokenFetchError && error.status === undefined) {
@@ -155,7 +156,7 @@ export class Endpoint {
    * allow_private_redirects, refused on a non-public address; one on the endpoint's own
    * host is the registry's own token service (the operator named that host).
    */
-  private tokenRequestOptions(challenge: Challenge): { timeoutMs: number; proxy?: string; headers?: Record<string, string>; pin: (realm: URL) => Promise<PinnedTarget> } {
+  private tokenRequestOptions(challenge: Challenge, signal: AbortSignal | undefined): TokenRequestOptions {
     let sameOrigin = false;
     try {
       sameOrigin = new URL(challenge.params.realm ?? "").origin === new URL(this.config.url).origin;
@@ -165,7 +166,7 @@ export class Endpoint {
       if (realm.hostname === ownHost && (realm.protocol === "http:" || realm.protocol === "https:")) return { url: realm, init: { headers: {} } };
       return pinTarget(realm, this.config.allowPrivateRedirects, this.resolve);
     };
-    return { timeoutMs: this.config.timeoutMs, proxy: this.config.proxy, headers: sameOrigin ? this.config.headers : undefined, pin };
+    return { timeoutMs: this.config.timeoutMs, signal, userAgent: this.config.userAgent, proxy: this.config.proxy, headers: sameOrigin ? this.config.headers : undefined, pin };
   }
 
   /**
@@ -182,7 +183,7 @@ export class Endpoint {
     const origin = url.origin;
     try {
       for (let hop = 0; ; hop++) {
-        const headers: Record<string, string> = { "User-Agent": "ferry", "Accept-Encoding": "identity", ...(url.origin === origin ? this.config.headers : {}) };
+        const headers: Record<string, string> = { "User-Agent": this.config.userAgent, "Accept-Encoding": "identity", ...(url.origin === origin ? this.config.headers : {}) };
         if (req.accept?.length) headers.Accept = req.accept.join(", ");
         if (req.range) headers.Range = req.range;
         // The registry's credentials go to the registry only, never to a CDN it redirects to.

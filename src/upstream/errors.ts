@@ -1,7 +1,8 @@
 // How an upstream request failed, as a value the server can map to an OCI error.
 
 export type UpstreamFailure =
-  | { kind: "status"; status: number; code?: string; message?: string; retryAfterSeconds?: number }
+  /** `foreign`: the body is not the registry's error JSON (an HTML page from a CDN or proxy in front of it). */
+  | { kind: "status"; status: number; code?: string; message?: string; retryAfterSeconds?: number; foreign?: boolean }
   | { kind: "network"; message: string }
   | { kind: "timeout"; phase: "headers" | "body" };
 
@@ -18,7 +19,7 @@ export class UpstreamError extends Error {
 function describe(f: UpstreamFailure): string {
   switch (f.kind) {
     case "status":
-      return `HTTP ${f.status}${f.code ? ` ${f.code}` : ""}${f.message ? `: ${f.message}` : ""}`;
+      return `HTTP ${f.status}${f.code ? ` ${f.code}` : ""}${f.message ? `: ${f.message}` : ""}${f.foreign ? " (not a registry answer)" : ""}`;
     case "network":
       return `network error (${f.message})`;
     case "timeout":
@@ -41,16 +42,35 @@ export function parseRetryAfter(value: string | null, now = Date.now()): number 
 
 /** Reads an upstream error response into a failure value (body is small JSON, bounded). */
 export async function failureFromResponse(response: Response): Promise<UpstreamFailure> {
-  let code: string | undefined;
-  let message: string | undefined;
+  return failureFrom(response.status, response.headers, await response.text());
+}
+
+/** An upstream error answer as a failure value; its body decides whether the registry itself said it. */
+export function failureFrom(status: number, headers: Headers, body: string): UpstreamFailure {
+  const parsed = registryErrorBody(body);
+  const retryAfterSeconds = parseRetryAfter(headers.get("retry-after"));
+  if (parsed) return { kind: "status", status, code: parsed.code, message: parsed.message, retryAfterSeconds };
+  // Not an OCI error body (the Docker Hub abuse limit is a bare 429, for one).
+  return { kind: "status", status, retryAfterSeconds, ...(isForeignAnswer(headers, body) && { foreign: true }) };
+}
+
+/**
+ * Whether an error answer comes from something in front of the registry rather than the
+ * registry (Cloudflare's HTML "Just a moment…" 403, an HTML 429 page): an HTML type, or
+ * a body that is not the registry's error JSON. A HEAD's empty body proves nothing.
+ */
+export function isForeignAnswer(headers: Headers, body: string): boolean {
+  if (/html/i.test(headers.get("content-type") ?? "")) return true;
+  return body.trim() !== "" && !registryErrorBody(body);
+}
+
+function registryErrorBody(text: string): { code?: string; message?: string } | undefined {
   try {
-    const text = (await response.text()).slice(0, 64 * 1024);
-    const parsed = JSON.parse(text) as { errors?: { code?: unknown; message?: unknown }[] };
-    const first = parsed.errors?.[0];
-    if (typeof first?.code === "string") code = first.code;
-    if (typeof first?.message === "string") message = first.message;
+    const parsed = JSON.parse(text.slice(0, 64 * 1024)) as { errors?: { code?: unknown; message?: unknown }[] };
+    if (!Array.isArray(parsed?.errors)) return undefined;
+    const first = parsed.errors[0];
+    return { code: typeof first?.code === "string" ? first.code : undefined, message: typeof first?.message === "string" ? first.message : undefined };
   } catch {
-    // Not an OCI error body (the Docker Hub abuse limit is a bare 429, for one).
+    return undefined;
   }
-  return { kind: "status", status: response.status, code, message, retryAfterSeconds: parseRetryAfter(response.headers.get("retry-after")) };
 }

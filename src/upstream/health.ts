@@ -81,15 +81,18 @@ export class EndpointHealth {
     if (wasFailing) this.onChange("endpoint recovered", this.snapshot());
   }
 
-  recordRateLimit(cooldownMs: number | undefined, message: string): void {
+  /** Rests the endpoint after a 429; returns the cooldown applied (what the client is told to wait). */
+  recordRateLimit(cooldownMs: number | undefined, message: string): number {
     const now = this.now();
     this.rateLimits = this.rateLimits.filter((t) => now - t < RATE_LIMIT_WINDOW_MS);
     this.rateLimits.push(now);
     this.probeInFlight = false;
     this.cooldownReason = "rate-limit";
-    this.cooldownUntil = now + Math.min(cooldownMs ?? this.policy.rateLimitCooldownMs, this.policy.maxCooldownMs * 12);
+    const applied = Math.min(cooldownMs ?? this.policy.rateLimitCooldownMs, this.policy.maxCooldownMs * 12);
+    this.cooldownUntil = now + applied;
     this.noteError(message);
     this.onChange("endpoint rate-limited; cooling down", this.snapshot());
+    return applied;
   }
 
   recordFailure(message: string): void {
@@ -114,7 +117,7 @@ export class EndpointHealth {
     return this.cooldownUntil > this.now() && this.cooldownReason ? { until: this.cooldownUntil, reason: this.cooldownReason } : undefined;
   }
 
-  /** Releases a half-open probe slot taken by tryAcquire when the request ended neither way (e.g. 404). */
+  /** Gives back a half-open probe slot taken by tryAcquire (idempotent: every path of a request calls it). */
   release(): void {
     this.probeInFlight = false;
   }

@@ -1,14 +1,14 @@
 // A registry's upstream tiers: its endpoints in order (the direct registry first, then
 // secondary mirrors such as a relay). A request goes to the first healthy endpoint and
-// falls through to the next on 429, 5xx, network errors and timeouts. Endpoints that
-// are cooling down are skipped without being asked; see health.ts.
+// falls through to the next on 429, 5xx, network errors, timeouts and HTML (non-registry)
+// 401/403 pages. Endpoints that are cooling down are skipped without being asked; see health.ts.
 import type { EndpointConfig, RegistryConfig } from "../config/config.ts";
 import type { Logger } from "../observe/logger.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import { TokenCache, TokenFetchError, type Credentials } from "./auth.ts";
 import { Bandwidth } from "./bandwidth.ts";
 import { Endpoint, type UpstreamRequest } from "./endpoint.ts";
-import { failureFromResponse, isFailoverStatus, UpstreamError } from "./errors.ts";
+import { failureFrom, isFailoverStatus, UpstreamError, type UpstreamFailure } from "./errors.ts";
 import { EndpointHealth, rateLimitCooldownMs, type HealthSnapshot } from "./health.ts";
 
 export type Purpose = "manifest" | "blob";
@@ -56,55 +56,110 @@ export class Upstream {
   }
 
   /**
-   * The first usable answer. Any status that is not worth failing over on (2xx, 3xx,
-   * 401, 403, 404…) is returned as is; when every tier fails, the last failure is thrown.
-   * `skip` leaves out an endpoint that just failed mid-body.
+   * The first usable answer, from the first tier that is not resting. A registry's own
+   * answer (2xx, 3xx, 404, a JSON 401/403…) is returned as is; 408, 429, 5xx, and a
+   * 401/403 that is not the registry's error JSON fail over to the next tier. When every
+   * tier fails, the most useful failure is thrown (see mostUseful).
+   *
+   * One deadline (the endpoint's timeout) covers each tier's answer including a small
+   * body: manifests, tag lists, tokens and error bodies arrive buffered, so a body that
+   * stalls after its headers is that tier's timeout. Blob bodies stream (stall_timeout).
+   *
+   * `skip` leaves out an endpoint that just failed mid-body. `ifAllResting` says what to
+   * do when every tier rests: "probe" asks those that are not rate-limited anyway (a miss
+   * has no other way to an answer), "fail" asks none (the caller holds a cached copy and
+   * serves it at once: an outage costs one timeout per cooldown window, not per pull).
    */
-  async request(req: UpstreamRequest, purpose: Purpose = "manifest", skip?: Endpoint): Promise<UpstreamResponse> {
-    const tiers = purpose === "blob" ? this.blobEndpoints : this.endpoints;
-    let candidates = tiers.filter((e) => e !== skip && e.health.tryAcquire());
-    if (candidates.length === 0) {
-      // Every tier is cooling down. A rate-limited one would only 429 again: say so at
-      // once. Otherwise try them anyway rather than fail without asking anyone.
-      const waits = tiers.map((e) => e.health.rateLimitedFor());
-      if (waits.every((w) => w > 0)) {
-        throw new UpstreamError(tiers[0]!.url, { kind: "status", status: 429, code: "TOOMANYREQUESTS", message: "every upstream tier is rate-limited; cooling down", retryAfterSeconds: Math.ceil(Math.min(...waits) / 1000) });
-      }
-      candidates = tiers.filter((e) => e.health.rateLimitedFor() === 0);
+  async request(req: UpstreamRequest, purpose: Purpose = "manifest", skip?: Endpoint, ifAllResting: "probe" | "fail" = "probe"): Promise<UpstreamResponse> {
+    const tiers = (purpose === "blob" ? this.blobEndpoints : this.endpoints).filter((e) => e !== skip);
+    const failures: UpstreamError[] = [];
+    let asked = 0;
+    for (const endpoint of tiers) {
+      // A probe slot is taken only for the tier about to be asked, and given back by ask().
+      if (!endpoint.health.tryAcquire()) continue;
+      asked++;
+      const answer = await this.ask(endpoint, req, purpose, true);
+      if ("response" in answer) return answer;
+      failures.push(answer.failed);
     }
-    let lastError: UpstreamError | undefined;
-    for (const endpoint of candidates) {
-      const started = performance.now();
-      const labels = { registry: this.registry.name, endpoint: endpoint.url };
-      try {
-        const response = await endpoint.request(req);
-        this.metrics?.upstreamDuration.observe({ ...labels, method: req.method }, (performance.now() - started) / 1000);
-        this.metrics?.upstreamResponses.inc({ ...labels, status: String(response.status) });
-        this.log.debug({ upstream: endpoint.url, method: req.method, path: req.path, status: response.status, ms: Math.round(performance.now() - started) }, "upstream request");
-        if (!isFailoverStatus(response.status)) {
-          // A 404 or 401 is an answer, not a sign of trouble; only 2xx/3xx prove health.
-          if (response.status < 400) endpoint.health.recordSuccess();
-          else endpoint.health.release();
-          return { response, endpoint };
-        }
-        const failure = await failureFromResponse(response);
-        lastError = new UpstreamError(endpoint.url, failure);
-        if (response.status === 429) this.metrics?.upstreamRateLimited.inc(labels);
-        if (response.status === 429) endpoint.health.recordRateLimit(rateLimitCooldownMs(response.headers, failure.kind === "status" ? failure.retryAfterSeconds : undefined), lastError.message);
-        else endpoint.health.recordFailure(lastError.message);
-      } catch (error) {
-        if (!(error instanceof UpstreamError)) {
-          endpoint.health.release();
-          throw error;
-        }
-        lastError = error;
-        this.metrics?.upstreamResponses.inc({ ...labels, status: "0" });
-        endpoint.health.recordFailure(error.message);
+    if (asked === 0 && ifAllResting === "probe") {
+      for (const endpoint of tiers.filter((e) => e.health.rateLimitedFor() === 0)) {
+        const answer = await this.ask(endpoint, req, purpose, false);
+        if ("response" in answer) return answer;
+        failures.push(answer.failed);
       }
-      this.metrics?.upstreamFallbacks.inc(labels);
-      this.log.warn({ registry: this.registry.name, upstream: endpoint.url, path: req.path, error: lastError.message }, "upstream tier failed; trying next");
     }
-    throw lastError ?? new UpstreamError(this.registry.name, { kind: "network", message: "no endpoints" });
+    throw this.mostUseful(failures, tiers);
+  }
+
+  /** One tier, under one deadline; its health is updated and a probe slot it holds given back on every path. */
+  private async ask(endpoint: Endpoint, req: UpstreamRequest, purpose: Purpose, holdsSlot: boolean): Promise<UpstreamResponse | { failed: UpstreamError }> {
+    const started = performance.now();
+    const labels = { registry: this.registry.name, endpoint: endpoint.url };
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), endpoint.config.timeoutMs);
+    let phase: "headers" | "body" = "headers";
+    let failed: UpstreamError;
+    try {
+      const streamed = await endpoint.request({ ...req, signal: req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal });
+      phase = "body";
+      this.metrics?.upstreamDuration.observe({ ...labels, method: req.method }, (performance.now() - started) / 1000);
+      this.metrics?.upstreamResponses.inc({ ...labels, status: String(streamed.status) });
+      this.log.debug({ upstream: endpoint.url, method: req.method, path: req.path, status: streamed.status, ms: Math.round(performance.now() - started) }, "upstream request");
+      // Only a blob's own bytes stream; everything else is read here, within the deadline.
+      const response = purpose === "blob" && streamed.status < 400 ? streamed : await buffered(streamed);
+      const failure = await tierFailure(response);
+      if (!failure) {
+        // A 404 or a JSON 401 is an answer, not a sign of trouble; only 2xx/3xx prove health.
+        if (response.status < 400) endpoint.health.recordSuccess();
+        return { response, endpoint };
+      }
+      failed = new UpstreamError(endpoint.url, failure);
+      if (failure.kind === "status" && failure.status === 429) {
+        this.metrics?.upstreamRateLimited.inc(labels);
+        const cooldownMs = endpoint.health.recordRateLimit(rateLimitCooldownMs(response.headers, failure.retryAfterSeconds), failed.message);
+        // The client is told the wait ferry applies, whether or not upstream said one.
+        failed = new UpstreamError(endpoint.url, { ...failure, retryAfterSeconds: failure.retryAfterSeconds ?? Math.ceil(cooldownMs / 1000) });
+      } else {
+        endpoint.health.recordFailure(failed.message);
+      }
+    } catch (error) {
+      if (deadline.signal.aborted && !req.signal?.aborted) failed = new UpstreamError(endpoint.url, { kind: "timeout", phase });
+      else if (error instanceof UpstreamError) failed = error;
+      else throw error;
+      if (phase === "headers") this.metrics?.upstreamResponses.inc({ ...labels, status: "0" });
+      endpoint.health.recordFailure(failed.message);
+    } finally {
+      clearTimeout(timer);
+      if (holdsSlot) endpoint.health.release();
+    }
+    this.metrics?.upstreamFallbacks.inc(labels);
+    this.log.warn({ registry: this.registry.name, upstream: endpoint.url, path: req.path, error: failed.message }, "upstream tier failed; trying next");
+    return { failed };
+  }
+
+  /**
+   * The failure worth telling the client when no tier answered: a rate limit (with the
+   * shortest wait until a tier is free, resting tiers included) beats a timeout, which
+   * beats an upstream error status, which beats a network error (a dead fallback tier's
+   * ECONNREFUSED says least). Within a kind, the earliest tier's.
+   */
+  private mostUseful(failures: UpstreamError[], tiers: Endpoint[]): UpstreamError {
+    const waits = [
+      ...failures.flatMap((e) => (e.failure.kind === "status" && e.failure.status === 429 ? [(e.failure.retryAfterSeconds ?? 0) * 1000] : [])),
+      ...tiers.map((e) => e.health.rateLimitedFor()).filter((ms) => ms > 0),
+    ];
+    if (waits.length > 0) {
+      const limited = failures.find((e) => e.failure.kind === "status" && e.failure.status === 429);
+      const base = limited?.failure.kind === "status" ? limited.failure : { kind: "status" as const, status: 429, code: "TOOMANYREQUESTS", message: "every upstream tier is rate-limited; cooling down" };
+      return new UpstreamError(limited?.endpoint ?? tiers[0]?.url ?? this.registry.name, { ...base, retryAfterSeconds: Math.max(1, Math.ceil(Math.min(...waits) / 1000)) });
+    }
+    const rank = (e: UpstreamError) => (e.failure.kind === "timeout" ? 0 : e.failure.kind === "status" ? 1 : 2);
+    const best = [...failures].sort((a, b) => rank(a) - rank(b))[0];
+    if (best) return best;
+    const resting = tiers.map((e) => e.health.cooldown()?.until ?? 0).filter((t) => t > 0);
+    const next = resting.length ? ` (next attempt in ${Math.ceil((Math.min(...resting) - Date.now()) / 1000)}s)` : "";
+    return new UpstreamError(tiers[0]?.url ?? this.registry.name, { kind: "network", message: tiers.length ? `every upstream tier is resting after failures${next}` : "no endpoints" });
   }
 
   /**
@@ -153,4 +208,36 @@ export class Upstream {
       ...e.health.snapshot(),
     }));
   }
+}
+
+/** Small bodies are read whole (bounded): the caller then never waits on the network. */
+const SMALL_BODY_LIMIT = 16 * 1024 * 1024;
+
+async function buffered(response: Response): Promise<Response> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  if (response.body) {
+    for await (const chunk of response.body) {
+      size += chunk.byteLength;
+      if (size > SMALL_BODY_LIMIT) {
+        await response.body.cancel().catch(() => {});
+        throw new UpstreamError(response.url || "upstream", { kind: "network", message: `answer larger than ${SMALL_BODY_LIMIT} bytes` });
+      }
+      chunks.push(chunk);
+    }
+  }
+  const body = size === 0 ? null : Buffer.concat(chunks, size);
+  return new Response(body, { status: response.status, statusText: response.statusText, headers: response.headers });
+}
+
+/** Why a (buffered, unless a 2xx/3xx blob) answer counts against its tier, if it does. */
+async function tierFailure(response: Response): Promise<UpstreamFailure | undefined> {
+  const status = response.status;
+  const verdictStatus = status === 401 || status === 403;
+  if (!isFailoverStatus(status) && !verdictStatus) return undefined;
+  const failure = failureFrom(status, response.headers, await response.clone().text());
+  // A 401/403 the registry wrote itself (its error JSON) is its verdict; an HTML page in
+  // front of it is the network's (Cloudflare's "Just a moment…"): try the next tier.
+  if (verdictStatus && !(failure.kind === "status" && failure.foreign)) return undefined;
+  return failure;
 }

@@ -28,6 +28,7 @@ beforeAll(async () => {
   await hub.push(pub, "library/secret-sauce:latest");
   await quay.push(pub, "org/public:1");
   await quay.push(priv, "private/app:1"); // anonymous can't pull private/* upstream; reader can
+  await hub.push(priv, "private/hidden:1"); // ferry has no docker.io credentials: upstream answers 401
   const htpasswd = join(scratch, "htpasswd");
   writeFileSync(htpasswd, `alice:${(await Bun.password.hash("wonderland", { algorithm: "bcrypt", cost: 4 })).replace(/^\$2b\$/, "$2y$")}\n`);
   ferry = await startFerry({
@@ -118,6 +119,15 @@ describe("anonymous and passthrough registries", () => {
     expect({ code: s.code, err: s.code ? s.stderr : "" }).toEqual({ code: 0, err: "" });
     expect(s.digest).toBe(pub.manifestDigest);
   }, 60_000);
+
+  test("an upstream 401 for a logged-in client carries ferry's own challenge (issue 15.13)", async () => {
+    const r = await fetch(`${ferry.url}/v2/private/hidden/manifests/1`, { headers: { Accept: ACCEPT, Authorization: `Bearer ${STATIC_TOKEN}` } });
+    expect(r.status).toBe(401);
+    expect(((await r.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("UNAUTHORIZED");
+    const challenge = r.headers.get("www-authenticate") ?? "";
+    expect(challenge).toStartWith(`Bearer realm="${ferry.url}/token"`);
+    expect(challenge).toContain('scope="repository:private/hidden:pull"');
+  });
 
   test("passthrough: the owner pulls a private image with its upstream credentials; nobody else gets it from the cache", async () => {
     const owner = await skopeoCopy(`docker://${ferry.host}/quay.io/private/app:1`, `dir:${join(scratch, "private-owner")}`, ["--src-tls-verify=false", "--src-creds", "reader:readpass"]);

@@ -5,7 +5,8 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import type { Socket, TCPSocketListener } from "bun";
 import { join } from "node:path";
-import { startFerry } from "../harness/ferry.ts";
+import { startFaultFront, type FaultFront, type FrontMode } from "../harness/fault-front.ts";
+import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
 import { freePort } from "../harness/proc.ts";
@@ -276,5 +277,141 @@ describe("blob_endpoints", () => {
       await ferry.stop();
       await mirror.stop();
     }
+  }, 60_000);
+});
+
+// Issue 15 (items 2, 5, 7, 8) and 19.3: the faults are injected by small in-process
+// servers in front of the real registry (test/harness/fault-front.ts) or by the harness
+// upstream's own fault switch; the bytes always come from distribution.
+describe("tier faults the networks in front of registries produce", () => {
+  const hub = (endpoints: string, extra = "") => `[[registry]]\nname = "docker.io"\nendpoints = [${endpoints}]\nallow_private_redirects = true\n${extra}`;
+  const getManifest = async (url: string, tag = "latest") => {
+    const started = performance.now();
+    const r = await fetch(`${url}/v2/library/five/manifests/${tag}`, { headers: { Accept: ACCEPT }, signal: AbortSignal.timeout(20_000) });
+    const body = await r.arrayBuffer();
+    return { status: r.status, digest: r.headers.get("docker-content-digest"), bodyDigest: sha256(body), cache: r.headers.get("x-ferry-cache"), warning: r.headers.get("warning"), ms: performance.now() - started, headers: r.headers, body };
+  };
+  /** A fault front (in `mode`) and a ferry whose config names it; both stopped whatever happens. */
+  const withFront = async (mode: FrontMode, config: (front: string) => string, body: (ferry: FerryProcess, front: FaultFront) => Promise<void>) => {
+    const front = await startFaultFront(upstream.url, mode);
+    try {
+      const ferry = await startFerry({ config: config(front.url) });
+      try {
+        await body(ferry, front);
+      } finally {
+        await ferry.stop();
+      }
+    } finally {
+      await front.stop();
+    }
+  };
+
+  test("an HTML 403 page from the first tier is a tier failure: the next tier serves the pull, with ferry's User-Agent everywhere", async () => {
+    await withFront("html-403", (front) => hub(`"${front}", "${upstream.url}"`, `timeout = "5s"\nfailure_cooldown = "60s"\n`), async (ferry, cloudflare) => {
+      upstream.clearLog();
+      const m = await getManifest(ferry.url);
+      expect({ status: m.status, digest: m.digest, bodyDigest: m.bodyDigest }).toEqual({ status: 200, digest: five.manifestDigest, bodyDigest: five.manifestDigest });
+      for (const blob of five.blobs) {
+        const r = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`);
+        expect({ status: r.status, digest: sha256(await r.arrayBuffer()) }).toEqual({ status: 200, digest: blob.digest });
+      }
+      // Asked once, then resting: the blobs went straight to the second tier.
+      expect(cloudflare.log.map((l) => l.status)).toEqual([403]);
+      const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: { url: string; coolingDown: boolean; lastError?: string }[] }[] };
+      const tiers = status.registries.find((r) => r.registry === "docker.io")!.endpoints;
+      expect(tiers[0]).toMatchObject({ url: cloudflare.url, coolingDown: true });
+      expect(tiers[0]!.lastError).toContain("not a registry answer");
+      // Every request ferry made (registry, token service, CDN) said who it is.
+      const pkg = (await Bun.file(join(import.meta.dir, "../../package.json")).json()) as { version: string };
+      const agents = new Set([...cloudflare.log.map((l) => l.userAgent), ...upstream.log.map((e) => e.headers.userAgent)]);
+      expect([...agents]).toEqual([`ferry/${pkg.version}`]);
+      expect(upstream.count({ server: "token" })).toBeGreaterThan(0);
+      expect(upstream.count({ server: "cdn" })).toBeGreaterThan(0);
+    });
+  }, 60_000);
+
+  test("an HTML 403 from the only tier is a 502 that says so; a registry's JSON 403 stays DENIED", async () => {
+    await withFront("html-403", (front) => hub(`"${front}"`, `timeout = "5s"\nfailure_cooldown = "1s"\n`), async (ferry, cloudflare) => {
+      const m = await getManifest(ferry.url);
+      expect(m.status).toBe(502);
+      const body = JSON.parse(new TextDecoder().decode(m.body)) as { errors: { code: string; message: string }[] };
+      expect(body.errors[0]!.code).toBe("UNAVAILABLE");
+      expect(body.errors[0]!.message).toContain("not a registry answer");
+    });
+    const direct = await startFerry({ config: hub(`"${upstream.url}"`, `timeout = "5s"\n`) });
+    try {
+      await upstream.setFault({ kind: "status", status: 403, server: "front", match: /\/manifests\//, body: JSON.stringify({ errors: [{ code: "DENIED", message: "requested access to the resource is denied" }] }) });
+      const m = await getManifest(direct.url, "denied-tag");
+      expect(m.status).toBe(403);
+      expect((JSON.parse(new TextDecoder().decode(m.body)) as { errors: { code: string }[] }).errors[0]!.code).toBe("DENIED");
+    } finally {
+      await upstream.setFault(null);
+      await direct.stop();
+    }
+  }, 60_000);
+
+  test("a body that stalls after its headers costs that tier its timeout, and the next tier answers", async () => {
+    await withFront("stall-body", (front) => hub(`"${front}", "${upstream.url}"`, `timeout = "1s"\nfailure_cooldown = "60s"\n`), async (ferry, stalling) => {
+      const m = await getManifest(ferry.url);
+      expect({ status: m.status, digest: m.digest, bodyDigest: m.bodyDigest }).toEqual({ status: 200, digest: five.manifestDigest, bodyDigest: five.manifestDigest });
+      expect(stalling.log.length).toBe(1);
+      expect(ferry.logs()).toContain("timeout waiting for body");
+    });
+  }, 60_000);
+
+  test("a hanging upstream costs one timeout per cooldown window: the cached tag is served at once, marked stale, and counted", async () => {
+    const ferry = await startFerry({ tagTtl: "0s", config: hub(`"${upstream.url}"`, `timeout = "2s"\nfailure_cooldown = "60s"\n`) });
+    try {
+      const warm = await getManifest(ferry.url);
+      expect({ status: warm.status, digest: warm.digest }).toEqual({ status: 200, digest: five.manifestDigest });
+      await upstream.setFault({ kind: "hang", server: "front" });
+      upstream.clearLog();
+      const answers = [];
+      for (let i = 0; i < 6; i++) answers.push(await getManifest(ferry.url));
+      for (const a of answers) {
+        expect({ status: a.status, digest: a.digest, bodyDigest: a.bodyDigest, cache: a.cache, warning: a.warning }).toEqual({ status: 200, digest: five.manifestDigest, bodyDigest: five.manifestDigest, cache: "stale", warning: '110 - "Response is Stale"' });
+      }
+      // The first paid the timeout; the others did not ask the resting tier at all.
+      expect(upstream.count({ server: "front", pathIncludes: "/manifests/" })).toBe(1);
+      for (const a of answers.slice(1)) expect(a.ms).toBeLessThan(2_000);
+      // The tag list too: the cached tags, at once, marked stale.
+      const started = performance.now();
+      const tags = await fetch(`${ferry.url}/v2/library/five/tags/list`, { signal: AbortSignal.timeout(20_000) });
+      expect({ status: tags.status, cache: tags.headers.get("x-ferry-cache"), warning: tags.headers.get("warning"), body: await tags.json() }).toEqual({ status: 200, cache: "stale", warning: '110 - "Response is Stale"', body: { name: "library/five", tags: ["latest"] } });
+      expect(performance.now() - started).toBeLessThan(2_000);
+      expect(upstream.count({ server: "front" })).toBe(1);
+      const metrics = await (await fetch(`${ferry.url}/metrics`)).text();
+      expect(metrics).toContain('ferry_stale_responses_total{registry="docker.io",kind="manifest"} 6');
+      expect(metrics).toContain('ferry_stale_responses_total{registry="docker.io",kind="tags"} 1');
+      const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; staleResponses: Record<string, number> }[] };
+      expect(status.registries.find((r) => r.registry === "docker.io")!.staleResponses).toEqual({ manifest: 6, tags: 1 });
+    } finally {
+      await upstream.setFault(null);
+      await ferry.stop();
+    }
+  }, 60_000);
+
+  test("an upstream 429 without Retry-After reaches the client with the cooldown ferry applies", async () => {
+    await withFront("429-no-retry-after", (front) => hub(`"${front}"`, `cooldown = "7s"\n`), async (ferry, limited) => {
+      const m = await getManifest(ferry.url);
+      expect({ status: m.status, retryAfter: m.headers.get("retry-after") }).toEqual({ status: 429, retryAfter: "7" });
+    });
+  }, 60_000);
+
+  test("tiers [refused, rate-limited]: a blob asked while the 429 tier rests gets 429 with the time until a tier is free", async () => {
+    const refusedPort = await freePort();
+    await withFront("429-no-retry-after", (front) => hub(`"http://127.0.0.1:${refusedPort}", "${front}"`, `cooldown = "30s"\nfailure_cooldown = "1s"\n`), async (ferry, limited) => {
+      const [a, b] = five.blobs;
+      const first = await fetch(`${ferry.url}/v2/library/five/blobs/${a!.digest}`);
+      expect({ status: first.status, retryAfter: first.headers.get("retry-after") }).toEqual({ status: 429, retryAfter: "30" });
+      await first.arrayBuffer();
+      const again = await fetch(`${ferry.url}/v2/library/five/blobs/${b!.digest}`);
+      const body = (await again.json()) as { errors: { code: string }[] };
+      expect({ status: again.status, code: body.errors[0]!.code }).toEqual({ status: 429, code: "TOOMANYREQUESTS" });
+      const wait = Number(again.headers.get("retry-after"));
+      expect(wait).toBeGreaterThan(0);
+      expect(wait).toBeLessThanOrEqual(30);
+      expect(limited.log.length).toBe(1); // the resting tier was not asked again
+    });
   }, 60_000);
 });

@@ -46,6 +46,12 @@ describe("config", () => {
       { url: "https://relay.example.com", username: "u", password: "p", timeoutMs: 5_000 },
     ]);
   });
+  test("user_agent: ferry/<version> by default, per registry, per endpoint", async () => {
+    const pkg = (await Bun.file(`${import.meta.dir}/../../package.json`).json()) as { version: string };
+    const c = parseConfig(`[[registry]]\nname = "docker.io"\nuser_agent = "acme-mirror/2"\nendpoints = ["https://registry-1.docker.io", { url = "https://relay.example.com", user_agent = "acme-relay/1" }]`);
+    expect(c.registries.find((r) => r.name === "docker.io")!.endpoints.map((e) => e.userAgent)).toEqual(["acme-mirror/2", "acme-relay/1"]);
+    expect(c.registries.find((r) => r.name === "ghcr.io")!.endpoints[0]!.userAgent).toBe(`ferry/${pkg.version}`);
+  });
   test("tiers: per-endpoint headers, proxy and timeouts; blob_endpoints; health policy", () => {
     const c = parseConfig(
       `[[registry]]\nname = "docker.io"\nproxy = "http://127.0.0.1:3128"\ncooldown = "2m"\nfailure_threshold = 5\n` +

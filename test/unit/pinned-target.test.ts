@@ -4,7 +4,7 @@
 // listeners stand in for the registry, its CDN and its token service (loopback only).
 import { afterAll, describe, expect, test } from "bun:test";
 import type { Server } from "bun";
-import type { EndpointConfig } from "../../src/config/config.ts";
+import { DEFAULT_USER_AGENT, type EndpointConfig } from "../../src/config/config.ts";
 import { TokenCache } from "../../src/upstream/auth.ts";
 import { Endpoint } from "../../src/upstream/endpoint.ts";
 import { EndpointHealth, DEFAULT_HEALTH_POLICY } from "../../src/upstream/health.ts";
@@ -36,7 +36,7 @@ function scripted(answers: Record<string, string[][]>): Resolver & { calls: stri
 }
 
 function endpoint(url: string, resolve: Resolver, extra: Partial<EndpointConfig> = {}): Endpoint {
-  const config: EndpointConfig = { url, timeoutMs: 5_000, stallTimeoutMs: 5_000, headers: {}, allowPrivateRedirects: false, username: "operator", password: "secret", ...extra };
+  const config: EndpointConfig = { url, timeoutMs: 5_000, stallTimeoutMs: 5_000, headers: {}, allowPrivateRedirects: false, userAgent: DEFAULT_USER_AGENT, username: "operator", password: "secret", ...extra };
   return new Endpoint(config, new TokenCache(), new EndpointHealth(DEFAULT_HEALTH_POLICY), resolve);
 }
 

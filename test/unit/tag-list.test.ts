@@ -29,10 +29,10 @@ test("tags/list carries the client's credentials and is cached per credential", 
   } as unknown as Upstream;
   const tags = new TagService(meta, () => upstream, 60_000, createLogger("silent"));
   const repo = { registry: "quay.io", repository: "org/app" };
-  expect(await tags.list(repo, { username: "owner", password: "p" })).toEqual(["1", "2-private"]);
-  expect(await tags.list(repo, { username: "guest", password: "g" })).toEqual(["1"]);
-  expect(await tags.list(repo)).toEqual(["1"]);
-  expect(await tags.list(repo, { username: "owner", password: "wrong" })).toEqual(["1"]);
-  expect(await tags.list(repo, { username: "owner", password: "p" })).toEqual(["1", "2-private"]); // cached
+  expect((await tags.list(repo, { username: "owner", password: "p" })).tags).toEqual(["1", "2-private"]);
+  expect((await tags.list(repo, { username: "guest", password: "g" })).tags).toEqual(["1"]);
+  expect((await tags.list(repo)).tags).toEqual(["1"]);
+  expect((await tags.list(repo, { username: "owner", password: "wrong" })).tags).toEqual(["1"]);
+  expect((await tags.list(repo, { username: "owner", password: "p" })).tags).toEqual(["1", "2-private"]); // cached
   expect(asked).toEqual(["owner", "guest", undefined, "owner"]);
 });

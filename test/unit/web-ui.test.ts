@@ -95,6 +95,7 @@ describe("dashboard render functions", () => {
             { url: `http://x/${EVIL}`, tier: 0, usedFor: ["manifest", "blob"], state: "open", coolingDown: true, cooldownReason: "failure", cooldownRemainingMs: 42_000, consecutiveFailures: 3, recentRateLimits: 0, lastError: EVIL, lastErrorAt: "2026-05-01T11:58:00Z" },
             { url: "https://relay.example", tier: 1, usedFor: ["manifest", "blob"], state: "closed", coolingDown: true, cooldownReason: "rate-limit", cooldownRemainingMs: 90_000, recentRateLimits: 4 },
           ],
+          staleResponses: { manifest: 5, tags: 1 },
         },
       ],
       downloads: [{ key: "k", registry: EVIL, digest: EVIL, from: EVIL, bytes: 50, size: 200, state: EVIL }],
@@ -109,6 +110,8 @@ describe("dashboard render functions", () => {
     expect(registries).toContain("42s");
     expect(registries).toContain("1m 30s");
     expect(registries).toContain("unavailable"); // both tiers cooling down
+    expect(registries).toContain("6 stale"); // answers served from the cache while upstream failed
+    expect(registries).toContain("5 manifest, 1 tags");
     expect(renderSummary(status).value).toContain("66.7%");
     expect(renderSummary(status).value).toContain("2.00 KiB");
     expect(renderDownloads(status).value).toContain("50 B of 200 B · 25.0%");
