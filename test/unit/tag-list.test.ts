@@ -36,3 +36,22 @@ test("tags/list carries the client's credentials and is cached per credential", 
   expect((await tags.list(repo, { username: "owner", password: "p" })).tags).toEqual(["1", "2-private"]); // cached
   expect(asked).toEqual(["owner", "guest", undefined, "owner"]);
 });
+
+test("an upstream that refuses the client (401/403) is not answered from the cached tags; a 503 is", async () => {
+  const repo = { registry: "quay.io", repository: "org/private" };
+  await meta.putTag(repo, "secret-1", { digest: `sha256:${"a".repeat(64)}`, mediaType: "application/vnd.oci.image.manifest.v1+json", size: 2, checkedAt: Date.now() });
+  let status = 401;
+  const upstream = {
+    request: async () => ({
+      response: Response.json({ errors: [{ code: status === 401 ? "UNAUTHORIZED" : status === 403 ? "DENIED" : "UNAVAILABLE", message: "no" }] }, { status }),
+      endpoint: { url: "http://upstream.test" },
+    }),
+  } as unknown as Upstream;
+  const tags = new TagService(meta, () => upstream, 60_000, createLogger("silent"));
+  for (status of [401, 403]) {
+    const error = await tags.list(repo, { username: "guest", password: String(status) }).then(() => undefined, (e: { status?: number }) => e);
+    expect(error?.status).toBe(status);
+  }
+  status = 503;
+  expect(await tags.list(repo, { username: "guest", password: "503" })).toEqual({ tags: ["secret-1"], stale: true });
+});
