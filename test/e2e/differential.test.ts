@@ -17,6 +17,7 @@ import { bigLayer, fiveLayer, MT, multiArch, readBlob, type BuiltImage } from ".
 import { OTHER_REGISTRIES_OFF, sha256 } from "../harness/oci.ts";
 import { ociFetch } from "../harness/oci-client.ts";
 import { waitFor } from "../harness/proc.ts";
+import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
 
 const SEED = Number(process.env.FERRY_SEED ?? Math.floor(Math.random() * 2 ** 31));
@@ -72,7 +73,9 @@ const SCHEMA1 = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 
 let upstream: Upstream;
 let tiers: FaultTier[];
-let ferry: FerryProcess;
+let redis: RedisServer;
+/** Two replicas sharing Redis, each with its own local tier. */
+let replicas: FerryProcess[];
 const images: { repo: string; tag: string; image: BuiltImage }[] = [];
 
 beforeAll(async () => {
@@ -91,21 +94,25 @@ beforeAll(async () => {
     images.push({ repo, tag, image });
   }
   tiers = [await startFaultTier(upstream.url), await startFaultTier(upstream.url)];
-  ferry = await startFerry({
+  redis = await startRedis();
+  const replica = () => startFerry({
     // 0s: every tag pull revalidates (the path most exposed to tier faults).
     tagTtl: TAG_TTL,
     config: [
       `[limits]\nconcurrent_downloads = ${CONCURRENT_DOWNLOADS}`,
+      `[redis]\nurl = "${redis.url}"`,
       OTHER_REGISTRIES_OFF,
       `[[registry]]\nname = "docker.io"\nendpoints = ["${tiers[0]!.url}", "${tiers[1]!.url}"]\nallow_private_redirects = true`,
       `timeout = "${TIMEOUT_MS / 1000}s"\nstall_timeout = "${STALL_MS / 1000}s"\nfailure_cooldown = "${FAILURE_COOLDOWN}"\ncooldown = "10s"`,
     ].join("\n"),
   });
+  replicas = [await replica(), await replica()];
 }, 240_000);
 
 afterAll(async () => {
-  await ferry?.stop();
+  for (const f of replicas ?? []) await f.stop();
   for (const t of tiers ?? []) await t.stop();
+  await redis?.dispose();
   await upstream?.stop();
 });
 
@@ -154,50 +161,62 @@ function oracleFor(q: Req): Promise<Oracle> {
   return o;
 }
 
-interface Healthy {
+interface TierState {
   url: string;
-  ok: boolean;
+  available: boolean;
+  coolingDown: boolean;
+  state: string;
 }
 
-async function tierHealth(): Promise<Healthy[]> {
-  const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: { url: string; state: string; available: boolean }[] }[] };
-  const hub = status.registries.find((r) => r.registry === "docker.io")!;
-  return hub.endpoints.map((e) => ({ url: e.url, ok: e.state === "closed" && e.available }));
+async function tierStates(ferry: FerryProcess): Promise<TierState[]> {
+  const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: TierState[] }[] };
+  return status.registries.find((r) => r.registry === "docker.io")!.endpoints;
+}
+
+/** What one replica has served whole: it must keep serving it, whatever the tiers do. */
+interface Served {
+  blobs: Set<string>;
+  manifestDigests: Set<string>;
+  tags: Map<string, string>; // repo:tag -> media type
 }
 
 test(`randomized pulls against faulty tiers match the upstream byte for byte (FERRY_SEED=${SEED})`, async () => {
   console.log(`differential: FERRY_SEED=${SEED} tag_ttl=${TAG_TTL} requests<=${MAX_REQUESTS} seconds<=${MAX_MS / 1000}`);
   const rand = prng(SEED);
   const failures: string[] = [];
-  const fail = (i: number, q: Req, why: string) => failures.push(`#${i} ${describeReq(q)}: ${why}`);
-  // What ferry has served whole (it must keep serving it, whatever the tiers do).
-  const servedBlobs = new Set<string>();
-  const servedManifestDigests = new Set<string>();
-  const servedTags = new Map<string, string>(); // repo:tag -> media type
+  const fail = (i: number, at: number, q: Req, why: string) => failures.push(`#${i} replica ${at} ${describeReq(q)}: ${why}`);
+  const served: Served[] = replicas.map(() => ({ blobs: new Set(), manifestDigests: new Set(), tags: new Map() }));
   let faultActivations = 0;
+  let hangActivations = 0;
+  let redisRestarts = 0;
   const slowCached: string[] = [];
   const started = Date.now();
-  let phaseFaults: TierFaultKind[] = ["none", "none"];
-  let hangActivations = 0;
   let n = 0;
 
   for (let phase = 0; n < MAX_REQUESTS && Date.now() - started < MAX_MS; phase++) {
-    // The first phase is clean; after it each tier is healthy half the time.
-    phaseFaults = phase === 0 ? ["none", "none"] : tiers.map(() => (rand() < 0.5 ? "none" : TIER_FAULTS[Math.floor(rand() * TIER_FAULTS.length)]!));
+    // The first phase is clean; after it each tier is healthy half the time, and now and
+    // then Redis comes back empty (no persistence), as after a restart or an eviction.
+    const phaseFaults: TierFaultKind[] = phase === 0 ? ["none", "none"] : tiers.map(() => (rand() < 0.5 ? "none" : TIER_FAULTS[Math.floor(rand() * TIER_FAULTS.length)]!));
     for (const [i, t] of tiers.entries()) await t.setFault(phaseFaults[i]!);
     faultActivations += phaseFaults.filter((f) => f !== "none").length;
     hangActivations += phaseFaults.filter((f) => f === "hang" || f === "stall").length;
+    if (phase > 0 && rand() < 0.15) {
+      await redis.restart();
+      redisRestarts++;
+    }
     for (let inPhase = 0; inPhase < PHASE && n < MAX_REQUESTS; ) {
       const concurrency = 1 + Math.floor(rand() * 3);
-      const batch = Array.from({ length: Math.min(concurrency, PHASE - inPhase) }, () => randomRequest(rand));
+      const batch = Array.from({ length: Math.min(concurrency, PHASE - inPhase) }, () => ({ q: randomRequest(rand), at: Math.floor(rand() * replicas.length) }));
       inPhase += batch.length;
-      const health = await tierHealth();
-      const healthyTier = health.find((h, i) => h.ok && phaseFaults[i] === "none");
+      const health = await Promise.all(replicas.map(tierStates));
       await Promise.all(
-        batch.map(async (q) => {
+        batch.map(async ({ q, at }) => {
           const i = n++;
+          const ferry = replicas[at]!;
+          const mine = served[at]!;
+          const healthyTier = health[at]!.find((h, k) => h.state === "closed" && h.available && phaseFaults[k] === "none");
           const servable =
-            q.kind === "blob" ? servedBlobs.has(q.reference) : q.reference.startsWith("sha256:") ? servedManifestDigests.has(q.reference) : q.accept!.types.includes(servedTags.get(`${q.repo}:${q.reference}`) ?? "-");
+            q.kind === "blob" ? mine.blobs.has(q.reference) : q.reference.startsWith("sha256:") ? mine.manifestDigests.has(q.reference) : q.accept!.types.includes(mine.tags.get(`${q.repo}:${q.reference}`) ?? "-");
           const headers: Record<string, string> = {};
           if (q.accept) headers.Accept = q.accept.types.join(", ");
           if (q.range) headers.Range = `bytes=${q.range.start}-${q.range.end ?? ""}`;
@@ -210,39 +229,37 @@ test(`randomized pulls against faulty tiers match the upstream byte for byte (FE
           } catch (error) {
             // A body cut short is all a mirror can do once headers are out and every tier broke.
             const ms = performance.now() - t0;
-            if (ms > MAX_ANSWER_MS) fail(i, q, `no answer within ${MAX_ANSWER_MS} ms (${(error as Error).message})`);
-            else if (servable) fail(i, q, `connection broken although ferry had served it before: ${(error as Error).message}`);
-            else if (healthyTier) fail(i, q, `connection broken although tier ${healthyTier.url} was healthy: ${(error as Error).message}`);
+            if (ms > MAX_ANSWER_MS) fail(i, at, q, `no answer within ${MAX_ANSWER_MS} ms (${(error as Error).message})`);
+            else if (servable) fail(i, at, q, `connection broken although this replica had served it before: ${(error as Error).message}`);
+            else if (healthyTier) fail(i, at, q, `connection broken although tier ${healthyTier.url} was healthy: ${(error as Error).message}`);
             return;
           }
           const ms = performance.now() - t0;
-          if (ms > MAX_ANSWER_MS) fail(i, q, `answer took ${Math.round(ms)} ms (bound ${MAX_ANSWER_MS} ms)`);
+          if (ms > MAX_ANSWER_MS) fail(i, at, q, `answer took ${Math.round(ms)} ms (bound ${MAX_ANSWER_MS} ms)`);
           if (servable && ms > TIMEOUT_MS * 0.75) slowCached.push(`#${i} ${describeReq(q)} ${Math.round(ms)} ms`);
-          const cache = r.headers.get("x-ferry-cache");
-          if (cache === "stale" && faultActivations === 0) fail(i, q, "stale answer although no tier ever failed");
+          if (r.headers.get("x-ferry-cache") === "stale" && faultActivations === 0) fail(i, at, q, "stale answer although no tier ever failed");
 
           if (r.status >= 400) {
             // An error: OCI JSON, a meaningful status, and only when nothing could serve it.
-            if (r.status === 500) fail(i, q, "500 answer");
+            if (r.status === 500) fail(i, at, q, "500 answer");
             if (q.method === "GET") {
               let code: unknown;
               try {
                 code = (JSON.parse(new TextDecoder().decode(body)) as { errors?: { code?: unknown }[] }).errors?.[0]?.code;
               } catch {}
-              if (typeof code !== "string") fail(i, q, `error ${r.status} without an OCI error body`);
+              if (typeof code !== "string") fail(i, at, q, `error ${r.status} without an OCI error body`);
             }
-            if (r.status === 429 && !r.headers.get("retry-after")) fail(i, q, "429 without Retry-After");
-            if (servable) fail(i, q, `${r.status} although ferry had served it before (cached copy)`);
+            if (r.status === 429 && !r.headers.get("retry-after")) fail(i, at, q, "429 without Retry-After");
             if (q.kind === "manifest") {
               const o = await oracleFor(q);
               // distribution converts schema2 to signed schema1 for clients that don't accept schema2;
               // refusing that with an error that says why is allowed (issue 15.14).
               if (o.contentType === SCHEMA1 && /schema ?1/i.test(new TextDecoder().decode(body))) return;
-              if (r.status === 404 && o.status !== 404) fail(i, q, `404 but the upstream answers ${o.status}`);
-              if (o.status < 300 && healthyTier && r.status !== 404) fail(i, q, `${r.status} although tier ${healthyTier.url} was healthy`);
-            } else if (healthyTier) {
-              fail(i, q, `${r.status} although tier ${healthyTier.url} was healthy`);
+              if (r.status === 404 && o.status !== 404) fail(i, at, q, `404 but the upstream answers ${o.status}`);
+              if (o.status >= 300) return;
             }
+            if (servable) fail(i, at, q, `${r.status} although this replica had served it before (cached copy)`);
+            else if (healthyTier) fail(i, at, q, `${r.status} although tier ${healthyTier.url} was healthy`);
             return;
           }
 
@@ -250,32 +267,32 @@ test(`randomized pulls against faulty tiers match the upstream byte for byte (FE
             const whole = q.blob!;
             const expected = q.range ? whole.subarray(q.range.start, (q.range.end ?? whole.byteLength - 1) + 1) : whole;
             if (q.method === "HEAD") {
-              if (r.headers.get("content-length") !== String(whole.byteLength)) fail(i, q, `HEAD Content-Length ${r.headers.get("content-length")} != ${whole.byteLength}`);
+              if (r.headers.get("content-length") !== String(whole.byteLength)) fail(i, at, q, `HEAD Content-Length ${r.headers.get("content-length")} != ${whole.byteLength}`);
               return;
             }
-            if (q.range && r.status !== 206) fail(i, q, `range answered ${r.status}`);
-            if (sha256(body) !== sha256(expected)) fail(i, q, `body differs from upstream (${body.byteLength} bytes, want ${expected.byteLength})`);
-            else if (!q.range) servedBlobs.add(q.reference);
+            if (q.range && r.status !== 206) fail(i, at, q, `range answered ${r.status}`);
+            if (sha256(body) !== sha256(expected)) fail(i, at, q, `body differs from upstream (${body.byteLength} bytes, want ${expected.byteLength})`);
+            else if (!q.range) mine.blobs.add(q.reference);
             return;
           }
 
           const o = await oracleFor(q);
           if (o.status !== 200) {
-            fail(i, q, `${r.status} but the upstream answers ${o.status}`);
+            fail(i, at, q, `${r.status} but the upstream answers ${o.status}`);
             return;
           }
           const digest = r.headers.get("docker-content-digest");
-          if (r.headers.get("content-type") !== o.contentType) fail(i, q, `Content-Type ${r.headers.get("content-type")} != upstream ${o.contentType}`);
+          if (r.headers.get("content-type") !== o.contentType) fail(i, at, q, `Content-Type ${r.headers.get("content-type")} != upstream ${o.contentType}`);
           if (o.contentType === SCHEMA1) {
             // Signed schema1: each conversion is signed anew, so only the payload digest is stable.
-            if (digest !== o.digest) fail(i, q, `schema1 Docker-Content-Digest ${digest} != upstream ${o.digest}`);
+            if (digest !== o.digest) fail(i, at, q, `schema1 Docker-Content-Digest ${digest} != upstream ${o.digest}`);
             return;
           }
-          if (digest !== sha256(o.body)) fail(i, q, `Docker-Content-Digest ${digest} != upstream ${sha256(o.body)}`);
+          if (digest !== sha256(o.body)) fail(i, at, q, `Docker-Content-Digest ${digest} != upstream ${sha256(o.body)}`);
           if (q.method === "GET") {
-            if (sha256(body) !== sha256(o.body)) fail(i, q, "manifest body differs from upstream");
-            else if (q.reference.startsWith("sha256:")) servedManifestDigests.add(q.reference);
-            else if (q.accept!.name === "full") servedTags.set(`${q.repo}:${q.reference}`, o.contentType ?? "");
+            if (sha256(body) !== sha256(o.body)) fail(i, at, q, "manifest body differs from upstream");
+            else if (q.reference.startsWith("sha256:")) mine.manifestDigests.add(q.reference);
+            else if (q.accept!.name === "full") mine.tags.set(`${q.repo}:${q.reference}`, o.contentType ?? "");
           }
         }),
       );
@@ -283,36 +300,40 @@ test(`randomized pulls against faulty tiers match the upstream byte for byte (FE
   }
 
   // One timeout per window: a cached answer pays a hanging tier's timeout at most once per
-  // activation and concurrent client, not on every pull.
-  if (slowCached.length > hangActivations * 3) failures.push(`cached answers that waited for a timeout: ${slowCached.length} > ${hangActivations * 3}:\n  ${slowCached.join("\n  ")}`);
+  // activation and concurrent client on each replica, not on every pull.
+  const slowAllowed = hangActivations * 3 * replicas.length;
+  if (slowCached.length > slowAllowed) failures.push(`cached answers that waited for a timeout: ${slowCached.length} > ${slowAllowed}:\n  ${slowCached.join("\n  ")}`);
 
   // After the sequence: nothing left behind.
   for (const t of tiers) await t.setFault("none");
   const heldGone = await waitFor(() => tiers.every((t) => t.heldOpen() === 0), { timeoutMs: 15_000, what: "held upstream sockets to close" }).then(() => true, () => false);
   if (!heldGone) failures.push(`upstream connections ferry never closed: ${tiers.map((t) => t.heldOpen()).join(", ")}`);
-  const drained = await waitFor(
-    async () => ((await (await fetch(`${ferry.url}/api/status`)).json()) as { downloads: unknown[] }).downloads.length === 0,
-    { timeoutMs: 30_000, what: "downloads in flight to end" },
-  ).then(() => true, () => false);
-  if (!drained) failures.push("downloads still in flight after the sequence");
-  const tmp = join(ferry.cacheDir, "tmp");
-  const temps = drained ? safeList(tmp) : [];
-  if (temps.length) failures.push(`temp files left: ${temps.join(", ")}`);
-  for (const e of await fullStatus()) if (!e.coolingDown && !e.available) failures.push(`tier ${e.url} is neither cooling down nor available (a probe slot leaked)`);
-  // A leaked download slot shows as a 429 once concurrent_downloads slots are gone.
-  const cached = [...servedBlobs].slice(0, CONCURRENT_DOWNLOADS);
-  const owners = cached.map((d) => images.find((im) => im.image.blobs.some((b) => b.digest === d))!);
-  const answers = await Promise.all(cached.map((d, k) => fetch(`${ferry.url}/v2/${owners[k]!.repo}/blobs/${d}`).then(async (r) => ({ status: r.status, digest: sha256(await r.arrayBuffer()), want: d }))));
-  for (const a of answers) if (a.status !== 200 || a.digest !== a.want) failures.push(`cached blob ${a.want.slice(0, 19)} after the run: ${a.status} (a download slot leaked?)`);
+  for (const [at, ferry] of replicas.entries()) {
+    const drained = await waitFor(async () => ((await (await fetch(`${ferry.url}/api/status`)).json()) as { downloads: unknown[] }).downloads.length === 0, { timeoutMs: 30_000, what: "downloads in flight to end" }).then(() => true, () => false);
+    if (!drained) failures.push(`replica ${at}: downloads still in flight after the sequence`);
+    const temps = drained ? safeList(join(ferry.cacheDir, "tmp")) : [];
+    if (temps.length) failures.push(`replica ${at}: temp files left: ${temps.join(", ")}`);
+    for (const e of await tierStates(ferry)) if (!e.coolingDown && !e.available) failures.push(`replica ${at}: tier ${e.url} is neither cooling down nor available (a probe slot leaked)`);
+    // A leaked download slot shows as a 429 once concurrent_downloads slots are gone.
+    const cached = [...served[at]!.blobs].slice(0, CONCURRENT_DOWNLOADS);
+    const owner = (d: string) => images.find((im) => im.image.blobs.some((b) => b.digest === d))!.repo;
+    const answers = await Promise.all(cached.map((d) => fetch(`${ferry.url}/v2/${owner(d)}/blobs/${d}`).then(async (r) => ({ status: r.status, digest: sha256(await r.arrayBuffer()), want: d }))));
+    for (const a of answers) if (a.status !== 200 || a.digest !== a.want) failures.push(`replica ${at}: cached blob ${a.want.slice(0, 19)} after the run: ${a.status} (a download slot leaked?)`);
+  }
+  const leases = await redisKeys("*lock:*");
+  if (leases.length) failures.push(`leases left in Redis: ${leases.join(", ")}`);
 
-  console.log(`differential: ${n} requests, ${faultActivations} fault activations, tiers saw ${tiers.map((t) => JSON.stringify(t.counts)).join(" / ")}`);
+  console.log(`differential: ${n} requests, ${faultActivations} fault activations, ${redisRestarts} Redis restarts, tiers saw ${tiers.map((t) => JSON.stringify(t.counts)).join(" / ")}`);
   if (failures.length) console.log(`differential FAILED with FERRY_SEED=${SEED}:\n${failures.join("\n")}`);
   expect(failures, `replay with FERRY_SEED=${SEED}`).toEqual([]);
 }, 300_000);
 
-async function fullStatus(): Promise<{ url: string; available: boolean; coolingDown: boolean }[]> {
-  const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: { url: string; available: boolean; coolingDown: boolean }[] }[] };
-  return status.registries.find((r) => r.registry === "docker.io")!.endpoints;
+/** Keys matching a pattern, asked with redis-cli (Debian's, beside redis-server). */
+async function redisKeys(pattern: string): Promise<string[]> {
+  const proc = Bun.spawn(["redis-cli", "-p", String(redis.port), "--scan", "--pattern", pattern], { stdout: "pipe" });
+  const text = await new Response(proc.stdout).text();
+  await proc.exited;
+  return text.split("\n").filter(Boolean);
 }
 
 function safeList(dir: string): string[] {
