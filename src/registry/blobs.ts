@@ -120,7 +120,7 @@ export class BlobService {
       log: this.log,
       createWriter: async () => {
         const local = await this.local.begin(key);
-        return shared ? new TeeBlobWriter(local, shared.beginUpload(key), this.log, id) : local;
+        return shared ? new TeeBlobWriter(local, (size) => shared.beginUpload(key, size), this.log, id) : local;
       },
     });
     this.downloads.set(id, download);
