@@ -16,6 +16,7 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
@@ -244,6 +245,41 @@ export class S3BlobStore implements RemoteBlobStore {
       if (!next) return;
       if (next === token) throw storeError("ListObjectsV2", listPrefix, new Error("server repeated its continuation token"));
       token = next;
+    }
+  }
+
+  /** Multipart uploads under ferry's prefix that were neither completed nor aborted (a killed replica's). */
+  async *uploads(): AsyncIterable<{ objectKey: string; uploadId: string; initiated: Date }> {
+    const listPrefix = `${this.prefix}blobs/`;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (let page = 0; page < LIST_PAGE_LIMIT; page++) {
+      let out;
+      try {
+        out = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: listPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: this.listPageSize }));
+      } catch (error) {
+        throw storeError("ListMultipartUploads", listPrefix, error);
+      }
+      for (const u of out.Uploads ?? []) {
+        if (u.Key === undefined || u.UploadId === undefined || !parseObjectKey(this.prefix, u.Key)) continue; // not ferry's
+        yield { objectKey: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) };
+      }
+      if (!out.IsTruncated) return;
+      if (out.NextKeyMarker === keyMarker && out.NextUploadIdMarker === uploadIdMarker) {
+        throw storeError("ListMultipartUploads", listPrefix, new Error("server repeated its markers"));
+      }
+      keyMarker = out.NextKeyMarker;
+      uploadIdMarker = out.NextUploadIdMarker;
+    }
+  }
+
+  /** Aborts one multipart upload (from uploads()); one already gone is fine. */
+  async abortUpload(objectKey: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId }));
+    } catch (error) {
+      if (httpStatus(error) === 404) return;
+      throw storeError("AbortMultipartUpload", objectKey, error);
     }
   }
 
