@@ -1,5 +1,6 @@
 // Blob pulls through the tiers: local disk → shared store (S3) → upstream.
-// - Local hit: sendfile. Shared hit: a 307 to a short-lived URL (redirect mode), or a
+// - Local hit: sendfile (and, if the shared store lacks the blob, a background copy
+//   there: shared-backfill.ts). Shared hit: a 307 to a short-lived URL (redirect mode), or a
 //   download from the shared store into the local tier, streamed to the client.
 // - Miss everywhere: one replica (Redis lease) downloads from upstream, writing the local
 //   tier and the shared store at once; the others wait for the shared copy.
@@ -17,6 +18,7 @@ import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { BlobDownload } from "./blob-download.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
+import { SharedBackfill } from "./shared-backfill.ts";
 import type { BlobResult } from "./results.ts";
 import { toRegistryError } from "./upstream-errors.ts";
 
@@ -43,6 +45,7 @@ const MAX_WAIT_FOR_PEER_MS = 10 * 60_000;
 export class BlobService {
   private readonly downloads = new Map<string, BlobDownload>();
   private sharedDown = false;
+  private readonly backfill: SharedBackfill | undefined;
 
   constructor(
     private readonly local: FsBlobStore,
@@ -50,7 +53,9 @@ export class BlobService {
     private readonly locks: LockService,
     private readonly upstreamFor: (registry: string) => Upstream,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.backfill = shared ? new SharedBackfill(shared.store, (key) => locks.acquire(leaseName(key)), log) : undefined;
+  }
 
   /** Downloads in progress (for status pages and draining). */
   get inFlight(): ReadonlyMap<string, BlobDownload> {
@@ -67,6 +72,7 @@ export class BlobService {
     const cached = running ? undefined : await this.local.stat(key);
     if (cached) {
       this.local.touch(key);
+      this.backfill?.offer(key, cached.path, cached.size);
       const range = rangeOf(req.range, cached.size);
       return { digest: req.digest, source: "local", size: cached.size, range, body: req.method === "HEAD" ? { kind: "none" } : { kind: "file", path: cached.path }, cache: "hit" };
     }
