@@ -36,6 +36,8 @@ function writeConfig(name: string, body: string): string {
 }
 
 beforeAll(async () => {
+  // s3rver, not Ceph's radosgw: check and prune --s3-orphans need only Head/Put/List/Delete,
+  // so its faster start wins; prune's abort of stale multipart uploads is tested on RGW (s3-tier.test.ts).
   [upstream, redis, s3] = await Promise.all([startUpstream(), startRedis(), startS3({ bucket: "cli" })]);
   five = await fiveLayer({ seed: "cli" });
   multi = await multiArch({ seed: "cli" });

@@ -3,7 +3,8 @@
 // because these tests need what s3rver lacks: ListMultipartUploads, a real
 // AbortMultipartUpload, and the 5 MiB minimum part size at CompleteMultipartUpload.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { GetObjectCommand, HeadObjectCommand } from "@aws-sdk/client-s3";
+import { GetBucketLifecycleConfigurationCommand, GetObjectCommand, HeadObjectCommand, PutBucketLifecycleConfigurationCommand } from "@aws-sdk/client-s3";
+import { readFileSync } from "node:fs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -231,4 +232,17 @@ describe("ferry's S3 tier on Ceph RGW", () => {
     expect(await s3.pendingUploads()).toEqual([]);
     expect(await s3.listKeys(objectKey(layer.digest))).toEqual([]);
   }, 90_000);
+
+  test("the lifecycle rule the README shows (and config.example.toml repeats) is taken by RGW", async () => {
+    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
+    const block = /```json\n\s*(\{"Rules": \[\{"ID": "ferry-abort-incomplete-uploads"[\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const rule = JSON.parse(block!) as { Rules: { ID: string; Status: "Enabled"; Filter: { Prefix: string }; AbortIncompleteMultipartUpload: { DaysAfterInitiation: number } }[] };
+    const example = readFileSync(join(ROOT, "config.example.toml"), "utf8");
+    const exampleJson = example.slice(example.indexOf('#   {"Rules"')).split("\n").slice(0, 2).map((l) => l.replace(/^#\s*/, "")).join(" ");
+    expect(JSON.parse(exampleJson)).toEqual(rule);
+    await s3.client().send(new PutBucketLifecycleConfigurationCommand({ Bucket: s3.bucket, LifecycleConfiguration: rule }));
+    const back = await s3.client().send(new GetBucketLifecycleConfigurationCommand({ Bucket: s3.bucket }));
+    expect(back.Rules?.map((r) => [r.ID, r.Status, r.Filter?.Prefix, r.AbortIncompleteMultipartUpload?.DaysAfterInitiation])).toEqual([["ferry-abort-incomplete-uploads", "Enabled", "ferry/", 1]]);
+  }, 30_000);
 });
