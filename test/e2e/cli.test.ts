@@ -5,7 +5,7 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
-import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { ferryCli, startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { fiveLayer, multiArch, type BuiltImage } from "../harness/images.ts";
 import { freePort } from "../harness/proc.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
@@ -20,14 +20,6 @@ let s3: S3Server;
 let five: BuiltImage;
 let multi: BuiltImage;
 const scratch = mkdtempSync(join(tmpdir(), "ferry-cli-"));
-
-async function ferryCli(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/main.ts"), ...args], { stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  clearTimeout(timer);
-  return { code: await proc.exited, stdout, stderr };
-}
 
 function writeConfig(name: string, body: string): string {
   const path = join(scratch, name);

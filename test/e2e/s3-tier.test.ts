@@ -17,7 +17,7 @@ import { parseConfig } from "../../src/config/load.ts";
 import { createLogger } from "../../src/observe/logger.ts";
 import { Mirror } from "../../src/registry/mirror.ts";
 import { startCeph, type CephS3 } from "../harness/ceph.ts";
-import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { ferryCli, startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { ACCEPT, OTHER_REGISTRIES_OFF, hubRegistry, sha256 } from "../harness/oci.ts";
 import { waitFor } from "../harness/proc.ts";
@@ -45,14 +45,6 @@ const objectKey = (digest: string) => objectKeyFor(PREFIX, { registry: "docker.i
 async function objectDigest(digest: string): Promise<string> {
   const out = await s3.client().send(new GetObjectCommand({ Bucket: s3.bucket, Key: objectKey(digest) }));
   return sha256(await out.Body!.transformToByteArray());
-}
-
-async function ferryCli(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
-  const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/main.ts"), ...args], { stdout: "pipe", stderr: "pipe" });
-  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
-  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  clearTimeout(timer);
-  return { code: await proc.exited, stdout, stderr };
 }
 
 /** Pulls an image's manifest and every blob through ferry, checking each digest. */

@@ -17,7 +17,8 @@ import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node
 import { randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { CreateBucketCommand, ListMultipartUploadsCommand, ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { CreateBucketCommand, ListMultipartUploadsCommand, type S3Client } from "@aws-sdk/client-s3";
+import { listAllKeys, testS3Client } from "./s3-client.ts";
 import { LOOPBACK, freePort, onExit, run, spawnDaemon, tailFile, waitFor, type Daemon } from "./proc.ts";
 
 export interface CephOptions {
@@ -141,17 +142,8 @@ export async function startCeph(opts: CephOptions = {}): Promise<CephS3> {
   const spawn = (name: string, argv: string[]) => spawnDaemon(argv, { logFile: join(dir, "log", `${name}.stdout`) });
 
   let sdk: S3Client | undefined;
-  const client = () =>
-    (sdk ??= new S3Client({
-      endpoint,
-      region: "us-east-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId, secretAccessKey },
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      maxAttempts: 1,
-      requestHandler: { connectionTimeout: 2000, requestTimeout: 10_000, throwOnRequestTimeout: true },
-    }));
+  const client = () => (sdk ??= testS3Client(endpoint, accessKeyId, secretAccessKey));
+
 
   async function startGateway(): Promise<void> {
     if (daemons.rgw?.alive()) return;
@@ -222,17 +214,7 @@ export async function startCeph(opts: CephOptions = {}): Promise<CephS3> {
       return daemons.rgw?.pid ?? -1;
     },
     client,
-    async listKeys(prefix?: string) {
-      const keys: string[] = [];
-      let token: string | undefined;
-      for (let page = 0; page < 1000; page++) {
-        const out = await client().send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
-        for (const o of out.Contents ?? []) if (o.Key !== undefined) keys.push(o.Key);
-        if (!out.IsTruncated || !out.NextContinuationToken) break;
-        token = out.NextContinuationToken;
-      }
-      return keys.sort();
-    },
+    listKeys: (prefix?: string) => listAllKeys(client(), bucket, prefix),
     async pendingUploads(prefix?: string) {
       const uploads: PendingUpload[] = [];
       let keyMarker: string | undefined;

@@ -15,7 +15,8 @@
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { listAllKeys, testS3Client } from "./s3-client.ts";
 import { LOOPBACK, freePort, onExit, spawnDaemon, waitFor, waitForPort, type Daemon } from "./proc.ts";
 
 export interface S3Options {
@@ -92,18 +93,8 @@ export async function startS3(opts: S3Options = {}): Promise<S3Server> {
   let daemon: Daemon | undefined;
   let sdk: S3Client | undefined;
 
-  const client = () =>
-    (sdk ??= new S3Client({
-      endpoint,
-      region: "us-east-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
-      // s3rver does not understand the SDK's default CRC32 trailers (aws-chunked).
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      maxAttempts: 1,
-      requestHandler: { connectionTimeout: 2000, requestTimeout: 10_000, throwOnRequestTimeout: true },
-    }));
+  const client = () => (sdk ??= testS3Client(endpoint, "S3RVER", "S3RVER"));
+
 
   async function start(): Promise<void> {
     if (daemon?.alive()) return;
@@ -156,20 +147,7 @@ export async function startS3(opts: S3Options = {}): Promise<S3Server> {
       return daemon?.pid ?? -1;
     },
     client,
-    async listKeys(prefix?: string) {
-      const keys: string[] = [];
-      let token: string | undefined;
-      // Bounded: 1000 pages of 1000 keys is far beyond any test.
-      for (let page = 0; page < 1000; page++) {
-        const out = await client().send(
-          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-        );
-        for (const o of out.Contents ?? []) if (o.Key !== undefined) keys.push(o.Key);
-        if (!out.IsTruncated || !out.NextContinuationToken) break;
-        token = out.NextContinuationToken;
-      }
-      return keys.sort();
-    },
+    listKeys: (prefix?: string) => listAllKeys(client(), bucket, prefix),
     stop,
     kill,
     freeze: () => signal("SIGSTOP"),
