@@ -101,6 +101,7 @@ export async function startCeph(opts: CephOptions = {}): Promise<CephS3> {
       `run dir = ${dir}/run`,
       `admin socket = ${dir}/run/$name.asok`,
       `log file = ${dir}/log/$name.log`,
+      `mon cluster log file = ${dir}/log/$cluster.$channel.log`, // else /var/log/ceph
       `pid file = ${dir}/run/$name.pid`,
       // One OSD: pools of size 1, few PGs, no warnings that would stop a single-node mon.
       "osd pool default size = 1",
