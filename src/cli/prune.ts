@@ -78,7 +78,7 @@ export async function prune(config: Config, opts: PruneOptions): Promise<number>
   return 0;
 }
 
-/** Aborts multipart uploads begun before `cutoff`: no live replica takes that long between parts. */
+/** Aborts multipart uploads begun before `cutoff`: a live replica's upload is done by then (a days-long one needs a longer --grace). */
 async function abortStaleUploads(s3: S3BlobStore, cutoff: number, opts: PruneOptions): Promise<void> {
   let aborted = 0;
   let kept = 0;
