@@ -59,7 +59,8 @@ Exit code 1 if any image failed.
 Trims the local blob tier: down to SIZE (least recently used first; "20GiB"), and/or
 blobs not used for AGE ("30d", "12h"). --s3-orphans removes blobs from the S3 store that no
 cached manifest refers to (older than --grace, default 24h, so uploads in progress are safe; with Redis,
-every replica's manifests count). Safe while ferry serves: a pruned blob becomes a miss.
+every replica's manifests count), and aborts multipart uploads older than --grace (left open by a
+replica that was killed). Safe while ferry serves: a pruned blob becomes a miss.
 `,
   relay: `Usage: ferry relay [--listen ADDR]
 

@@ -16,6 +16,8 @@ export interface BlobWriter {
   /** Path of the temp file being written; readers may open it to follow a download. */
   readonly tempPath: string;
   readonly bytesWritten: number;
+  /** The length the source announced, told before the first write (the shared upload sizes its parts by it). */
+  expectSize?(size: number): void;
   write(chunk: Uint8Array): Promise<void>;
   /** Checks digest (and size when known); throws BlobIntegrityError (and discards) otherwise. */
   verify(expectedSize?: number): Promise<void>;

@@ -2,9 +2,8 @@
 //
 // Guarantees:
 // - An object appears only when RemoteUpload.complete() succeeds, and only after the
-//   bytes written hash to the key's digest (and match expectedSize): small blobs are one
-//   PutObject at complete() time, larger ones a multipart upload that is completed there
-//   and nowhere else. abort() or any failure aborts the multipart upload.
+//   bytes written hash to the key's digest (and match expectedSize); the upload's state
+//   machine and part sizes are in s3-upload.ts. abort() or any failure aborts it.
 // - Memory per upload is bounded: the part being filled plus `queueSize` parts in flight.
 // - A dead or hung store fails fast: short connect/request timeouts and few attempts, so
 //   ferry falls back to other tiers instead of hanging on the shared one.
@@ -17,17 +16,18 @@ import {
   DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
   UploadPartCommand,
-  type CompletedPart,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
 import type { S3Settings } from "../config/config.ts";
-import { digestHasher, parseDigest, type Digest } from "../protocol/digest.ts";
-import { BlobIntegrityError, type BlobKey } from "./blob-store.ts";
+import { parseDigest } from "../protocol/digest.ts";
+import type { BlobKey } from "./blob-store.ts";
 import { RemoteBlobNotFoundError, RemoteStoreError, type RemoteBlobStore, type RemoteUpload } from "./remote-blob-store.ts";
+import { MAX_PARTS, MIN_PART_SIZE, PartSizes, S3Upload, type UploadCalls } from "./s3-upload.ts";
 
 /** The [s3] settings the store itself uses (prefix: e.g. "ferry/"; publicBaseUrl: a CDN in front of the bucket). */
 export type S3Config = Omit<S3Settings, "redirect" | "redirectTtlSeconds">;
@@ -44,8 +44,10 @@ export interface S3StoreOptions {
   socketIdleTimeoutMs?: number;
   /** Attempts per call, including the first (default 2: one retry). */
   maxAttempts?: number;
-  /** Multipart part size (default 8 MiB, at least 5 MiB; raised to fit 10,000 parts when the size is known). */
+  /** Multipart part size (default 8 MiB, at least 5 MiB; grown to fit maxParts, see PartSizes). */
   partSize?: number;
+  /** Parts per upload (default 10,000, S3's limit; tests lower it to see parts grow with small blobs). */
+  maxParts?: number;
   /** Parts uploading at once per upload; write() waits beyond that (default 2). */
   queueSize?: number;
   /** Keys per ListObjectsV2 page (default 1000, S3's maximum). */
@@ -55,8 +57,6 @@ export interface S3StoreOptions {
 }
 
 const MiB = 1024 * 1024;
-const MIN_PART = 5 * MiB; // S3's minimum for every part but the last
-const MAX_PARTS = 10_000;
 const MAX_PRESIGN_TTL = 604_800; // SigV4 presigned URLs live at most 7 days
 const IMMUTABLE = "public, max-age=31536000, immutable"; // content-addressed: a CDN may cache forever
 const LIST_PAGE_LIMIT = 1_000_000; // pages; a guard against a server repeating a token forever
@@ -107,6 +107,7 @@ export class S3BlobStore implements RemoteBlobStore {
   private readonly publicBaseUrl?: string;
   private readonly transferTimeoutMs: number;
   private readonly partSize: number;
+  private readonly maxParts: number;
   private readonly queueSize: number;
   private readonly listPageSize: number;
 
@@ -123,7 +124,8 @@ export class S3BlobStore implements RemoteBlobStore {
     this.prefix = config.prefix;
     this.publicBaseUrl = config.publicBaseUrl?.replace(/\/+$/, "");
     this.transferTimeoutMs = options.transferTimeoutMs ?? 120_000;
-    this.partSize = Math.max(MIN_PART, options.partSize ?? 8 * MiB);
+    this.partSize = Math.max(MIN_PART_SIZE, options.partSize ?? 8 * MiB);
+    this.maxParts = options.maxParts ?? MAX_PARTS;
     this.queueSize = Math.max(1, options.queueSize ?? 2);
     this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
     this.client =
@@ -215,10 +217,8 @@ export class S3BlobStore implements RemoteBlobStore {
     if (expectedSize !== undefined && !(Number.isSafeInteger(expectedSize) && expectedSize >= 0)) {
       throw new RangeError(`invalid expected size ${expectedSize}`);
     }
-    // Grow parts when needed so the blob fits S3's 10,000-part limit (in whole MiB).
-    const partSize =
-      expectedSize === undefined ? this.partSize : Math.max(this.partSize, Math.ceil(expectedSize / MAX_PARTS / MiB) * MiB);
-    return new S3Upload(this, objectKey, digest, expectedSize, partSize, this.queueSize);
+    const partSizes = new PartSizes(this.partSize, expectedSize, this.maxParts);
+    return new S3Upload(this.uploadCalls(objectKey), objectKey, digest, expectedSize, partSizes, this.queueSize);
   }
 
   async *list(): AsyncIterable<{ key: BlobKey; size: number; lastModified: Date }> {
@@ -248,6 +248,41 @@ export class S3BlobStore implements RemoteBlobStore {
     }
   }
 
+  /** Multipart uploads under ferry's prefix that were neither completed nor aborted (a killed replica's). */
+  async *uploads(): AsyncIterable<{ objectKey: string; uploadId: string; initiated: Date }> {
+    const listPrefix = `${this.prefix}blobs/`;
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (let page = 0; page < LIST_PAGE_LIMIT; page++) {
+      let out;
+      try {
+        out = await this.client.send(new ListMultipartUploadsCommand({ Bucket: this.bucket, Prefix: listPrefix, KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker, MaxUploads: this.listPageSize }));
+      } catch (error) {
+        throw storeError("ListMultipartUploads", listPrefix, error);
+      }
+      for (const u of out.Uploads ?? []) {
+        if (u.Key === undefined || u.UploadId === undefined || !parseObjectKey(this.prefix, u.Key)) continue; // not ferry's
+        yield { objectKey: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) };
+      }
+      if (!out.IsTruncated) return;
+      if (out.NextKeyMarker === keyMarker && out.NextUploadIdMarker === uploadIdMarker) {
+        throw storeError("ListMultipartUploads", listPrefix, new Error("server repeated its markers"));
+      }
+      keyMarker = out.NextKeyMarker;
+      uploadIdMarker = out.NextUploadIdMarker;
+    }
+  }
+
+  /** Aborts one multipart upload (from uploads()); one already gone is fine. */
+  async abortUpload(objectKey: string, uploadId: string): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.bucket, Key: objectKey, UploadId: uploadId }));
+    } catch (error) {
+      if (httpStatus(error) === 404) return;
+      throw storeError("AbortMultipartUpload", objectKey, error);
+    }
+  }
+
   async delete(key: BlobKey): Promise<void> {
     const objectKey = this.objectKey(key);
     try {
@@ -258,238 +293,26 @@ export class S3BlobStore implements RemoteBlobStore {
     }
   }
 
-  // --- used by S3Upload -------------------------------------------------------------
-
-  /** @internal Runs a data-carrying call with the longer transfer budget; errors become RemoteStoreError. */
-  transfer<T>(operation: string, objectKey: string, run: (client: S3Client, opts: { requestTimeout: number }) => Promise<T>): Promise<T> {
-    return run(this.client, { requestTimeout: this.transferTimeoutMs }).catch((error: unknown) => {
-      throw storeError(operation, objectKey, error);
-    });
-  }
-
-  /** @internal */
-  get bucketName(): string {
-    return this.bucket;
-  }
-}
-
-type UploadState = "open" | "completing" | "completed" | "aborted";
-
-/**
- * One blob upload. Bytes are hashed and buffered; every full part is uploaded in the
- * background (at most queueSize at once). Nothing is visible until complete().
- */
-class S3Upload implements RemoteUpload {
-  private state: UploadState = "open";
-  private readonly hasher: Bun.CryptoHasher;
-  private total = 0;
-  /** Copied chunks not yet in a part (less than partSize bytes). */
-  private pending: Uint8Array[] = [];
-  private pendingBytes = 0;
-  private created: Promise<string> | undefined; // CreateMultipartUpload → UploadId
-  private nextPart = 1;
-  private readonly parts: CompletedPart[] = [];
-  private readonly inflight = new Set<Promise<void>>();
-  private failure: Error | undefined; // first background failure, rethrown by write/complete
-  private tail: Promise<unknown> = Promise.resolve(); // serializes write()/complete()
-  private aborting: Promise<void> | undefined;
-  private completing: Promise<void> | undefined;
-
-  constructor(
-    private readonly store: S3BlobStore,
-    private readonly objectKey: string,
-    private readonly digest: Digest,
-    private readonly expectedSize: number | undefined,
-    private readonly partSize: number,
-    private readonly queueSize: number,
-  ) {
-    this.hasher = digestHasher(digest.algorithm);
-  }
-
-  write(chunk: Uint8Array): Promise<void> {
-    return this.serial(async () => {
-      this.assertOpen();
-      if (this.expectedSize !== undefined && this.total + chunk.byteLength > this.expectedSize) {
-        throw new BlobIntegrityError(this.digest.text, "(unknown)", this.expectedSize, this.total + chunk.byteLength);
+  /** The S3 calls of one object's upload; data-carrying ones get the longer transfer budget. */
+  private uploadCalls(objectKey: string): UploadCalls {
+    const [Bucket, Key, client] = [this.bucket, objectKey, this.client];
+    const opts = { requestTimeout: this.transferTimeoutMs };
+    const call = async <T>(operation: string, run: () => Promise<T>): Promise<T> => {
+      try {
+        return await run();
+      } catch (error) {
+        throw storeError(operation, objectKey, error);
       }
-      if (chunk.byteLength === 0) return;
-      this.hasher.update(chunk);
-      this.total += chunk.byteLength;
-      // Copy: the caller may reuse its buffer once we resolve.
-      this.pending.push(chunk.slice());
-      this.pendingBytes += chunk.byteLength;
-      while (this.pendingBytes >= this.partSize) {
-        await this.uploadPart(this.takePending(this.partSize));
-      }
-    });
-  }
-
-  complete(): Promise<void> {
-    this.completing ??= this.serial(() => this.finish());
-    return this.completing;
-  }
-
-  abort(): Promise<void> {
-    if (this.state === "completed") return Promise.resolve(); // the object exists: not ours to remove
-    this.state = "aborted";
-    this.pending = [];
-    this.pendingBytes = 0;
-    this.aborting ??= this.abortRemote().catch((error: unknown) => {
-      this.aborting = undefined; // let a later abort() try again
-      throw error;
-    });
-    return this.aborting;
-  }
-
-  // ---------------------------------------------------------------------------------
-
-  private async finish(): Promise<void> {
-    this.assertOpen();
-    this.state = "completing";
-    try {
-      if (this.expectedSize !== undefined && this.total !== this.expectedSize) {
-        throw new BlobIntegrityError(this.digest.text, "(unknown)", this.expectedSize, this.total);
-      }
-      const actual = `${this.digest.algorithm}:${this.hasher.digest("hex")}`;
-      if (actual !== this.digest.text) throw new BlobIntegrityError(this.digest.text, actual);
-
-      if (!this.created) {
-        // Everything fits in one part: a single PutObject, atomic by nature.
-        const body = this.takePending(this.pendingBytes);
-        this.checkNotAborted();
-        const put = new PutObjectCommand({
-          Bucket: this.store.bucketName,
-          Key: this.objectKey,
-          Body: body,
-          ContentLength: body.byteLength,
-          ContentType: "application/octet-stream",
-          CacheControl: IMMUTABLE,
-        });
-        await this.store.transfer("PutObject", this.objectKey, (c, o) => c.send(put, o));
-      } else {
-        if (this.pendingBytes > 0 || this.parts.length + this.inflight.size === 0) {
-          await this.uploadPart(this.takePending(this.pendingBytes));
-        }
-        await Promise.all([...this.inflight]);
-        if (this.failure) throw this.failure;
-        const uploadId = await this.created;
-        this.checkNotAborted();
-        const parts = [...this.parts].sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
-        const done = new CompleteMultipartUploadCommand({
-          Bucket: this.store.bucketName,
-          Key: this.objectKey,
-          UploadId: uploadId,
-          MultipartUpload: { Parts: parts },
-        });
-        await this.store.transfer("CompleteMultipartUpload", this.objectKey, (c, o) => c.send(done, o));
-      }
-      this.state = "completed";
-    } catch (error) {
-      if (this.state !== "completed") await this.abort().catch(() => {});
-      throw error;
-    }
-  }
-
-  /** Starts uploading one part; returns once fewer than queueSize parts are in flight. */
-  private async uploadPart(body: Uint8Array): Promise<void> {
-    const uploadId = await this.ensureCreated();
-    this.checkNotAborted(); // abort() may have run while we waited
-    if (this.failure) throw this.failure;
-    const partNumber = this.nextPart++;
-    if (partNumber > MAX_PARTS) throw new Error(`blob too large for ${MAX_PARTS} parts of ${this.partSize} bytes`);
-    const command = new UploadPartCommand({
-      Bucket: this.store.bucketName,
-      Key: this.objectKey,
-      UploadId: uploadId,
-      PartNumber: partNumber,
-      Body: body,
-      ContentLength: body.byteLength,
-    });
-    const task: Promise<void> = this.store
-      .transfer("UploadPart", this.objectKey, (c, o) => c.send(command, o))
-      .then((out) => {
-        if (!out.ETag) throw new Error(`UploadPart ${partNumber} returned no ETag`);
-        this.parts.push({ PartNumber: partNumber, ETag: out.ETag });
-      })
-      .catch((error: unknown) => {
-        this.failure ??= error as Error;
-      })
-      .finally(() => this.inflight.delete(task));
-    this.inflight.add(task);
-    // Backpressure: hold the writer while the queue is full.
-    while (this.inflight.size >= this.queueSize) await Promise.race(this.inflight);
-    if (this.failure) throw this.failure;
-  }
-
-  private ensureCreated(): Promise<string> {
-    if (!this.created) {
-      const command = new CreateMultipartUploadCommand({
-        Bucket: this.store.bucketName,
-        Key: this.objectKey,
-        ContentType: "application/octet-stream",
-        CacheControl: IMMUTABLE,
-      });
-      this.created = this.store
-        .transfer("CreateMultipartUpload", this.objectKey, (c, o) => c.send(command, o))
-        .then((out) => {
-          if (!out.UploadId) throw new Error("CreateMultipartUpload returned no UploadId");
-          return out.UploadId;
-        });
-    }
-    return this.created;
-  }
-
-  private async abortRemote(): Promise<void> {
-    if (!this.created) return;
-    let uploadId: string;
-    try {
-      uploadId = await this.created;
-    } catch {
-      return; // never created: nothing to abort
-    }
-    // Let in-flight parts settle first: a part landing after the abort would linger.
-    await Promise.allSettled([...this.inflight]);
-    try {
-      const command = new AbortMultipartUploadCommand({ Bucket: this.store.bucketName, Key: this.objectKey, UploadId: uploadId });
-      await this.store.transfer("AbortMultipartUpload", this.objectKey, (c, o) => c.send(command, o));
-    } catch (error) {
-      if ((error as RemoteStoreError).httpStatus === 404) return; // already gone
-      throw error;
-    }
-  }
-
-  /** Removes and concatenates the first `n` pending bytes. */
-  private takePending(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    let filled = 0;
-    while (filled < n) {
-      const head = this.pending[0]!;
-      const take = Math.min(head.byteLength, n - filled);
-      out.set(take === head.byteLength ? head : head.subarray(0, take), filled);
-      filled += take;
-      if (take === head.byteLength) this.pending.shift();
-      else this.pending[0] = head.subarray(take);
-    }
-    this.pendingBytes -= n;
-    return out;
-  }
-
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(fn);
-    this.tail = run.then(
-      () => undefined,
-      () => undefined,
-    );
-    return run;
-  }
-
-  private assertOpen(): void {
-    if (this.state === "aborted") throw new Error(`upload of ${this.objectKey} was aborted`);
-    if (this.state !== "open") throw new Error(`upload of ${this.objectKey} is already ${this.state}`);
-    if (this.failure) throw this.failure;
-  }
-
-  private checkNotAborted(): void {
-    if (this.state === "aborted") throw new Error(`upload of ${this.objectKey} was aborted`);
+    };
+    const object = { ContentType: "application/octet-stream", CacheControl: IMMUTABLE };
+    return {
+      create: () => call("CreateMultipartUpload", async () => (await client.send(new CreateMultipartUploadCommand({ Bucket, Key, ...object }), opts)).UploadId ?? ""),
+      uploadPart: (UploadId, PartNumber, Body) =>
+        call("UploadPart", async () => (await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body, ContentLength: Body.byteLength }), opts)).ETag ?? ""),
+      // The answer's ETag is not used: RGW, like many S3-compatible stores, sends it empty.
+      complete: (UploadId, Parts) => call("CompleteMultipartUpload", async () => void (await client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }), opts))),
+      abort: (UploadId) => call("AbortMultipartUpload", async () => void (await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }), opts))),
+      put: (Body) => call("PutObject", async () => void (await client.send(new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.byteLength, ...object }), opts))),
+    };
   }
 }

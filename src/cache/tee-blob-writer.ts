@@ -3,6 +3,7 @@
 // so a corrupt or partial blob never becomes visible to other replicas. If the shared
 // store fails or stalls mid-way, the blob is still cached locally and served: a slow S3
 // never holds a client's download back for longer than REMOTE_WRITE_TIMEOUT_MS.
+// The shared upload begins at the first write, with the length the source announced.
 import type { Logger } from "../observe/logger.ts";
 import type { BlobInfo, BlobWriter } from "./blob-store.ts";
 import type { RemoteUpload } from "./remote-blob-store.ts";
@@ -11,14 +12,17 @@ const REMOTE_WRITE_TIMEOUT_MS = 10_000;
 
 export class TeeBlobWriter implements BlobWriter {
   private remote: RemoteUpload | undefined;
+  private expectedSize: number | undefined;
 
   constructor(
     private readonly local: BlobWriter,
-    remote: RemoteUpload,
+    private beginRemote: ((expectedSize?: number) => RemoteUpload) | undefined,
     private readonly log: Logger,
     private readonly what: string,
-  ) {
-    this.remote = remote;
+  ) {}
+
+  expectSize(size: number): void {
+    this.expectedSize ??= size;
   }
 
   get tempPath(): string {
@@ -31,11 +35,12 @@ export class TeeBlobWriter implements BlobWriter {
 
   async write(chunk: Uint8Array): Promise<void> {
     await this.local.write(chunk);
-    if (!this.remote) return;
+    const remote = this.remoteUpload();
+    if (!remote) return;
     let timer: Timer | undefined;
     try {
       await Promise.race([
-        this.remote.write(chunk),
+        remote.write(chunk),
         new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error(`shared store accepted no data for ${REMOTE_WRITE_TIMEOUT_MS / 1000} s`)), REMOTE_WRITE_TIMEOUT_MS);
         }),
@@ -48,9 +53,11 @@ export class TeeBlobWriter implements BlobWriter {
   }
 
   async verify(expectedSize?: number): Promise<void> {
+    this.expectedSize ??= expectedSize;
     try {
       await this.local.verify(expectedSize);
     } catch (error) {
+      this.beginRemote = undefined;
       await this.remote?.abort().catch(() => {});
       throw error;
     }
@@ -59,9 +66,10 @@ export class TeeBlobWriter implements BlobWriter {
   async commit(expectedSize?: number): Promise<BlobInfo> {
     await this.verify(expectedSize);
     const info = await this.local.commit(expectedSize);
-    if (this.remote) {
+    const remote = this.remoteUpload();
+    if (remote) {
       try {
-        await this.remote.complete();
+        await remote.complete();
       } catch (error) {
         this.dropRemote(error as Error);
       }
@@ -70,7 +78,22 @@ export class TeeBlobWriter implements BlobWriter {
   }
 
   async abort(): Promise<void> {
+    this.beginRemote = undefined;
     await Promise.all([this.local.abort(), this.remote?.abort().catch(() => {})]);
+  }
+
+  /** The shared upload, begun on first use; undefined once it was dropped. */
+  private remoteUpload(): RemoteUpload | undefined {
+    if (this.beginRemote) {
+      const begin = this.beginRemote;
+      this.beginRemote = undefined;
+      try {
+        this.remote = begin(this.expectedSize);
+      } catch (error) {
+        this.dropRemote(error as Error);
+      }
+    }
+    return this.remote;
   }
 
   private dropRemote(error: Error): void {

@@ -1,9 +1,11 @@
 // `ferry prune`: trim the local blob tier (to a size, least recently used first, and/or
 // by age of last use) and remove orphans from the shared S3 store: blobs no cached
-// manifest refers to any more. Safe while ferry serves: a pruned blob is a miss.
+// manifest refers to any more, and multipart uploads a killed replica left open (they
+// are billed, yet invisible). Safe while ferry serves: a pruned blob is a miss.
 import { FsBlobStore } from "../cache/fs-blob-store.ts";
 import type { MetaStore } from "../cache/meta-store.ts";
 import { SharedRedis } from "../cache/redis-client.ts";
+import type { RemoteStoreError } from "../cache/remote-blob-store.ts";
 import { S3BlobStore } from "../cache/s3-blob-store.ts";
 import { SharedMetaStore } from "../cache/shared-meta-store.ts";
 import { SqliteMetaStore } from "../cache/sqlite-meta-store.ts";
@@ -15,7 +17,7 @@ export interface PruneOptions {
   maxSize?: number;
   olderThanMs?: number;
   s3Orphans: boolean;
-  /** Orphans younger than this are kept: their manifest may be on its way. */
+  /** Orphans and multipart uploads younger than this are kept: their manifest (or last part) may be on its way. */
   orphanGraceMs: number;
   dryRun: boolean;
   out: (line: string) => void;
@@ -67,12 +69,35 @@ export async function prune(config: Config, opts: PruneOptions): Promise<number>
         removedBytes += object.size;
       }
       opts.out(`s3: ${opts.dryRun ? "would remove" : "removed"} ${removed} orphaned blobs (${bytes(removedBytes)}); kept ${kept}`);
+      await abortStaleUploads(s3, cutoff, opts);
     } finally {
       await redis?.close();
       local.close();
     }
   }
   return 0;
+}
+
+/** Aborts multipart uploads begun before `cutoff`: a live replica's upload is done by then (a days-long one needs a longer --grace). */
+async function abortStaleUploads(s3: S3BlobStore, cutoff: number, opts: PruneOptions): Promise<void> {
+  let aborted = 0;
+  let kept = 0;
+  try {
+    for await (const upload of s3.uploads()) {
+      if (upload.initiated.getTime() > cutoff) {
+        kept++;
+        continue;
+      }
+      if (!opts.dryRun) await s3.abortUpload(upload.objectKey, upload.uploadId);
+      aborted++;
+    }
+  } catch (error) {
+    // Some S3-compatible stores lack ListMultipartUploads: say so, the bucket's lifecycle rule still applies.
+    if (![400, 405, 501].includes((error as RemoteStoreError).httpStatus ?? 0)) throw error;
+    opts.out(`s3: this store does not list multipart uploads (${(error as Error).message}); rely on an AbortIncompleteMultipartUpload lifecycle rule`);
+    return;
+  }
+  opts.out(`s3: ${opts.dryRun ? "would abort" : "aborted"} ${aborted} stale multipart uploads; kept ${kept}`);
 }
 
 /** registry/digest of every config and layer blob named by a cached image manifest. */

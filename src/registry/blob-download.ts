@@ -257,6 +257,7 @@ export class BlobDownload {
     const abort = new AbortController();
     const opened = await source.open(this.written, abort.signal);
     if (this.size === undefined) this.size = opened.size;
+    if (this.size !== undefined) this.writer!.expectSize?.(this.size);
     this.resolveReady(this.size);
     const reader = opened.body.getReader();
     let stallTimer: Timer | undefined;

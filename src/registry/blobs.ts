@@ -1,5 +1,6 @@
 // Blob pulls through the tiers: local disk → shared store (S3) → upstream.
-// - Local hit: sendfile. Shared hit: a 307 to a short-lived URL (redirect mode), or a
+// - Local hit: sendfile (and, if the shared store lacks the blob, a background copy
+//   there: shared-backfill.ts). Shared hit: a 307 to a short-lived URL (redirect mode), or a
 //   download from the shared store into the local tier, streamed to the client.
 // - Miss everywhere: one replica (Redis lease) downloads from upstream, writing the local
 //   tier and the shared store at once; the others wait for the shared copy.
@@ -18,6 +19,7 @@ import type { Upstream } from "../upstream/upstream.ts";
 import { BlobDownload } from "./blob-download.ts";
 import type { BlobMembership } from "./blob-membership.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
+import { SharedBackfill } from "./shared-backfill.ts";
 import type { BlobResult } from "./results.ts";
 import { toRegistryError } from "./upstream-errors.ts";
 
@@ -44,6 +46,7 @@ const MAX_WAIT_FOR_PEER_MS = 10 * 60_000;
 export class BlobService {
   private readonly downloads = new Map<string, BlobDownload>();
   private sharedDown = false;
+  private readonly backfill: SharedBackfill | undefined;
 
   constructor(
     private readonly local: FsBlobStore,
@@ -52,7 +55,9 @@ export class BlobService {
     private readonly upstreamFor: (registry: string) => Upstream,
     private readonly log: Logger,
     private readonly membership: BlobMembership,
-  ) {}
+  ) {
+    this.backfill = shared ? new SharedBackfill(shared.store, (key) => locks.acquire(leaseName(key)), log) : undefined;
+  }
 
   /** Downloads in progress (for status pages and draining). */
   get inFlight(): ReadonlyMap<string, BlobDownload> {
@@ -70,6 +75,7 @@ export class BlobService {
     const cached = running ? undefined : await this.local.stat(key);
     if (cached) {
       this.local.touch(key);
+      this.backfill?.offer(key, cached.path, cached.size);
       const range = rangeOf(req.range, cached.size);
       return { digest: req.digest, source: "local", size: cached.size, range, body: req.method === "HEAD" ? { kind: "none" } : { kind: "file", path: cached.path }, cache: "hit" };
     }
@@ -123,7 +129,7 @@ export class BlobService {
       log: this.log,
       createWriter: async () => {
         const local = await this.local.begin(key);
-        return shared ? new TeeBlobWriter(local, shared.beginUpload(key), this.log, id) : local;
+        return shared ? new TeeBlobWriter(local, (size) => shared.beginUpload(key, size), this.log, id) : local;
       },
     });
     this.downloads.set(id, download);

@@ -45,6 +45,8 @@ function blobGets(digest: string): number {
 }
 
 beforeAll(async () => {
+  // s3rver, for its faster start: these tests watch replicas share blobs, not S3's own
+  // semantics; atomic completion, aborts and signatures are tested on Ceph's radosgw (s3-store/s3-tier tests).
   [upstream, redis, s3] = await Promise.all([startUpstream(), startRedis(), startS3({ bucket: "ferry-blobs" })]);
   img = {
     cold: await bigLayer({ seed: "replicas-cold", sizeMiB: 20 }),

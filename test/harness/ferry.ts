@@ -39,6 +39,15 @@ export interface FerryOptions {
   port?: number;
 }
 
+/** Runs a ferry command (`bun src/main.ts ARGS…`) to its end; SIGKILL after timeoutMs. */
+export async function ferryCli(args: string[], timeoutMs = 60_000): Promise<{ code: number; stdout: string; stderr: string }> {
+  const proc = Bun.spawn([BUN, join(ROOT, "src/main.ts"), ...args], { stdout: "pipe", stderr: "pipe" });
+  const timer = setTimeout(() => proc.kill("SIGKILL"), timeoutMs);
+  const [stdout, stderr] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
+  clearTimeout(timer);
+  return { code: await proc.exited, stdout, stderr };
+}
+
 const running = new Set<FerryProcess>();
 process.on("exit", () => {
   for (const f of running) {

@@ -3,20 +3,20 @@
 // port with its own temp dir, so it can be killed, SIGSTOPped and restarted like a
 // real remote store.
 //
-// s3rver 3.7 speaks SigV4 (headers and presigned query strings, with expiry), ranged
-// GET, ListObjects(V2), multipart Create/UploadPart/Complete, but it has no
-// AbortMultipartUpload (DELETE ?uploadId= answers 405 MethodNotAllowed) and no
-// ListMultipartUploads. So we start it through a tiny wrapper that adds
-// AbortMultipartUpload (drop the upload's parts dir, 204; unknown id → 404
-// NoSuchUpload), and `pendingUploads()` reads the parts dirs straight from disk in
-// place of ListMultipartUploads. And node runs with --openssl-legacy-provider: s3rver
-// makes ListObjectsV2 continuation tokens with DES, which OpenSSL 3 (Node >= 17) only
-// has in its legacy provider; without it any truncated listing is a 500 InternalError.
+// s3rver 3.7 speaks presigned query strings (with expiry), ranged GET, ListObjects(V2)
+// and multipart Create/UploadPart/Complete, but checks no signature, completes
+// multipart uploads non-atomically and has no AbortMultipartUpload (405) nor
+// ListMultipartUploads. It starts in about a second, so tests where speed matters more
+// than fidelity use it; tests of the S3 tier itself use Ceph's radosgw (ceph.ts).
+// node runs with --openssl-legacy-provider: s3rver makes ListObjectsV2 continuation
+// tokens with DES, which OpenSSL 3 (Node >= 17) only has in its legacy provider;
+// without it any truncated listing is a 500 InternalError.
 
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
-import { ListObjectsV2Command, S3Client } from "@aws-sdk/client-s3";
+import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import { listAllKeys, testS3Client } from "./s3-client.ts";
 import { LOOPBACK, freePort, onExit, spawnDaemon, waitFor, waitForPort, type Daemon } from "./proc.ts";
 
 export interface S3Options {
@@ -24,8 +24,6 @@ export interface S3Options {
   bucket?: string;
   /** Fixed port (default: a free one). */
   port?: number;
-  /** Leave out the AbortMultipartUpload shim: stock s3rver behaviour. */
-  stockAbort?: boolean;
   /** Time budget for startup, in ms (default 15 s). */
   startTimeoutMs?: number;
 }
@@ -46,8 +44,6 @@ export interface S3Server {
   client(): S3Client;
   /** Object keys in the bucket (all of them, or under a prefix), sorted. */
   listKeys(prefix?: string): Promise<string[]>;
-  /** Upload IDs of multipart uploads neither completed nor aborted (read from disk). */
-  pendingUploads(): string[];
   /** SIGTERM (SIGKILL after a grace period); the data dir is kept so start() works again. */
   stop(): Promise<void>;
   /** SIGKILL, as a crash would. */
@@ -66,37 +62,15 @@ export interface S3Server {
 const REPO_ROOT = resolve(import.meta.dir, "../..");
 const S3RVER_MODULE = join(REPO_ROOT, "node_modules", "s3rver");
 
-/** The node entry point: s3rver's own CLI does the same minus the abort shim. */
+/** The node entry point: s3rver's own CLI, with the bucket made at startup. */
 const WRAPPER = String.raw`
 "use strict";
-const fs = require("fs");
-const path = require("path");
-const [moduleDir, directory, address, port, bucket, shim] = process.argv.slice(2);
+const [moduleDir, directory, address, port, bucket] = process.argv.slice(2);
 const S3rver = require(moduleDir);
 const server = new S3rver({
   directory, address, port: Number(port), silent: false, vhostBuckets: false,
   configureBuckets: [{ name: bucket, configs: [] }],
 });
-if (shim === "abort") {
-  // AbortMultipartUpload, which s3rver 3.7 lacks. Runs before s3rver's middleware
-  // (so without its auth check: fine on a test loopback).
-  server.middleware.unshift(async (ctx, next) => {
-    const m = /^\/([^/]+)\/.+$/.exec(ctx.path);
-    const uploadId = ctx.query.uploadId;
-    if (ctx.method !== "DELETE" || !m || typeof uploadId !== "string") return next();
-    const dir = path.join(server.store.getResourcePath(m[1], undefined, "uploads"), uploadId);
-    if (!/^[0-9a-f]{32}$/.test(uploadId) || !fs.existsSync(dir)) {
-      ctx.status = 404;
-      ctx.type = "application/xml";
-      ctx.body = '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NoSuchUpload</Code>' +
-        "<Message>The specified upload does not exist.</Message><UploadId>" + uploadId + "</UploadId></Error>";
-      return;
-    }
-    await fs.promises.rm(dir, { recursive: true, force: true });
-    console.log("abort-shim: aborted upload %s", uploadId);
-    ctx.status = 204;
-  });
-}
 server.run().then(
   ({ address, port }) => console.log("S3rver listening on %s:%d", address, port),
   (err) => { console.error(err); process.exit(1); },
@@ -119,23 +93,12 @@ export async function startS3(opts: S3Options = {}): Promise<S3Server> {
   let daemon: Daemon | undefined;
   let sdk: S3Client | undefined;
 
-  const client = () =>
-    (sdk ??= new S3Client({
-      endpoint,
-      region: "us-east-1",
-      forcePathStyle: true,
-      credentials: { accessKeyId: "S3RVER", secretAccessKey: "S3RVER" },
-      // s3rver does not understand the SDK's default CRC32 trailers (aws-chunked).
-      requestChecksumCalculation: "WHEN_REQUIRED",
-      responseChecksumValidation: "WHEN_REQUIRED",
-      maxAttempts: 1,
-      requestHandler: { connectionTimeout: 2000, requestTimeout: 10_000, throwOnRequestTimeout: true },
-    }));
+  const client = () => (sdk ??= testS3Client(endpoint, "S3RVER", "S3RVER"));
+
 
   async function start(): Promise<void> {
     if (daemon?.alive()) return;
     const argv = ["node", "--openssl-legacy-provider", wrapperPath, S3RVER_MODULE, dir, LOOPBACK, String(port), bucket];
-    if (!opts.stockAbort) argv.push("abort");
     const d = spawnDaemon(argv, { logFile });
     daemon = d;
     let exited = false;
@@ -184,25 +147,7 @@ export async function startS3(opts: S3Options = {}): Promise<S3Server> {
       return daemon?.pid ?? -1;
     },
     client,
-    async listKeys(prefix?: string) {
-      const keys: string[] = [];
-      let token: string | undefined;
-      // Bounded: 1000 pages of 1000 keys is far beyond any test.
-      for (let page = 0; page < 1000; page++) {
-        const out = await client().send(
-          new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-        );
-        for (const o of out.Contents ?? []) if (o.Key !== undefined) keys.push(o.Key);
-        if (!out.IsTruncated || !out.NextContinuationToken) break;
-        token = out.NextContinuationToken;
-      }
-      return keys.sort();
-    },
-    pendingUploads() {
-      // FilesystemStore keeps parts in <dir>/<bucket>/._S3rver_uploads/<uploadId>/.
-      const uploads = join(dir, bucket, "._S3rver_uploads");
-      return existsSync(uploads) ? readdirSync(uploads).sort() : [];
-    },
+    listKeys: (prefix?: string) => listAllKeys(client(), bucket, prefix),
     stop,
     kill,
     freeze: () => signal("SIGSTOP"),
