@@ -30,13 +30,41 @@ export function certificateInfo(certPem: string): CertificateInfo {
   return { domains, notBefore: info.notBefore, notAfter: info.notAfter, issuer: info.issuer.commonName ?? "" };
 }
 
-/** Trust a private CA (pebble, step-ca) for the directory's HTTPS: acme-client has one axios instance. */
-export async function trustDirectoryCa(caFile: string | undefined): Promise<void> {
+let directoryCa: string | undefined;
+
+/** acme-client's HTTP settings (it has one axios instance): a private CA, and who retries. */
+export async function configureAcmeHttp(caFile: string | undefined): Promise<void> {
+  // Its own retries of a refused request take 75 s per order; the certificate manager
+  // retries whole orders with backoff instead, and says why each time.
+  (acme.axios.defaults as unknown as { acmeSettings: { retryMaxAttempts: number } }).acmeSettings.retryMaxAttempts = 0;
   if (!caFile) return;
-  acme.axios.defaults.httpsAgent = new Agent({ ca: await Bun.file(caFile).text() });
+  directoryCa = await Bun.file(caFile).text();
+  acme.axios.defaults.httpsAgent = new Agent({ ca: directoryCa });
 }
 
 export async function orderCertificate(settings: AcmeSettings, accountKey: string, challenges: ChallengeResponder): Promise<IssuedCertificate> {
+  try {
+    return await order(settings, accountKey, challenges);
+  } catch (error) {
+    // acme-client 5.4 fails with a TypeError ("response.config") when the CA cannot be
+    // reached at all; say what the network said instead.
+    if (error instanceof TypeError) throw new Error(`ACME directory ${settings.directoryUrl} unreachable: ${await unreachableBecause(settings.directoryUrl)}`);
+    throw error;
+  }
+}
+
+async function unreachableBecause(url: string): Promise<string> {
+  try {
+    const response = await fetch(url, { tls: directoryCa ? { ca: directoryCa } : undefined, signal: AbortSignal.timeout(10_000) });
+    await response.body?.cancel();
+    return `answered ${response.status}`;
+  } catch (error) {
+    const e = error as Error & { code?: string };
+    return e.code ? `${e.code}: ${e.message}` : e.message;
+  }
+}
+
+async function order(settings: AcmeSettings, accountKey: string, challenges: ChallengeResponder): Promise<IssuedCertificate> {
   const client = new acme.Client({
     directoryUrl: settings.directoryUrl,
     accountKey,

@@ -6,7 +6,7 @@ import type { SharedRedis } from "../cache/redis-client.ts";
 import { LocalLocks, type LockService } from "../cache/locks.ts";
 import type { TlsSettings } from "../config/config.ts";
 import type { Logger } from "../observe/logger.ts";
-import { certificateInfo, trustDirectoryCa, type IssuedCertificate } from "./acme-order.ts";
+import { certificateInfo, configureAcmeHttp, type IssuedCertificate } from "./acme-order.ts";
 import { CertificateManager, type CertificateState } from "./cert-manager.ts";
 import { FsCertStorage, LayeredCertStorage, RedisCertStorage } from "./cert-storage.ts";
 import { ChallengeResponder } from "./challenge-responder.ts";
@@ -85,7 +85,7 @@ export class Https {
 
   private async startAcme(): Promise<void> {
     const acme = this.settings.acme!;
-    await trustDirectoryCa(acme.caFile);
+    await configureAcmeHttp(acme.caFile);
     const local = new FsCertStorage(acme.storageDir);
     const storage = this.deps.redis ? new LayeredCertStorage(new RedisCertStorage(this.deps.redis), local) : local;
     this.responder = new ChallengeResponder(storage);
