@@ -26,7 +26,8 @@ export function newAccountKey(): Promise<string> {
 
 export function certificateInfo(certPem: string): CertificateInfo {
   const info = acme.crypto.readCertificateInfo(certPem);
-  const domains = [...new Set([info.domains.commonName, ...info.domains.altNames].filter((d): d is string => Boolean(d)))];
+  // The names a client checks are the SANs; the CN only counts without any (RFC 6125).
+  const domains = info.domains.altNames.length ? info.domains.altNames : [info.domains.commonName].filter((d): d is string => Boolean(d));
   return { domains, notBefore: info.notBefore, notAfter: info.notAfter, issuer: info.issuer.commonName ?? "" };
 }
 

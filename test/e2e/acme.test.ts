@@ -233,8 +233,56 @@ describe("ACME certificates from pebble", () => {
     expect(ctr.digest).toBe(img.small.manifestDigest);
     expect(ctr.requests.some((r) => r.url.startsWith(`https://${mirror}/v2/`))).toBe(true);
 
+    // ctr and podman verify a loopback mirror's chain (dockerd treats 127.0.0.0/8 as
+    // insecure by its own default): without pebble's root they refuse it.
+    const untrusted = await ctrPull({ ref: "docker.io/library/small:latest", hosts: { "docker.io": { url: `https://${mirror}` } } });
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toMatch(/x509|certificate signed by unknown authority/);
+    const untrustedPodman = await podmanPull({ ref: "docker.io/library/small:latest", registries: [{ prefix: "docker.io", mirrors: [{ location: mirror }] }] });
+    expect(untrustedPodman.code).not.toBe(0);
+    expect(untrustedPodman.stderr).toMatch(/x509|certificate signed by unknown authority/);
+
     const podman = await podmanPull({ ref: "docker.io/library/small:latest", registries: [{ prefix: "docker.io", mirrors: [{ location: mirror }] }], registryCAs: { [mirror]: rootPem } });
     expect({ code: podman.code, err: podman.code ? podman.stderr.slice(-500) : "" }).toEqual({ code: 0, err: "" });
     expect(podman.digest).toBe(img.small.manifestDigest);
   }, 240_000);
+
+  test("static tls_cert/tls_key: SIGHUP serves the replaced files to new connections, a download on the old certificate finishes", async () => {
+    const dir = join(scratch, "static");
+    await run(["mkdir", "-p", dir]);
+    const makeCert = async (name: string) => {
+      await run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", join(dir, `${name}.key`), "-out", join(dir, `${name}.crt`), "-days", "2", "-subj", `/CN=${name}`, "-addext", `subjectAltName=DNS:${NAME}`]);
+      return { cert: readFileSync(join(dir, `${name}.crt`), "utf8"), key: readFileSync(join(dir, `${name}.key`), "utf8") };
+    };
+    const [a, b] = [await makeCert("cert-a"), await makeCert("cert-b")];
+    writeFileSync(join(dir, "tls.crt"), a.cert);
+    writeFileSync(join(dir, "tls.key"), a.key);
+    const tlsPort = await freePort();
+    const ferry = await startFerry({
+      server: `tls_listen = "127.0.0.1:${tlsPort}"\ntls_cert = "${join(dir, "tls.crt")}"\ntls_key = "${join(dir, "tls.key")}"`,
+      config: `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true`,
+    });
+    cleanups.push(() => ferry.stop("SIGKILL"));
+    const subject = async () => (await run(["bash", "-c", `openssl s_client -connect 127.0.0.1:${tlsPort} -servername ${NAME} </dev/null 2>/dev/null | openssl x509 -noout -subject`], { allowFail: true })).stdout.trim();
+    expect(await subject()).toBe("subject=CN = cert-a");
+    const status = await tlsStatus(ferry);
+    expect(status).toMatchObject({ source: "files", status: "valid", domains: [NAME] });
+
+    const layer = img.big.manifests[0]!.layers[0]!;
+    const out = join(dir, "layer");
+    const download = Bun.spawn(["curl", "-sS", "--fail", "--limit-rate", "2M", "--cacert", join(dir, "cert-a.crt"), "--resolve", `${NAME}:${tlsPort}:127.0.0.1`, "-o", out, `https://${NAME}:${tlsPort}/v2/library/big/blobs/${layer.digest}`], { stdout: "pipe", stderr: "pipe" });
+    cleanups.push(async () => download.kill("SIGKILL"));
+    await waitFor(() => Bun.file(out).size > 0, { timeoutMs: 10_000, what: "the download to start" });
+
+    // certbot-style renewal: the files are replaced, then ferry gets SIGHUP.
+    writeFileSync(join(dir, "tls.crt"), b.cert);
+    writeFileSync(join(dir, "tls.key"), b.key);
+    process.kill(ferry.pid, "SIGHUP");
+    await waitFor(async () => (await subject()) === "subject=CN = cert-b" || undefined, { timeoutMs: 10_000, what: "cert-b served", onTimeout: () => ferry.logs().slice(-1500) });
+    expect(download.exitCode).toBeNull();
+    const code = await Promise.race([download.exited, Bun.sleep(30_000).then(() => -1)]);
+    expect({ code, stderr: await new Response(download.stderr).text() }).toEqual({ code: 0, stderr: "" });
+    expect(`sha256:${createHash("sha256").update(readFileSync(out)).digest("hex")}`).toBe(layer.digest);
+    expect(ferry.logs()).toContain("config reloaded");
+  }, 90_000);
 });
