@@ -62,11 +62,15 @@ export class LayeredCertStorage implements CertStorage {
   ) {}
 
   async read(name: string): Promise<string | undefined> {
-    return (await this.shared.read(name)) ?? (await this.local.read(name));
+    const shared = await this.shared.read(name);
+    if (shared === undefined) return this.local.read(name);
+    // Keep a local copy of what another replica stored.
+    if ((await this.local.read(name)) !== shared) await this.local.write(name, shared);
+    return shared;
   }
 
   async write(name: string, value: string, ttlMs?: number): Promise<void> {
-    await Promise.all([this.shared.write(name, value, ttlMs), this.local.write(name, value, ttlMs)]);
+    await Promise.all([this.shared.write(name, value, ttlMs), this.local.write(name, value)]);
   }
 
   async remove(name: string): Promise<void> {

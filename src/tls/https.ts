@@ -87,8 +87,9 @@ export class Https {
     const acme = this.settings.acme!;
     await configureAcmeHttp(acme.caFile);
     const local = new FsCertStorage(acme.storageDir);
-    const storage = this.deps.redis ? new LayeredCertStorage(new RedisCertStorage(this.deps.redis), local) : local;
-    this.responder = new ChallengeResponder(storage);
+    const shared = this.deps.redis ? new RedisCertStorage(this.deps.redis) : undefined;
+    const storage = shared ? new LayeredCertStorage(shared, local) : local;
+    this.responder = new ChallengeResponder(shared);
     this.manager = new CertificateManager(acme, storage, this.responder, this.deps.locks ?? new LocalLocks(), this.deps.log, (pem) => {
       this.listener.serve(pem);
       this.deps.log.info({ listen: this.listener.url, notAfter: this.manager?.state.notAfter }, "tls: serving the ACME certificate");

@@ -169,8 +169,8 @@ describe("ACME certificates from pebble", () => {
     expect(failing).toMatchObject({ status: "none", ordering: false });
     expect(String(failing.lastError)).toMatch(/ECONNREFUSED|connect|refused/i);
     expect(site.ferry.logs()).toContain("acme: certificate order failed; retrying");
-    const check = await run(["curl", "-sS", "--max-time", "2", `https://${NAME}:${site.tlsPort}/v2/`], { allowFail: true });
-    expect(check.code).not.toBe(0); // no TLS listener until there is a certificate
+    const noTls = await run(["curl", "-sS", "--max-time", "2", `https://${NAME}:${site.tlsPort}/v2/`], { allowFail: true });
+    expect(noTls.code).not.toBe(0); // no TLS listener until there is a certificate
 
     // The CA comes back: the next retry gets the certificate, no restart.
     await pebble.start();
@@ -188,6 +188,11 @@ describe("ACME certificates from pebble", () => {
     const after = await served(site.tlsPort, root);
     expect(after).toEqual(before);
     expect((await curlHttps(site.tlsPort, "/v2/", root)).status).toBe("200");
+    // `ferry check` shows the stored certificate's expiry, and the CA as down.
+    const check2 = await run([join(import.meta.dir, "../../node_modules/.bin/bun"), join(import.meta.dir, "../../src/main.ts"), "check", "--config", join(site.ferry.dir, "config.toml")], { allowFail: true, timeoutMs: 60_000 });
+    expect(check2.code).toBe(1);
+    expect(check2.stdout).toMatch(new RegExp(`tls certificate +acme ${NAME} +ok +${NAME} until ${String(state.notAfter).replace(/\./g, "\\.")}`));
+    expect(check2.stdout).toMatch(/acme directory +https:\/\/127\.0\.0\.1:\d+\/dir +FAIL/);
   }, 120_000);
 
   test("two replicas sharing Redis: one order, both serve the same certificate", async () => {

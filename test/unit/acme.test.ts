@@ -66,7 +66,7 @@ describe("[server.acme] config", () => {
 
 describe("HTTP-01 responder", () => {
   test("answers a published token with its key authorization, and nothing else", async () => {
-    const responder = new ChallengeResponder(new FsCertStorage(join(scratch, "challenges")));
+    const responder = new ChallengeResponder();
     await responder.publish("tok_EN-1", "tok_EN-1.thumbprint");
     const hit = await responder.respond("/.well-known/acme-challenge/tok_EN-1");
     expect(hit?.status).toBe(200);
@@ -96,7 +96,7 @@ describe("certificate manager", () => {
     await storage.write("certificate.json", JSON.stringify(pem));
     const config = parseConfig(`[server.acme]\ndomains = ["a.example.com"]\ndirectory_url = "https://127.0.0.1:1/dir"`);
     const served: string[] = [];
-    const manager = new CertificateManager(config.server.tls!.acme!, storage, new ChallengeResponder(storage), new LocalLocks(), createLogger("silent"), (p) => served.push(p.cert));
+    const manager = new CertificateManager(config.server.tls!.acme!, storage, new ChallengeResponder(), new LocalLocks(), createLogger("silent"), (p) => served.push(p.cert));
     await manager.start();
     manager.stop();
     expect(served).toEqual([pem.cert]);
