@@ -105,8 +105,8 @@ export async function serve(config: Config): Promise<RunningServer> {
   const reload = async (next: Config) => {
     const changed = RESTART_KEYS.filter(([, get]) => !Bun.deepEquals(get(next), get(current.config))).map(([key]) => key);
     if (changed.length) throw new Error(`these keys changed and need a restart: ${changed.join(", ")}`);
-    const generation = await buildGeneration(next, stores);
     await stores.https?.reloadFiles(next.server.tls);
+    const generation = await buildGeneration(next, stores);
     const previous = current;
     current = generation;
     stores.serving = generation.mirror;

@@ -15,6 +15,8 @@ const CERTIFICATE = "certificate.json";
 const LOCK = "acme-order";
 /** How often a replica waiting on another's order looks for its result. */
 const WAIT_POLL_MS = 500;
+/** Longest wait on another replica's order before trying again (a holder renews its lease). */
+const MAX_WAIT_MS = 10 * 60_000;
 /** setTimeout's largest delay (about 24.8 days); longer waits re-arm. */
 const MAX_TIMER_MS = 2 ** 31 - 1;
 
@@ -106,7 +108,7 @@ export class CertificateManager {
 
   private async obtain(): Promise<{ pem: IssuedCertificate; info: CertificateInfo }> {
     // Bounded: a holder renews its lease while it orders; a dead one's lease lapses.
-    for (let attempt = 0; attempt < 600; attempt++) {
+    for (let attempt = 0; attempt < 10; attempt++) {
       const lease = await this.locks.acquire(LOCK);
       if (lease) {
         try {
@@ -123,7 +125,9 @@ export class CertificateManager {
         }
       }
       // Another replica is ordering: wait for its certificate, or for its lease to go.
-      while (await this.locks.isHeld(LOCK)) await Bun.sleep(WAIT_POLL_MS);
+      const deadline = Date.now() + MAX_WAIT_MS;
+      while (!this.stopped && Date.now() < deadline && (await this.locks.isHeld(LOCK))) await Bun.sleep(WAIT_POLL_MS);
+      if (this.stopped) throw new Error("stopped");
       const stored = await this.readStored();
       if (stored && !this.due(stored)) {
         this.log.info({ notAfter: stored.info.notAfter.toISOString() }, "acme: adopted the certificate another replica ordered");
