@@ -69,7 +69,8 @@ async function waitValid(ferry: FerryProcess, timeoutMs = 30_000): Promise<Recor
 
 /** The serial and expiry of the certificate a new TLS connection gets, verified against `root`. */
 async function served(tlsPort: number, rootFile: string): Promise<{ serial: string; verify: string }> {
-  const r = await run(["bash", "-c", `openssl s_client -connect 127.0.0.1:${tlsPort} -servername ${NAME} -CAfile ${rootFile} -verify_hostname ${NAME} -verify_return_error </dev/null 2>/dev/null | tee >(openssl x509 -noout -serial >${rootFile}.serial) | grep "Verify return code"; sleep 0.2; cat ${rootFile}.serial`], { allowFail: true, timeoutMs: 10_000 });
+  const script = `out=$(openssl s_client -connect 127.0.0.1:${tlsPort} -servername ${NAME} -CAfile ${rootFile} -verify_hostname ${NAME} -verify_return_error </dev/null 2>/dev/null); echo "$out" | grep "Verify return code"; echo "$out" | openssl x509 -noout -serial`;
+  const r = await run(["bash", "-c", script], { allowFail: true, timeoutMs: 10_000 });
   const [verify = "", serial = ""] = r.stdout.trim().split("\n");
   return { serial: serial.trim(), verify: verify.trim() };
 }
