@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { LocalLocks } from "../../src/cache/locks.ts";
-import { ConfigError, parseConfig } from "../../src/config/load.ts";
+import { parseConfig } from "../../src/config/load.ts";
 import { createLogger } from "../../src/observe/logger.ts";
 import { CertificateManager } from "../../src/tls/cert-manager.ts";
 import { FsCertStorage } from "../../src/tls/cert-storage.ts";
@@ -42,26 +42,7 @@ describe("[server.acme] config", () => {
     expect(c.server.tls?.port).toBe(5443);
     expect(c.server.tls?.acme).toMatchObject({ email: "ops@example.com", eab: { kid: "kid-1", hmacKey: "aGVsbG8" }, storageDir: "/etc/ferry/acme", caFile: "/etc/ferry/ca.pem", redirectHttp: false, renewBeforeMs: 864_000_000, retryMinMs: 5000, retryMaxMs: 600_000 });
   });
-
-  test.each([
-    ["[server.acme]\nemail = \"ops@example.com\"", "server.acme.domains"],
-    ['[server.acme]\ndomains = ["not a name"]', "server.acme.domains[0]"],
-    ['[server.acme]\ndomains = ["a.example.com"]\neab_kid = "k"', "server.acme.eab_hmac_key"],
-    ['[server.acme]\ndomains = ["a.example.com"]\nemail = "nobody"', "server.acme.email"],
-    ['[server.acme]\ndomains = ["a.example.com"]\ndirectory_url = "ftp://x"', "server.acme.directory_url"],
-    ['[server.acme]\ndomains = ["a.example.com"]\nretry_min = "2h"', "server.acme.retry_min"],
-    ['[server.acme]\ndomains = ["a.example.com"]\nsurprise = 1', "server.acme.surprise"],
-    ['[server]\ntls_cert = "/c.pem"\ntls_key = "/k.pem"\n[server.acme]\ndomains = ["a.example.com"]', "server.acme"],
-  ])("invalid %p names %p", (text, key) => {
-    let error: unknown;
-    try {
-      parseConfig(text);
-    } catch (e) {
-      error = e;
-    }
-    expect(error).toBeInstanceOf(ConfigError);
-    expect((error as ConfigError).key).toBe(key);
-  });
+  // Invalid [server.acme] keys are in config.test.ts's table of invalid configs.
 });
 
 describe("HTTP-01 responder", () => {
