@@ -122,7 +122,7 @@ describe("ACME certificates from pebble", () => {
     expect(Number(expiry) * 1000).toBe(Date.parse(String(state.notAfter)));
   }, 90_000);
 
-  test("a short-lived certificate is renewed in place while a download on the old one runs to the end", async () => {
+  test("a short-lived certificate is renewed in place while a download on the old one runs to the end; with the CA gone it is still served", async () => {
     const port = await freePort();
     // 30 s certificates: renewal is due after 20 s (two thirds of the lifetime).
     const pebble = await startPebble({ httpPort: port, validitySeconds: 30 });
@@ -150,7 +150,22 @@ describe("ACME certificates from pebble", () => {
     expect(`sha256:${createHash("sha256").update(readFileSync(out)).digest("hex")}`).toBe(layer.digest);
     const v2 = await curlHttps(tlsPort, "/v2/", root);
     expect(v2.status).toBe("200");
-  }, 150_000);
+
+    // The CA goes away before the next renewal: that order fails, the still-valid
+    // certificate goes on being served, and the status says why.
+    await pebble.stop();
+    const last = await served(tlsPort, root); // no renewal can succeed from here on
+    const failing = await waitFor(async () => {
+      const st = await tlsStatus(ferry);
+      return st && Number(st.failures) >= 1 ? st : undefined;
+    }, { timeoutMs: 40_000, intervalMs: 250, what: "a failed renewal" });
+    expect(failing).toMatchObject({ status: "valid", ordering: false });
+    expect(String(failing.lastError)).toContain("unreachable");
+    const still = await served(tlsPort, root);
+    expect(still.verify).toBe("Verify return code: 0 (ok)");
+    expect(still).toEqual(last);
+    expect((await curlHttps(tlsPort, "/v2/", root)).status).toBe("200");
+  }, 180_000);
 
   test("with the CA down ferry serves plain HTTP and retries with backoff; later it serves its stored certificate without the CA", async () => {
     const port = await freePort();
