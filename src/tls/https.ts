@@ -5,6 +5,7 @@
 import type { SharedRedis } from "../cache/redis-client.ts";
 import { LocalLocks, type LockService } from "../cache/locks.ts";
 import type { TlsSettings } from "../config/config.ts";
+import { ConfigError } from "../config/load.ts";
 import type { Logger } from "../observe/logger.ts";
 import { certificateInfo, configureAcmeHttp, type IssuedCertificate } from "./acme-order.ts";
 import { CertificateManager, type CertificateState } from "./cert-manager.ts";
@@ -66,6 +67,9 @@ export class Https {
   async reloadFiles(next?: TlsSettings): Promise<void> {
     if (next) Object.assign(this.settings, { cert: next.cert, key: next.key });
     if (!this.settings.cert || !this.settings.key) return;
+    for (const [key, path] of [["server.tls_cert", this.settings.cert], ["server.tls_key", this.settings.key]] as const) {
+      if (!(await Bun.file(path).exists())) throw new ConfigError(key, `file not found: ${path}`);
+    }
     const pem = { cert: await Bun.file(this.settings.cert).text(), key: await Bun.file(this.settings.key).text() };
     if (this.files && this.files.pem.cert === pem.cert && this.files.pem.key === pem.key) return;
     const info = certificateInfo(pem.cert);
