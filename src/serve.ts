@@ -19,6 +19,7 @@ import type { SharedBlobTier } from "./registry/blobs.ts";
 import { Mirror } from "./registry/mirror.ts";
 import { createApp } from "./server/app.ts";
 import { peerAddresses } from "./server/registry-api.ts";
+import type { Https } from "./tls/https.ts";
 
 /** Longest a SIGTERM waits for in-flight downloads to finish. */
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -42,6 +43,8 @@ interface Stores {
   traffic: TrafficStats;
   /** The generation serving now (the gauges read it). */
   serving?: Mirror;
+  /** The HTTPS listener and its certificate, when server.tls_* or [server.acme] is set. */
+  https?: Https;
 }
 
 interface Generation {
@@ -53,7 +56,10 @@ interface Generation {
 /** Keys a reload cannot apply: they need a restart. */
 const RESTART_KEYS: [string, (c: Config) => unknown][] = [
   ["server.listen", (c) => [c.server.hostname, c.server.port]],
-  ["server.tls_*", (c) => c.server.tls],
+  // Certificate files are read again on reload; where they are and the ACME settings are not.
+  ["server.tls_listen", (c) => c.server.tls && [c.server.tls.hostname, c.server.tls.port]],
+  ["server.tls_cert/tls_key (on or off)", (c) => Boolean(c.server.tls?.cert)],
+  ["server.acme", (c) => c.server.tls?.acme],
   ["server.idle_timeout", (c) => c.server.idleTimeoutSeconds],
   ["cache.dir", (c) => c.cache.dir],
   ["cache.max_size", (c) => c.cache.maxSize],
@@ -72,28 +78,25 @@ export async function serve(config: Config): Promise<RunningServer> {
     if (peer) peerAddresses.set(request, peer);
     return current.app.handle(request);
   };
+  const https = config.server.tls
+    ? await (await import("./tls/https.ts")).Https.start(config.server.tls, {
+        log,
+        redis: stores.redis,
+        locks: stores.locks,
+        listener: { idleTimeout: config.server.idleTimeoutSeconds, maxRequestBodySize: 64 * 1024, fetch: dispatch },
+      })
+    : undefined;
+  stores.https = https;
   const server = Bun.serve({
     hostname: config.server.hostname,
     port: config.server.port,
     // Bounds slow-loris clients; long enough for a range a shared download has not reached yet.
     idleTimeout: config.server.idleTimeoutSeconds,
     maxRequestBodySize: 64 * 1024,
-    fetch: dispatch,
+    // ACME's HTTP-01 challenges and the redirect to HTTPS come before the app.
+    fetch: https?.intercepts ? async (request, srv) => (await https.intercept(request, new URL(request.url).pathname)) ?? dispatch(request, srv) : dispatch,
   });
   const url = `http://${server.hostname}:${server.port}`;
-  // HTTPS beside HTTP (a single VPS without a load balancer): the same app, a second listener.
-  const tls = config.server.tls;
-  const tlsServer = tls
-    ? Bun.serve({
-        hostname: tls.hostname,
-        port: tls.port,
-        tls: { cert: Bun.file(tls.cert), key: Bun.file(tls.key) },
-        idleTimeout: config.server.idleTimeoutSeconds,
-        maxRequestBodySize: 64 * 1024,
-        fetch: dispatch,
-      })
-    : undefined;
-  if (tlsServer) log.info({ listen: `https://${tlsServer.hostname}:${tlsServer.port}` }, "ferry listening (TLS)");
   log.info(
     { listen: url, cache: config.cache.dir, redis: Boolean(stores.redis), s3: config.s3 ? { bucket: config.s3.bucket, redirect: config.s3.redirect } : false, registries: config.registries.map((r) => r.name) },
     "ferry listening",
@@ -102,6 +105,7 @@ export async function serve(config: Config): Promise<RunningServer> {
   const reload = async (next: Config) => {
     const changed = RESTART_KEYS.filter(([, get]) => !Bun.deepEquals(get(next), get(current.config))).map(([key]) => key);
     if (changed.length) throw new Error(`these keys changed and need a restart: ${changed.join(", ")}`);
+    await stores.https?.reloadFiles(next.server.tls);
     const generation = await buildGeneration(next, stores);
     const previous = current;
     current = generation;
@@ -116,7 +120,7 @@ export async function serve(config: Config): Promise<RunningServer> {
   const stop = () =>
     (stopping ??= (async () => {
       log.info("draining: no new connections; waiting for downloads in flight");
-      await Promise.all([server.stop(false), tlsServer?.stop(false)]);
+      await Promise.all([server.stop(false), stores.https?.stop()]);
       const downloads = [...current.mirror.blobs.inFlight.values()].map((d) => d.finished);
       await Promise.race([Promise.all(downloads), Bun.sleep(DRAIN_TIMEOUT_MS)]);
       current.mirror.close();
@@ -161,6 +165,7 @@ async function openStores(config: Config): Promise<Stores> {
       cacheBytes: () => blobStore.usage.size,
       cacheBlobs: () => blobStore.usage.count,
       cacheMaxBytes: config.cache.maxSize,
+      certificate: () => stores.https?.state,
     }),
   };
   return stores;
@@ -176,7 +181,7 @@ async function buildGeneration(config: Config, stores: Stores): Promise<Generati
   });
   const auth = config.auth ? { secret: await tokenSecret(config, stores.redis), users: await loadUsers(config) } : undefined;
   const access = new AccessControl(config, (name) => mirror.upstreamFor(name), auth, stores.redis);
-  return { config, mirror, app: createApp(mirror, access) };
+  return { config, mirror, app: createApp(mirror, access, () => stores.https?.state) };
 }
 
 async function loadUsers(config: Config): Promise<Htpasswd> {

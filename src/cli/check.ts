@@ -1,5 +1,5 @@
 // `ferry check`: the config is valid (already, or we would not be here); then every
-// upstream endpoint, Redis and S3 is probed, and a table says what works.
+// upstream endpoint, Redis, S3 and the HTTPS certificate is probed, and a table says what works.
 import { mkdir } from "node:fs/promises";
 import { FsBlobStore } from "../cache/fs-blob-store.ts";
 import { SharedRedis } from "../cache/redis-client.ts";
@@ -12,6 +12,7 @@ import { DEFAULT_HEALTH_POLICY, EndpointHealth } from "../upstream/health.ts";
 import { TagPolicy } from "../registry/tag-policy.ts";
 import { formatDuration } from "../ui/format.ts";
 import { parseReference } from "../ui/reference.ts";
+import { certificateProbes } from "../tls/https-check.ts";
 import { table } from "./table.ts";
 
 interface Probe {
@@ -26,6 +27,7 @@ export async function check(config: Config, out: (line: string) => void, images:
   probes.push(probeCacheDir(config.cache.dir));
   if (config.redis) probes.push(probeRedis(config));
   if (config.s3) probes.push(probeS3(config));
+  if (config.server.tls) probes.push(...certificateProbes(config));
   const tokens = new TokenCache();
   for (const registry of config.registries) {
     const urls = new Map([...registry.endpoints, ...(registry.blobEndpoints ?? [])].map((e) => [e.url, e]));

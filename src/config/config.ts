@@ -97,8 +97,31 @@ export interface SearchSettings {
   cacheTtlMs: number;
 }
 
+/** [server.acme]: where ferry gets its certificate, and when it renews it. */
+export interface AcmeSettings {
+  domains: string[]; // the certificate's names: acme.domains, then every registry's `hosts`
+  email?: string;
+  directoryUrl: string; // an RFC 8555 directory (Let's Encrypt production by default)
+  eab?: { kid: string; hmacKey: string }; // external account binding (ZeroSSL, Google, private CAs)
+  storageDir: string; // account key, certificate and key on disk (also a copy when Redis shares them)
+  caFile?: string; // PEM bundle trusted for the directory's HTTPS (a private CA such as pebble)
+  redirectHttp: boolean; // plain-HTTP /v2/ requests answer 308 to https:// once a certificate is served
+  renewBeforeMs: number; // renew this long before expiry (at most a third of the lifetime)
+  retryMinMs: number; // first retry after a failed order; doubled per failure
+  retryMaxMs: number;
+}
+
+/** The HTTPS listener: static files (tls_cert/tls_key, reloaded on SIGHUP) or ACME. */
+export interface TlsSettings {
+  hostname: string;
+  port: number;
+  cert?: string;
+  key?: string;
+  acme?: AcmeSettings;
+}
+
 export interface Config {
-  server: { hostname: string; port: number; publicUrl?: string; idleTimeoutSeconds: number; tls?: { hostname: string; port: number; cert: string; key: string } };
+  server: { hostname: string; port: number; publicUrl?: string; idleTimeoutSeconds: number; tls?: TlsSettings };
   auth?: AuthSettings;
   limits: LimitSettings;
   cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number; referrersTtlMs: number };

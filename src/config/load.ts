@@ -95,7 +95,7 @@ function build(file: ConfigFile): Config {
   if (!LOG_LEVELS.includes(level)) throw new ConfigError("log.level", `must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`);
   const auth = buildAuth(file.auth);
   return {
-    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), idleTimeoutSeconds: idleTimeout(file.server?.idle_timeout), tls: buildTls(file.server) },
+    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), idleTimeoutSeconds: idleTimeout(file.server?.idle_timeout), tls: buildTls(file) },
     auth,
     limits: buildLimits(file.limits),
     cache: {
@@ -131,11 +131,49 @@ function idleTimeout(value: string | number | undefined): number {
   return seconds;
 }
 
-function buildTls(server: ConfigFile["server"]): Config["server"]["tls"] {
-  if (!server?.tls_cert && !server?.tls_key && !server?.tls_listen) return undefined;
+function buildTls(file: ConfigFile): Config["server"]["tls"] {
+  const server = file.server;
+  if (!server?.tls_cert && !server?.tls_key && !server?.tls_listen && !server?.acme) return undefined;
+  const listen = parseListen(server.tls_listen ?? "0.0.0.0:5443", "server.tls_listen");
+  if (server.acme) {
+    if (server.tls_cert || server.tls_key) throw new ConfigError("server.acme", "cannot be combined with tls_cert/tls_key (pick one source of certificates)");
+    return { ...listen, acme: buildAcme(server.acme, file) };
+  }
   if (!server.tls_cert) throw new ConfigError("server.tls_cert", "is required for TLS (with tls_key)");
   if (!server.tls_key) throw new ConfigError("server.tls_key", "is required for TLS (with tls_cert)");
-  return { ...parseListen(server.tls_listen ?? "0.0.0.0:5443", "server.tls_listen"), cert: server.tls_cert, key: server.tls_key };
+  return { ...listen, cert: server.tls_cert, key: server.tls_key };
+}
+
+const LETS_ENCRYPT = "https://acme-v02.api.letsencrypt.org/directory";
+const DNS_NAME = /^(\*\.)?([a-z0-9]([a-z0-9-]*[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+function buildAcme(a: NonNullable<NonNullable<ConfigFile["server"]>["acme"]>, file: ConfigFile): NonNullable<Config["server"]["tls"]>["acme"] {
+  // The names served: the configured domains, then every registry's Host names (without a port).
+  const hosts = (file.registry ?? []).filter((r) => r.enabled !== false).flatMap((r) => r.hosts ?? []);
+  const domains = [...new Set([...(a.domains ?? []), ...hosts].map((d) => d.toLowerCase().replace(/:\d+$/, "")))];
+  if (domains.length === 0) throw new ConfigError("server.acme.domains", "needs at least one domain name (or a registry with hosts)");
+  domains.forEach((d, i) => {
+    if (!DNS_NAME.test(d)) throw new ConfigError(`server.acme.domains[${i}]`, `must be a DNS name like "mirror.example.com" (got "${d}")`);
+  });
+  const directoryUrl = a.directory_url ?? LETS_ENCRYPT;
+  if (!isHttpUrl(directoryUrl)) throw new ConfigError("server.acme.directory_url", `must be an http(s) URL (got "${directoryUrl}")`);
+  if (Boolean(a.eab_kid) !== Boolean(a.eab_hmac_key)) throw new ConfigError(a.eab_kid ? "server.acme.eab_hmac_key" : "server.acme.eab_kid", "is required with the other EAB key");
+  if (a.email !== undefined && !/^[^@\s]+@[^@\s]+$/.test(a.email)) throw new ConfigError("server.acme.email", `must be an email address (got "${a.email}")`);
+  const retryMinMs = duration("server.acme.retry_min", a.retry_min ?? "10s");
+  const retryMaxMs = duration("server.acme.retry_max", a.retry_max ?? "1h");
+  if (retryMinMs < 1000 || retryMaxMs < retryMinMs) throw new ConfigError("server.acme.retry_min", "must be at least 1s and at most retry_max");
+  return {
+    domains,
+    email: a.email,
+    directoryUrl,
+    eab: a.eab_kid && a.eab_hmac_key ? { kid: a.eab_kid, hmacKey: a.eab_hmac_key } : undefined,
+    storageDir: a.storage ?? `${(file.cache?.dir ?? "./data").replace(/\/+$/, "")}/acme`,
+    caFile: a.ca_file,
+    redirectHttp: a.redirect_http ?? true,
+    renewBeforeMs: duration("server.acme.renew_before", a.renew_before ?? "30d"),
+    retryMinMs,
+    retryMaxMs,
+  };
 }
 
 function buildAuth(a: ConfigFile["auth"]): Config["auth"] {

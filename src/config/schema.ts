@@ -78,6 +78,25 @@ export const ConfigFileSchema = t.Object(
           idle_timeout: t.Optional(Duration),
           tls_cert: t.Optional(t.String()),
           tls_key: t.Optional(t.String()),
+          // [server.acme]: a certificate from an ACME CA (Let's Encrypt), renewed in the process.
+          acme: t.Optional(
+            t.Object(
+              {
+                domains: t.Optional(t.Array(t.String())),
+                email: t.Optional(t.String()),
+                directory_url: t.Optional(t.String()),
+                eab_kid: t.Optional(t.String()),
+                eab_hmac_key: t.Optional(t.String()),
+                storage: t.Optional(t.String()),
+                ca_file: t.Optional(t.String()),
+                redirect_http: t.Optional(t.Boolean()),
+                renew_before: t.Optional(Duration),
+                retry_min: t.Optional(Duration),
+                retry_max: t.Optional(Duration),
+              },
+              { additionalProperties: false },
+            ),
+          ),
         },
         { additionalProperties: false },
       ),

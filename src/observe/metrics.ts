@@ -55,7 +55,7 @@ export class Metrics {
   readonly upstreamRateLimited = new Counter({ name: "ferry_upstream_rate_limited_total", help: "429s received from upstream endpoints", labelNames: ["registry", "endpoint"], registers: [this.registry] });
   readonly rateLimitedResponses = new Counter({ name: "ferry_rate_limited_responses_total", help: "429s sent to clients", labelNames: ["reason"], registers: [this.registry] });
 
-  constructor(sources: { inFlightDownloads: () => number; cacheBytes: () => number; cacheBlobs: () => number; cacheMaxBytes?: number }) {
+  constructor(sources: { inFlightDownloads: () => number; cacheBytes: () => number; cacheBlobs: () => number; cacheMaxBytes?: number; certificate?: () => { notAfter?: string; source: string } | undefined }) {
     collectDefaultMetrics({ register: this.registry, prefix: "ferry_" });
     new Gauge({ name: "ferry_inflight_downloads", help: "Blob downloads in progress", registers: [this.registry], collect() {
       this.set(sources.inFlightDownloads());
@@ -65,6 +65,12 @@ export class Metrics {
     } });
     new Gauge({ name: "ferry_cache_blobs", help: "Blobs in the local blob tier", registers: [this.registry], collect() {
       this.set(sources.cacheBlobs());
+    } });
+    // Alert on `ferry_tls_certificate_expiry_timestamp_seconds - time() < 7 * 86400`.
+    new Gauge({ name: "ferry_tls_certificate_expiry_timestamp_seconds", help: "notAfter of the HTTPS certificate served (Unix time), by source (acme, files)", labelNames: ["source"], registers: [this.registry], collect() {
+      this.reset();
+      const cert = sources.certificate?.();
+      if (cert?.notAfter) this.set({ source: cert.source }, Date.parse(cert.notAfter) / 1000);
     } });
     if (sources.cacheMaxBytes !== undefined) {
       const max = sources.cacheMaxBytes;

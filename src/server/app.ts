@@ -10,11 +10,12 @@ import { requestUrl } from "./request-url.ts";
 import { healthApi } from "./health-api.ts";
 import { statusApi } from "./status-api.ts";
 import { webUi } from "./web-ui.ts";
+import type { CertificateState } from "../tls/cert-manager.ts";
 
 /** Operator pages and data: behind auth when [auth] is on. */
 const ADMIN_PATHS = /^\/(ui(\/|$)|api\/|metrics$)/;
 
-export function createApp(mirror: Mirror, access: AccessControl) {
+export function createApp(mirror: Mirror, access: AccessControl, certificate: () => CertificateState | undefined = () => undefined) {
   return new Elysia({ name: "ferry" })
     .use(requestLog(mirror.log, mirror.metrics))
     .onRequest(async ({ request }) => {
@@ -24,7 +25,7 @@ export function createApp(mirror: Mirror, access: AccessControl) {
     })
     .use(tokenEndpoint(mirror.config, access, (name) => mirror.upstreamFor(name)))
     .use(registryApi(mirror, access))
-    .use(statusApi(mirror))
+    .use(statusApi(mirror, certificate))
     .use(healthApi(mirror))
     .get("/metrics", async () => new Response(await mirror.metrics.registry.metrics(), { headers: { "Content-Type": mirror.metrics.registry.contentType } }))
     .use(webUi(mirror));

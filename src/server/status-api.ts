@@ -3,8 +3,9 @@
 import { Elysia } from "elysia";
 import pkg from "../../package.json" with { type: "json" };
 import type { Mirror } from "../registry/mirror.ts";
+import type { CertificateState } from "../tls/cert-manager.ts";
 
-export function statusApi(mirror: Mirror) {
+export function statusApi(mirror: Mirror, certificate: () => CertificateState | undefined = () => undefined) {
   return new Elysia({ name: "status-api" })
     .get("/api/status", () => {
       const t = mirror.traffic.totals;
@@ -21,6 +22,8 @@ export function statusApi(mirror: Mirror) {
           shared: mirror.sharedBlobs ? { kind: "s3", bucket: mirror.config.s3?.bucket, redirect: mirror.sharedBlobs.redirect } : null,
           redis: mirror.redis ? { connected: mirror.redis.ready } : null,
         },
+        // The HTTPS certificate (null without TLS): where from, until when, why an order failed.
+        tls: certificate() ?? null,
         traffic: {
           ...t,
           hitRatio: t.requests ? t.hits / t.requests : null,

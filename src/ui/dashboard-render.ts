@@ -53,6 +53,8 @@ export interface StatusData {
     shared?: { kind: string; bucket?: string; redirect?: boolean } | null;
     redis?: { connected: boolean } | null;
   };
+  /** The HTTPS certificate (src/tls/cert-manager.ts CertificateState); null without TLS. */
+  tls?: { source: string; status: string; domains: string[]; notAfter?: string; renewAt?: string; ordering?: boolean; lastError?: string; failures?: number } | null;
   traffic?: {
     requests: number;
     hits: number;
@@ -288,7 +290,15 @@ export function renderCache(s: StatusData): Html {
 ${c.dir ? html`<dt>Directory</dt><dd class="mono">${c.dir}</dd>` : ""}
 <dt>Shared tier (S3)</dt><dd>${c.shared ? html`<span class="badge ok">on</span> bucket <span class="mono">${c.shared.bucket ?? "?"}</span>${c.shared.redirect ? " · clients redirected to S3" : ""}` : html`<span class="badge">off</span>`}</dd>
 <dt>Redis</dt><dd>${c.redis ? (c.redis.connected ? html`<span class="badge ok">connected</span>` : html`<span class="badge bad">disconnected</span>`) : html`<span class="badge">off</span>`}</dd>
+${renderCertificate(s.tls)}
 </dl>`;
+}
+
+/** The HTTPS certificate row: where from, until when, and why the last order failed. */
+function renderCertificate(t: StatusData["tls"]): Html {
+  if (!t) return html`<dt>Certificate</dt><dd><span class="badge">no HTTPS</span></dd>`;
+  const badge = t.status === "valid" ? html`<span class="badge ok">valid</span>` : html`<span class="badge bad">${t.status === "none" ? "none yet" : t.status}</span>`;
+  return html`<dt>Certificate</dt><dd>${badge} <span class="mono">${t.domains.join(", ")}</span> · ${t.source}${t.notAfter ? html` · until <span class="mono">${t.notAfter}</span>` : ""}${t.renewAt ? html` · next order <span class="mono">${t.renewAt}</span>` : ""}${t.ordering ? " · ordering now" : ""}${t.lastError ? html`<div class="small"><span class="badge bad">${t.failures ?? 1} failed</span> ${t.lastError}</div>` : ""}</dd>`;
 }
 
 function shortDigest(digest: string): string {

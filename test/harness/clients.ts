@@ -1022,6 +1022,8 @@ export interface ContainersConfigOptions extends IsolationOptions {
   unqualifiedSearchRegistries?: string[];
   /** contents for auth.json (REGISTRY_AUTH_FILE); default {"auths":{}} */
   authJson?: unknown;
+  /** registry host ("localhost:5443") -> CA PEM, written to <private /etc/containers>/certs.d */
+  registryCAs?: Record<string, string>;
 }
 
 /** registries.conf (v2) text. */
@@ -1072,6 +1074,10 @@ async function containersSandbox(dir: string, opts: ContainersConfigOptions, sto
   const etc = path.join(dir, "etc-containers");
   fs.mkdirSync(path.join(etc, "registries.conf.d"), { recursive: true });
   fs.mkdirSync(path.join(etc, "registries.d"), { recursive: true });
+  for (const [host, pem] of Object.entries(opts.registryCAs ?? {})) {
+    fs.mkdirSync(path.join(etc, "certs.d", host), { recursive: true });
+    fs.writeFileSync(path.join(etc, "certs.d", host, "ca.crt"), pem);
+  }
   const root = path.join(store ?? dir, "storage");
   const runroot = path.join(store ?? dir, "runroot");
   const podTmp = path.join(dir, "podman-tmp");

@@ -31,6 +31,8 @@ export async function freePort(): Promise<number> {
 export interface FerryOptions {
   /** TOML appended after [server] and [cache] (e.g. [[registry]] entries). */
   config?: string;
+  /** Extra [server] keys (e.g. tls_listen), as TOML lines. */
+  server?: string;
   cacheDir?: string;
   tagTtl?: string;
   /** TOML keys appended to [cache] (e.g. `referrers_ttl = "0s"`). */
@@ -64,7 +66,7 @@ export async function startFerry(opts: FerryOptions = {}): Promise<FerryProcess>
   const configPath = join(dir, "config.toml");
   writeFileSync(
     configPath,
-    `[server]\nlisten = "127.0.0.1:${port}"\n[cache]\ndir = "${cacheDir}"\ntag_ttl = "${opts.tagTtl ?? "5m"}"\n${opts.cacheConfig ?? ""}\n[log]\nlevel = "debug"\n${opts.config ?? ""}\n`,
+    `[server]\nlisten = "127.0.0.1:${port}"\n${opts.server ?? ""}\n[cache]\ndir = "${cacheDir}"\ntag_ttl = "${opts.tagTtl ?? "5m"}"\n${opts.cacheConfig ?? ""}\n[log]\nlevel = "debug"\n${opts.config ?? ""}\n`,
   );
   const logPath = join(dir, "ferry.log");
   const proc = Bun.spawn([BUN, join(ROOT, "src/main.ts"), "serve", "--config", configPath], {

@@ -111,6 +111,14 @@ describe("config", () => {
     ['[auth]\ntokens = ["a-long-enough-static-token"]\n[[registry]]\nname = "quay.io"\npassthrough_auth = true\nusername = "ops"\npassword = "x"', "registry[0].username"],
     ['[auth]\ntokens = ["a-long-enough-static-token"]\n[[registry]]\nname = "quay.io"\npassthrough_auth = true\npassword = "x"', "registry[0].password"],
     ['[auth]\ntokens = ["a-long-enough-static-token"]\n[[registry]]\nname = "quay.io"\npassthrough_auth = true\nendpoints = ["https://quay.io", { url = "https://relay.example.com", username = "ops", password = "x" }]', "registry[0].endpoints[1].username"],
+    ["[server.acme]\nemail = \"ops@example.com\"", "server.acme.domains"],
+    ['[server.acme]\ndomains = ["not a name"]', "server.acme.domains[0]"],
+    ['[server.acme]\ndomains = ["a.example.com"]\neab_kid = "k"', "server.acme.eab_hmac_key"],
+    ['[server.acme]\ndomains = ["a.example.com"]\nemail = "nobody"', "server.acme.email"],
+    ['[server.acme]\ndomains = ["a.example.com"]\ndirectory_url = "ftp://x"', "server.acme.directory_url"],
+    ['[server.acme]\ndomains = ["a.example.com"]\nretry_min = "2h"', "server.acme.retry_min"],
+    ['[server.acme]\ndomains = ["a.example.com"]\nsurprise = 1', "server.acme.surprise"],
+    ['[server]\ntls_cert = "/c.pem"\ntls_key = "/k.pem"\n[server.acme]\ndomains = ["a.example.com"]', "server.acme"],
   ])("invalid config %p names %p", (text, key) => {
     let error: unknown;
     try {
