@@ -6,6 +6,7 @@ import type { Config, RegistryConfig } from "../config/config.ts";
 import { formatBearerChallenge } from "../protocol/challenge.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { withLibraryPrefix } from "../protocol/names.ts";
+import { requestUrl } from "../protocol/request-url.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { ANONYMOUS, Authenticator, type Principal } from "./authenticator.ts";
 import { ClientIpResolver } from "./client-ip.ts";
@@ -128,7 +129,7 @@ function rejectOver(verdict: LimitVerdict): void {
 /** The URL clients reach this mirror at: server.public_url, else the request's own. */
 export function publicBase(request: Request, config: Config): string {
   if (config.server.publicUrl) return config.server.publicUrl;
-  const url = new URL(request.url);
+  const url = requestUrl(request);
   const proto = request.headers.get("x-forwarded-proto")?.split(",")[0]?.trim() || url.protocol.replace(":", "");
   const host = request.headers.get("x-forwarded-host")?.split(",")[0]?.trim() || request.headers.get("host") || url.host;
   return `${proto}://${host}`;

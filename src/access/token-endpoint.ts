@@ -5,6 +5,7 @@
 import { Elysia } from "elysia";
 import type { Config } from "../config/config.ts";
 import { RegistryError } from "../protocol/errors.ts";
+import { requestUrl } from "../protocol/request-url.ts";
 import { routeName } from "../routing/route.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { AccessControl } from "./access.ts";
@@ -20,7 +21,7 @@ export function tokenEndpoint(config: Config, access: AccessControl, upstreamFor
     });
   return new Elysia({ name: "token-endpoint" }).get("/token", async ({ request }) => {
     if (!authenticator) return Response.json(new RegistryError("UNSUPPORTED", "client auth is not enabled on this mirror").toJSON(), { status: 404 });
-    const url = new URL(request.url);
+    const url = requestUrl(request);
     const names = url.searchParams
       .getAll("scope")
       .flatMap((s) => s.split(" "))

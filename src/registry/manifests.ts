@@ -29,6 +29,9 @@ const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Rounds (about 0.5 s each, at most) a replica waits for another one's manifest fetch. */
 const MAX_PEER_WAIT_ROUNDS = 120;
 
+/** 404s that depend on what this client accepts: never remembered for the tag. */
+const aboutTheClient = new WeakSet<RegistryError>();
+
 export class ManifestService {
   /** Upstream 404s, remembered briefly so a typo'd image doesn't hammer the upstream. */
   private readonly notFound: LRUCache<string, RegistryError>;
@@ -49,14 +52,20 @@ export class ManifestService {
   }
 
   async get(req: ManifestRequest): Promise<ManifestResult> {
+    const byDigest = parseDigest(req.reference) !== undefined;
+    if (!byDigest && !ALL_MANIFEST_TYPES.some((t) => acceptsMediaType(req.accept, t))) {
+      // Ferry serves no schema 1 (a registry converts to it for such clients, and its digest
+      // can't be verified). About this client only: not remembered for the tag, nothing fetched.
+      throw new RegistryError("MANIFEST_UNKNOWN", `no manifest of a type this client accepts (Accept: ${req.accept.join(", ").slice(0, 200)})`, { status: 404 });
+    }
     const negativeKey = `${req.repo.registry}/${req.repo.repository}:${req.reference}`;
     const remembered = this.notFound.get(negativeKey);
     if (remembered) throw remembered;
     try {
-      return parseDigest(req.reference) ? await this.byDigest(req, req.reference) : await this.byTag(req);
+      return byDigest ? await this.byDigest(req, req.reference) : await this.byTag(req);
     } catch (error) {
       const mapped = toRegistryError(error, "MANIFEST_UNKNOWN", `manifest ${req.repo.repository}:${req.reference}`);
-      if (mapped.status === 404) this.notFound.set(negativeKey, mapped);
+      if (mapped.status === 404 && !aboutTheClient.has(mapped)) this.notFound.set(negativeKey, mapped);
       throw mapped;
     }
   }
@@ -81,8 +90,7 @@ export class ManifestService {
     if (record && !acceptsMediaType(req.accept, record.mediaType)) {
       // The client can't take what the tag points to (an old client and an index):
       // ask upstream with the client's own Accept and don't touch the mapping.
-      const fetched = await this.fetch(req.repo, tag, req.accept, req.credentials);
-      return { ...fetched, cache: "bypass" };
+      return this.fetchAsAccepted(req, tag);
     }
     if (record && Date.now() - record.checkedAt < this.tagTtlMs) {
       return this.serveRecord(req, record, "hit");
@@ -106,7 +114,7 @@ export class ManifestService {
         },
       ),
     );
-    if (!acceptsMediaType(req.accept, fetched.mediaType)) return { ...(await this.fetch(req.repo, tag, req.accept, req.credentials)), cache: "bypass" };
+    if (!acceptsMediaType(req.accept, fetched.mediaType)) return this.fetchAsAccepted(req, tag);
     this.meta.touchTag(req.repo, tag, Date.now());
     return { ...fetched, cache: "miss" };
   }
@@ -148,9 +156,22 @@ export class ManifestService {
   }
 
   /** GET a manifest upstream, verify its digest, cache it by digest. */
+  /** The tag asked for with the client's own Accept (it can't take the type the tag points to). */
+  private async fetchAsAccepted(req: ManifestRequest, tag: string): Promise<ManifestResult> {
+    return { ...(await this.fetch(req.repo, tag, req.accept, req.credentials)), cache: "bypass" };
+  }
+
   private async fetch(repo: RepositoryRef, reference: string, accept: readonly string[], credentials?: Credentials): Promise<Omit<ManifestResult, "cache">> {
     const { response, endpoint } = await this.upstreamFor(repo.registry).request({ method: "GET", path: `/v2/${repo.repository}/manifests/${reference}`, repository: repo.repository, accept, credentials });
     if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
+    if (/^application\/vnd\.docker\.distribution\.manifest\.v1\+/i.test(response.headers.get("content-type") ?? "")) {
+      // A schema 1 conversion, offered to a client that accepts none of the stored type:
+      // ferry serves no schema 1 (its digest can't be verified). About the client, not the upstream.
+      await response.body?.cancel();
+      const error = new RegistryError("MANIFEST_UNKNOWN", `${repo.repository}:${reference} exists only in a manifest type this client does not accept`, { status: 404 });
+      aboutTheClient.add(error);
+      throw error;
+    }
     const length = Number(response.headers.get("content-length") ?? 0);
     if (length > MAX_MANIFEST_BYTES) {
       await response.body?.cancel();

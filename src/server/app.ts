@@ -6,7 +6,9 @@ import { tokenEndpoint } from "../access/token-endpoint.ts";
 import type { Mirror } from "../registry/mirror.ts";
 import { registryApi } from "./registry-api.ts";
 import { requestLog } from "./request-log.ts";
-import { requestUrl } from "./request-url.ts";
+import { RegistryError } from "../protocol/errors.ts";
+import { requestUrl, unroutableHost } from "../protocol/request-url.ts";
+import { toRegistryErrorResponse } from "./errors.ts";
 import { healthApi } from "./health-api.ts";
 import { statusApi } from "./status-api.ts";
 import { webUi } from "./web-ui.ts";
@@ -18,6 +20,7 @@ export function createApp(mirror: Mirror, access: AccessControl) {
   return new Elysia({ name: "ferry" })
     .use(requestLog(mirror.log, mirror.metrics))
     .onRequest(async ({ request }) => {
+      if (unroutableHost(request)) return toRegistryErrorResponse(new RegistryError("UNSUPPORTED", "invalid Host header", { status: 400 }), request.method).response;
       if (!ADMIN_PATHS.test(requestUrl(request).pathname)) return;
       if (await access.admin(request)) return;
       return new Response("authentication required\n", { status: 401, headers: { "WWW-Authenticate": `Basic realm="${mirror.config.auth?.service ?? "ferry"}"`, "Content-Type": "text/plain" } });

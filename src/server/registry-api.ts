@@ -11,7 +11,7 @@ import { paginate } from "../registry/tags.ts";
 import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
 import { annotate } from "./request-log.ts";
-import { requestUrl } from "./request-url.ts";
+import { requestUrl } from "../protocol/request-url.ts";
 import { API_VERSION_HEADER, blobResponse, jsonResponse, manifestResponse } from "./responses.ts";
 
 const MAX_PAGE_SIZE = 10_000;
