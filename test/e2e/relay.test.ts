@@ -10,7 +10,7 @@ import { isPrivateHost } from "../../relay/src/address.ts";
 import { parseRelayConfig, serveRelay, type RelayServer } from "../../relay/src/serve.ts";
 import { ALL_MANIFEST_TYPES, bigLayer, fiveLayer, multiArch, readBlob, sha256Digest, type BuiltImage } from "../harness/images.ts";
 import { parseBearerChallenge } from "../harness/oci-client.ts";
-import { run } from "../harness/proc.ts";
+import { freePort, killPid, run, waitForPort } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
 
 const SECRET = "relay-test-secret";
@@ -65,7 +65,7 @@ beforeAll(async () => {
   relay = serveRelay({
     hostname: "127.0.0.1",
     port: 0,
-    config: { registries: { "docker.io": { upstream: up.url } }, allowPrivateRedirects: true },
+    config: { registries: { "docker.io": { upstream: up.url } }, allowPrivateRedirects: true, open: true },
   });
   strict = serveRelay({
     hostname: "127.0.0.1",
@@ -263,7 +263,7 @@ describe("a second registry chosen by mount, path prefix or ?ns=", () => {
     both = serveRelay({
       hostname: "127.0.0.1",
       port: 0,
-      config: { registries: { "docker.io": { upstream: up.url }, "ghcr.io": { upstream: `http://127.0.0.1:${stub.port}` } }, allowPrivateRedirects: true },
+      config: { registries: { "docker.io": { upstream: up.url }, "ghcr.io": { upstream: `http://127.0.0.1:${stub.port}` } }, allowPrivateRedirects: true, open: true },
     });
   });
   afterAll(() => {
@@ -377,6 +377,31 @@ describe("what the relay refuses", () => {
     expect(up.count({ server: "front" })).toBe(before + 1);
   });
 
+  test("ferry relay will not start without RELAY_SECRET unless told --open; the Workers entry relays nothing", async () => {
+    const root = join(import.meta.dir, "../..");
+    const cmd = [join(root, "node_modules/.bin/bun"), join(root, "src/main.ts"), "relay", "--listen"];
+    const env = { RELAY_REGISTRIES: `docker.io=${up.url}`, RELAY_SECRET: "", RELAY_OPEN: "" };
+    const before = up.count({ server: "front" });
+    const refused = await run([...cmd, `127.0.0.1:${await freePort()}`], { env, timeoutMs: 20_000, allowFail: true });
+    expect({ code: refused.code, names: /RELAY_SECRET/.test(refused.stderr) && /--open/.test(refused.stderr) }).toEqual({ code: 2, names: true });
+    const port = await freePort();
+    const open = Bun.spawn([...cmd, `127.0.0.1:${port}`, "--open"], { env: { ...process.env, ...env }, stdout: "ignore", stderr: "pipe" });
+    try {
+      await waitForPort(port, { timeoutMs: 15_000 });
+      const res = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: T() });
+      expect(res.status).toBe(401); // the upstream's own challenge, relayed
+      expect(parseBearerChallenge(res.headers.get("www-authenticate"))?.realm).toBe(`http://127.0.0.1:${port}/token?upstream=docker.io`);
+    } finally {
+      killPid(open.pid, "SIGKILL");
+      await open.exited;
+    }
+    const worker = (await import("../../relay/src/worker.ts")).default;
+    const unset = await worker.fetch(new Request("https://relay.example.workers.dev/v2/"), { RELAY_REGISTRIES: `docker.io=${up.url}`, RELAY_ALLOW_PRIVATE_REDIRECTS: "true" });
+    expect(unset.status).toBe(500);
+    expect((await ociError(unset)).message).toContain("RELAY_SECRET");
+    expect(up.count({ server: "front" })).toBe(before + 1); // only the --open relay's request
+  }, 60_000);
+
   test("an unknown registry prefix or ?ns= is NAME_UNKNOWN, never the default registry", async () => {
     const before = up.count();
     for (const path of ["/v2/quay.io/foo/bar/manifests/latest", "/v2/localhost:5000/x/blobs/sha256:" + "0".repeat(64), "/v2/foo/manifests/latest?ns=ghcr.io"]) {
@@ -427,7 +452,7 @@ describe("upstream trouble reaches the client as the upstream said it", () => {
   });
 
   test("an unreachable upstream is a 502 UNAVAILABLE, not a hang", async () => {
-    const closed = serveRelay({ hostname: "127.0.0.1", port: 0, config: { registries: { "docker.io": { upstream: "http://127.0.0.1:9" } } } });
+    const closed = serveRelay({ hostname: "127.0.0.1", port: 0, config: { registries: { "docker.io": { upstream: "http://127.0.0.1:9" } }, open: true } });
     try {
       const res = await fetch(`${closed.url}/v2/library/x/manifests/latest`, { signal: T() });
       expect(res.status).toBe(502);
@@ -441,7 +466,7 @@ describe("upstream trouble reaches the client as the upstream said it", () => {
     const slow = serveRelay({
       hostname: "127.0.0.1",
       port: 0,
-      config: { registries: { "docker.io": { upstream: up.url } }, upstreamTimeoutMs: 300 },
+      config: { registries: { "docker.io": { upstream: up.url } }, upstreamTimeoutMs: 300, open: true },
     });
     await up.setFault({ kind: "hang", server: "front" });
     try {
@@ -476,7 +501,8 @@ describe("the Workers entry and the pure pieces", () => {
   });
 
   test("parseRelayConfig reads the RELAY_* variables and names the one at fault", () => {
-    expect(parseRelayConfig({})).toMatchObject({ registries: { "docker.io": { upstream: "https://registry-1.docker.io" } } });
+    expect(parseRelayConfig({ RELAY_OPEN: "true" })).toMatchObject({ registries: { "docker.io": { upstream: "https://registry-1.docker.io" } }, open: true });
+    expect(() => parseRelayConfig({})).toThrow(/^RELAY_SECRET: /);
     const config = parseRelayConfig({
       RELAY_REGISTRIES: "docker.io=https://registry-1.docker.io, ghcr.io=https://ghcr.io\nquay.io=https://quay.io",
       RELAY_DEFAULT_REGISTRY: "ghcr.io",
@@ -486,6 +512,7 @@ describe("the Workers entry and the pure pieces", () => {
     expect(Object.keys(config.registries)).toEqual(["docker.io", "ghcr.io", "quay.io"]);
     expect(config).toMatchObject({ defaultRegistry: "ghcr.io", secret: "s", allowPrivateRedirects: false });
     const bad: [Record<string, string>, string][] = [
+      [{ RELAY_OPEN: "perhaps" }, "RELAY_OPEN"],
       [{ RELAY_REGISTRIES: "docker.io" }, "RELAY_REGISTRIES"],
       [{ RELAY_REGISTRIES: "docker.io=ftp://x" }, "RELAY_REGISTRIES"],
       [{ RELAY_REGISTRIES: "Docker_Hub=https://x" }, "RELAY_REGISTRIES"],
@@ -493,7 +520,7 @@ describe("the Workers entry and the pure pieces", () => {
       [{ RELAY_ALLOW_PRIVATE_REDIRECTS: "maybe" }, "RELAY_ALLOW_PRIVATE_REDIRECTS"],
       [{ RELAY_SECRET_HEADER: "bad header" }, "RELAY_SECRET_HEADER"],
     ];
-    for (const [env, key] of bad) expect(() => parseRelayConfig(env)).toThrow(new RegExp(`^${key}: `));
+    for (const [env, key] of bad) expect(() => parseRelayConfig({ RELAY_OPEN: "true", ...env })).toThrow(new RegExp(`^${key}: `));
   });
 
   test("private hosts: loopback, RFC 1918, link-local, CGNAT, ULA, mapped IPv4 and localhost names", () => {
