@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { isPrivateHost } from "../../relay/src/address.ts";
+import { isNonPublicHost } from "../../src/protocol/ip.ts";
 import { parseRelayConfig, serveRelay, type RelayServer } from "../../relay/src/serve.ts";
 import { ALL_MANIFEST_TYPES, bigLayer, fiveLayer, multiArch, readBlob, sha256Digest, type BuiltImage } from "../harness/images.ts";
 import { parseBearerChallenge } from "../harness/oci-client.ts";
@@ -494,9 +494,15 @@ describe("the Workers entry and the pure pieces", () => {
 
   test("the handler's modules use web-standard APIs only (they must run on Workers)", () => {
     const dir = join(import.meta.dir, "../../relay/src");
-    for (const file of ["handler.ts", "config.ts", "route.ts", "upstream.ts", "headers.ts", "challenge.ts", "address.ts", "secret.ts", "errors.ts", "worker.ts"]) {
+    for (const file of ["handler.ts", "config.ts", "route.ts", "upstream.ts", "headers.ts", "challenge.ts", "secret.ts", "errors.ts", "worker.ts"]) {
       const code = readFileSync(join(dir, file), "utf8").replace(/\/\*[\s\S]*?\*\//g, "").replace(/\/\/.*$/gm, ""); // comments may name Bun
       expect({ file, nodeOrBun: /\bfrom\s+"(node:|bun)|\bBun\.|\bBuffer\b|\bprocess\.|\brequire\(/.exec(code)?.[0] }).toEqual({ file, nodeOrBun: undefined });
+    }
+    // The grammar it shares with ferry (src/protocol): nothing imported at load time may be
+    // Node's or Bun's (digest.ts's hashers name Bun inside functions the relay never calls).
+    for (const file of ["ip.ts", "names.ts", "digest.ts", "challenge.ts"]) {
+      const code = readFileSync(join(import.meta.dir, "../../src/protocol", file), "utf8");
+      expect({ file, imports: /^import\s.*$/m.exec(code)?.[0] }).toEqual({ file, imports: undefined });
     }
   });
 
@@ -526,11 +532,11 @@ describe("the Workers entry and the pure pieces", () => {
   test("private hosts: loopback, RFC 1918, link-local, CGNAT, ULA, mapped IPv4 and localhost names", () => {
     const priv = ["127.0.0.1", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1", "169.254.169.254", "100.64.0.1", "0.0.0.0", "[::1]", "[::]", "[fd00::1]", "[fe80::1]", "[::ffff:127.0.0.1]", "[::ffff:a9fe:a9fe]", "localhost", "a.localhost", "LOCALHOST."];
     const pub = ["8.8.8.8", "172.32.0.1", "100.128.0.1", "[2606:4700::1111]", "[::ffff:8.8.8.8]", "production.cloudflare.docker.com", "localhost.example.com"];
-    for (const h of priv) expect({ h, private: isPrivateHost(h) }).toEqual({ h, private: true });
-    for (const h of pub) expect({ h, private: isPrivateHost(h) }).toEqual({ h, private: false });
+    for (const h of priv) expect({ h, private: isNonPublicHost(h) }).toEqual({ h, private: true });
+    for (const h of pub) expect({ h, private: isNonPublicHost(h) }).toEqual({ h, private: false });
     // The URL parser normalises odd IPv4 spellings before the check sees them.
-    expect(isPrivateHost(new URL("http://2130706433/").hostname)).toBe(true);
-    expect(isPrivateHost(new URL("http://0x7f.1/").hostname)).toBe(true);
+    expect(isNonPublicHost(new URL("http://2130706433/").hostname)).toBe(true);
+    expect(isNonPublicHost(new URL("http://0x7f.1/").hostname)).toBe(true);
   });
 });
 
