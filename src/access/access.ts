@@ -135,6 +135,7 @@ export class AccessControl {
       throw new RegistryError("UNAVAILABLE", `cannot confirm access to ${registry.name}/${repository} with the upstream`, { status: 503 });
     }
     if (!ok) {
+      if (credentials && p.unverified) this.loginFailed(client.ip, p.name); // refused upstream too: a failed login
       if (!credentials) throw this.challenge(request, scope, `${registry.name}/${repository} requires logging in with your upstream credentials`);
       throw new RegistryError("DENIED", `your upstream credentials do not allow pulling ${registry.name}/${repository}`);
     }

@@ -87,7 +87,9 @@ export class Authenticator {
     await guard?.before(username);
     if (!(await verifyPassword(this.users, username, password))) {
       this.rejected.set(key, true);
-      guard?.failed(username);
+      // With passthrough, a name htpasswd doesn't know may be an upstream login: it fails
+      // only once the upstream refuses it too (the caller reports that).
+      if (!this.upstreamLogins || this.users.has(username)) guard?.failed(username);
       return undefined;
     }
     const principal: Principal = { kind: "user", name: username };

@@ -72,7 +72,7 @@ export class RateLimiter {
     const { limit, windowMs } = this.settings.loginFailures;
     const who = this.clientKey(ip);
     for (const [key, what] of [[`fail:ip:${who}`, `from ${who}`], [`fail:user:${userKey(username)}`, "for this user name"]] as const) {
-      const { count, resetsInMs } = await this.add(key, 0, windowMs);
+      const { count, resetsInMs } = await this.addFromFirst(key, 0, windowMs);
       if (count >= limit) {
         return { ok: false, reason: "logins", retryAfterSeconds: Math.max(1, Math.ceil(resetsInMs / 1000)), message: `too many failed logins ${what}: try again later` };
       }
@@ -82,7 +82,7 @@ export class RateLimiter {
 
   async loginFailed(ip: string, username: string): Promise<void> {
     const { windowMs } = this.settings.loginFailures;
-    await Promise.all([this.add(`fail:ip:${this.clientKey(ip)}`, 1, windowMs), this.add(`fail:user:${userKey(username)}`, 1, windowMs)]);
+    await Promise.all([this.addFromFirst(`fail:ip:${this.clientKey(ip)}`, 1, windowMs), this.addFromFirst(`fail:user:${userKey(username)}`, 1, windowMs)]);
   }
 
   /** Whether the byte budget still has room (checked before a blob is served). */
@@ -142,6 +142,33 @@ export class RateLimiter {
     entry.count += amount;
     this.local.set(key, entry);
     return { count: entry.count, resetsInMs };
+  }
+
+  /**
+   * A counter whose window starts at its first count (failed logins): a guesser can't get a
+   * fresh budget at a clock boundary, and a back-off lasts a whole window.
+   */
+  private async addFromFirst(name: string, amount: number, windowMs: number): Promise<{ count: number; resetsInMs: number }> {
+    const now = this.now();
+    if (this.redis) {
+      const redisKey = this.redis.key("limit", name);
+      const shared = await this.redis.try(async (c) => {
+        if (amount === 0) {
+          const [[, count], [, ttl]] = (await c.multi().get(redisKey).pttl(redisKey).exec()) as [[Error | null, string | null], [Error | null, number]];
+          return { count: Number(count ?? 0), resetsInMs: Math.max(0, ttl) };
+        }
+        const replies = (await c.multi().set(redisKey, 0, "PX", windowMs, "NX").incrby(redisKey, amount).pttl(redisKey).exec()) as [Error | null, unknown][];
+        return { count: Number(replies[1]![1]), resetsInMs: Math.max(0, Number(replies[2]![1])) };
+      });
+      if (shared !== undefined) return shared;
+    }
+    this.sweep(now);
+    const live = this.local.get(name);
+    const entry = live && live.expiresAt > now ? live : { count: 0, expiresAt: now + windowMs };
+    if (amount === 0) return { count: entry.count, resetsInMs: entry.expiresAt - now }; // a look, not a count
+    entry.count += amount;
+    this.local.set(name, entry);
+    return { count: entry.count, resetsInMs: entry.expiresAt - now };
   }
 
   private sweep(now: number): void {
