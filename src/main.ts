@@ -17,7 +17,8 @@ Usage:
   ferry warm IMAGE… | --file LIST pre-fetch images into a running ferry's cache
   ferry prune [--max-size SIZE] [--older-than AGE] [--s3-orphans]
                                   trim the local cache; remove orphans from S3
-  ferry relay [--listen ADDR]     run the secondary-mirror relay (the Workers handler) on this host
+  ferry relay [--listen ADDR] [--open]
+                                  run the secondary-mirror relay (the Workers handler) on this host
   ferry version                   print the version
   ferry <command> --help          help for one command
 
@@ -62,13 +63,14 @@ cached manifest refers to (older than --grace, default 24h, so uploads in progre
 every replica's manifests count), and aborts multipart uploads older than --grace (left open by a
 replica that was killed). Safe while ferry serves: a pruned blob becomes a miss.
 `,
-  relay: `Usage: ferry relay [--listen ADDR]
+  relay: `Usage: ferry relay [--listen ADDR] [--open]
 
 Runs the secondary-mirror relay (the same handler as relay/ on Cloudflare Workers) on this
 host: /v2/… and /token relayed to the configured registries, token realm rewritten to
 the relay, blob redirects followed here, GET/HEAD only. Configure with environment:
   RELAY_LISTEN (default :5001)   RELAY_REGISTRIES="docker.io=https://registry-1.docker.io,ghcr.io=https://ghcr.io"
-  RELAY_SECRET, RELAY_SECRET_HEADER (default x-ferry-relay-secret)   RELAY_DEFAULT_REGISTRY
+  RELAY_SECRET (required; --open or RELAY_OPEN=true relays for anyone without one, on purpose)
+  RELAY_SECRET_HEADER (default x-ferry-relay-secret)   RELAY_DEFAULT_REGISTRY
   RELAY_PUBLIC_URL   RELAY_ALLOW_PRIVATE_REDIRECTS   RELAY_UPSTREAM_TIMEOUT_MS
 See relay/README.md.
 `,
@@ -208,10 +210,10 @@ async function main(args: string[]): Promise<number | undefined> {
       let relay;
       try {
         const listen = parseListen(optionValue(rest, "--listen") ?? process.env.RELAY_LISTEN ?? ":5001", "--listen");
-        const config = parseRelayConfig(process.env);
+        const config = parseRelayConfig({ ...process.env, ...(rest.includes("--open") && { RELAY_OPEN: "true" }) });
         const log = createLogger(process.env.FERRY_LOG_LEVEL ?? "info");
         relay = serveRelay({ ...listen, config, onRequest: (entry) => log.info(entry, "relay request") });
-        log.info({ listen: relay.url, registries: Object.keys(config.registries), secret: Boolean(config.secret) }, "ferry relay listening");
+        log.info({ listen: relay.url, registries: Object.keys(config.registries), secret: Boolean(config.secret) }, config.secret ? "ferry relay listening" : "ferry relay listening, open to anyone (--open)");
       } catch (error) {
         if (error instanceof RelayConfigError || error instanceof ConfigError) fail(error.message);
         throw error;

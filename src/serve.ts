@@ -18,7 +18,7 @@ import { TrafficStats } from "./observe/traffic.ts";
 import type { SharedBlobTier } from "./registry/blobs.ts";
 import { Mirror } from "./registry/mirror.ts";
 import { createApp } from "./server/app.ts";
-import { peerAddresses } from "./server/registry-api.ts";
+import { peerAddresses } from "./access/client-ip.ts";
 import type { Https } from "./tls/https.ts";
 
 /** Longest a SIGTERM waits for in-flight downloads to finish. */

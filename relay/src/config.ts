@@ -11,8 +11,10 @@ export interface RelayConfig {
   registries: Record<string, RelayRegistry>;
   /** Registry for paths without a prefix or ?ns=. Default: docker.io if configured, else the only registry. */
   defaultRegistry?: string;
-  /** Shared secret every request must carry in `secretHeader`; unset means an open relay. */
+  /** Shared secret every request must carry in `secretHeader`. Required unless `open`. */
   secret?: string;
+  /** Relay for anyone, without a secret: only when said on purpose (a private network, tests). */
+  open?: boolean;
   /** Header holding the secret (default "x-ferry-relay-secret"). */
   secretHeader?: string;
   /** Follow redirects and token realms to loopback/private/link-local addresses (tests, private CDNs). */
@@ -86,6 +88,10 @@ export function resolveRelayConfig(config: RelayConfig): ResolvedRelayConfig {
     else if (registries.size === 1) defaultRegistry = [...registries.keys()][0];
   }
 
+  if (!config.secret && !config.open) {
+    throw new RelayConfigError("secret", "the relay needs a shared secret; to relay for anyone without one, say so: open (RELAY_OPEN=true, ferry relay --open)");
+  }
+
   const secretHeader = (config.secretHeader || DEFAULT_SECRET_HEADER).toLowerCase();
   if (!HEADER_NAME.test(secretHeader)) throw new RelayConfigError("secretHeader", `"${secretHeader}" is not a header name`);
 
@@ -115,7 +121,7 @@ function parseBoolean(key: string, value: string | undefined): boolean | undefin
  * Reads the relay's settings from Workers vars or process.env:
  *   RELAY_REGISTRIES="docker.io=https://registry-1.docker.io,ghcr.io=https://ghcr.io"
  *     (comma or whitespace separated; default: Docker Hub only)
- *   RELAY_DEFAULT_REGISTRY, RELAY_SECRET, RELAY_SECRET_HEADER,
+ *   RELAY_DEFAULT_REGISTRY, RELAY_SECRET (required unless RELAY_OPEN=true), RELAY_SECRET_HEADER,
  *   RELAY_ALLOW_PRIVATE_REDIRECTS (true/false), RELAY_PUBLIC_URL, RELAY_UPSTREAM_TIMEOUT_MS
  * Throws RelayConfigError naming the variable at fault.
  */
@@ -138,6 +144,7 @@ export function parseRelayConfig(env: Record<string, string | undefined>): Relay
     registries,
     defaultRegistry: env.RELAY_DEFAULT_REGISTRY?.trim() || undefined,
     secret: env.RELAY_SECRET || undefined,
+    open: parseBoolean("RELAY_OPEN", env.RELAY_OPEN),
     secretHeader: env.RELAY_SECRET_HEADER?.trim() || undefined,
     allowPrivateRedirects: parseBoolean("RELAY_ALLOW_PRIVATE_REDIRECTS", env.RELAY_ALLOW_PRIVATE_REDIRECTS),
     publicUrl: env.RELAY_PUBLIC_URL?.trim() || undefined,
@@ -157,6 +164,7 @@ function envKeyFor(key: string): string {
   if (key.startsWith("registries")) return "RELAY_REGISTRIES";
   const map: Record<string, string> = {
     defaultRegistry: "RELAY_DEFAULT_REGISTRY",
+    secret: "RELAY_SECRET",
     secretHeader: "RELAY_SECRET_HEADER",
     publicUrl: "RELAY_PUBLIC_URL",
     upstreamTimeoutMs: "RELAY_UPSTREAM_TIMEOUT_MS",

@@ -1,6 +1,9 @@
 // Request path → which registry and repository the relay talks to. Pure; every name and
-// reference is validated here before it is placed into an upstream URL.
+// reference is validated here, with ferry's own grammar (src/protocol), before it is placed
+// into an upstream URL.
 import type { ResolvedRelayConfig } from "./config.ts";
+import { parseDigest } from "../../src/protocol/digest.ts";
+import { isValidRepositoryName, isValidTag } from "../../src/protocol/names.ts";
 import { RelayError } from "./errors.ts";
 
 export type RepoKind = "manifests" | "blobs" | "tags";
@@ -20,17 +23,7 @@ export interface RepoRequest {
   ns: string | undefined;
 }
 
-/** Distribution grammar: path components of [a-z0-9]+ joined by ".", "_", "__" or "-"+. */
-const COMPONENT = /^[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*$/;
-const TAG = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$/;
-const DIGEST = /^(?:sha256:[a-f0-9]{64}|sha512:[a-f0-9]{128})$/;
-const MAX_NAME_LENGTH = 255;
-
-export function isValidName(name: string): boolean {
-  return name.length > 0 && name.length <= MAX_NAME_LENGTH && name.split("/").every((c) => COMPONENT.test(c));
-}
-export const isValidTag = (tag: string): boolean => TAG.test(tag);
-export const isValidDigest = (digest: string): boolean => DIGEST.test(digest);
+const isValidDigest = (digest: string): boolean => parseDigest(digest) !== undefined;
 
 /** Docker's rule for "is the first component a registry host": it has a dot or a port, or is localhost. */
 function looksLikeHost(component: string): boolean {
@@ -115,7 +108,7 @@ export function parseRepoRequest(config: ResolvedRelayConfig, mount: Mount, ns: 
     if (!chosen) throw new RelayError(404, "NAME_UNKNOWN", "no registry in the path or ?ns=, and the relay has no default registry");
   }
 
-  if (!isValidName(name)) throw new RelayError(400, "NAME_INVALID", `invalid repository name "${name}"`);
+  if (!isValidRepositoryName(name)) throw new RelayError(400, "NAME_INVALID", `invalid repository name "${name}"`);
   if (kind === "blobs" && !isValidDigest(reference)) throw new RelayError(400, "DIGEST_INVALID", `invalid digest "${reference}"`);
   if (kind === "manifests" && !isValidDigest(reference) && !isValidTag(reference)) {
     throw new RelayError(400, reference.includes(":") ? "DIGEST_INVALID" : "TAG_INVALID", `invalid reference "${reference}"`);

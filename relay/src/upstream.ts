@@ -1,7 +1,7 @@
 // Fetching from upstreams: redirects followed by hand so each hop can be vetted (scheme,
 // private addresses, and Authorization only ever to the host it was issued for), and a
 // deadline on response headers only, so multi-gigabyte blobs can stream as long as they need.
-import { isPrivateHost } from "./address.ts";
+import { isNonPublicHost } from "../../src/protocol/ip.ts";
 import { crossOriginHeaders } from "./headers.ts";
 import { RelayError } from "./errors.ts";
 
@@ -37,7 +37,7 @@ export function vetTarget(url: URL, configuredOrigin: string, allowPrivate: bool
     throw new RelayError(502, "UNKNOWN", `upstream pointed the relay at a ${url.protocol} URL, refused`);
   }
   if (url.origin === configuredOrigin || allowPrivate) return;
-  if (isPrivateHost(url.hostname)) {
+  if (isNonPublicHost(url.hostname)) {
     throw new RelayError(502, "UNKNOWN", `upstream pointed the relay at private address ${url.hostname}, refused`);
   }
 }

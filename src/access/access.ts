@@ -7,11 +7,12 @@ import { formatBearerChallenge } from "../protocol/challenge.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { withLibraryPrefix } from "../protocol/names.ts";
 import { BandwidthPool } from "../upstream/bandwidth.ts";
+import { requestUrl } from "../protocol/request-url.ts";
 import type { Upstream } from "../upstream/upstream.ts";
-import { ANONYMOUS, Authenticator, type Principal } from "./authenticator.ts";
+import { ANONYMOUS, Authenticator, type Identified, type LoginGuard, type Principal } from "./authenticator.ts";
 import { ClientIpResolver } from "./client-ip.ts";
 import type { Htpasswd } from "./htpasswd.ts";
-import { onStreamEnd, RateLimiter, type LimitVerdict } from "./limits.ts";
+import { onStreamEnd, RateLimiter, type LimitVerdict, type PageBudget } from "./limits.ts";
 import { PassthroughChecker } from "./passthrough.ts";
 import { RepositoryPolicy, userAgentBlocker } from "./policy.ts";
 
@@ -37,7 +38,8 @@ export class AccessControl {
     auth: { secret: string; users: Htpasswd } | undefined,
     redis?: SharedRedis,
   ) {
-    this.authenticator = config.auth && auth ? new Authenticator(config.auth, auth.secret, auth.users) : undefined;
+    const upstreamLogins = config.registries.some((r) => r.passthroughAuth);
+    this.authenticator = config.auth && auth ? new Authenticator(config.auth, auth.secret, auth.users, upstreamLogins, config.limits.loginFailures.windowMs) : undefined;
     this.limiter = new RateLimiter(config.limits, redis);
     this.delivery = config.limits.bandwidth === undefined ? undefined : new BandwidthPool(config.limits.bandwidth);
     this.ips = new ClientIpResolver(config.limits.trustedProxies);
@@ -49,21 +51,65 @@ export class AccessControl {
   /** Everything decided before routing: who, from where, and whether they may ask at all. */
   async admit(request: Request, peer: string): Promise<Client> {
     if (this.blocked(request.headers.get("user-agent"))) throw new RegistryError("DENIED", "this client is not allowed to use this mirror");
-    const ip = this.ips.resolve(peer, request.headers.get("x-forwarded-for"));
+    const ip = this.clientIp(request, peer);
     let principal: Principal = ANONYMOUS;
+    // A password to hash is charged to the request budget first: limits come before bcrypt.
+    let charged = false;
+    const exemptAddress = this.limiter.isExemptAddress(ip);
     if (this.authenticator) {
-      const identified = await this.authenticator.identify(request.headers.get("authorization"));
+      const identified = await this.identify(request, ip, async () => {
+        if (exemptAddress) return;
+        charged = true;
+        rejectOver(await this.limiter.request(ip));
+      });
       if ("invalid" in identified) throw this.challenge(request, undefined, identified.invalid);
       principal = identified;
     }
-    const exempt = this.limiter.isExempt(ip, principal.kind !== "anonymous");
-    if (!exempt) rejectOver(await this.limiter.request(ip));
+    const exempt = exemptAddress || this.limiter.isExempt(ip, isVerified(principal));
+    if (!exempt && !charged) rejectOver(await this.limiter.request(ip));
     return { ip, principal, exempt };
   }
 
-  /** `/v2/` itself: with auth on, a client without valid credentials is challenged (that is how `docker login` starts). */
+  /**
+   * `/v2/` itself: with auth on, only a verified login or a token ferry issued gets 200;
+   * anything else is challenged (that is how `docker login` starts, and how a client that
+   * checks its password here learns it was wrong).
+   */
   base(request: Request, client: Client): void {
-    if (this.authenticator && client.principal.kind === "anonymous" && !request.headers.get("authorization")) throw this.challenge(request);
+    const p = client.principal;
+    if (!this.authenticator) return;
+    if (p.unverified || (p.kind === "anonymous" && !request.headers.get("authorization"))) throw this.challenge(request);
+  }
+
+  /** The client's address: the peer, or what a trusted proxy says in X-Forwarded-For. */
+  clientIp(request: Request, peer: string): string {
+    return this.ips.resolve(peer, request.headers.get("x-forwarded-for"));
+  }
+
+  /** Who the Authorization header names; failed-login back-off and `beforeHash` come before any bcrypt. */
+  async identify(request: Request, ip: string, beforeHash?: () => Promise<void>): Promise<Identified> {
+    return this.authenticator!.identify(request.headers.get("authorization"), this.loginGuard(ip, beforeHash));
+  }
+
+  /** A login an upstream refused (passthrough credentials at /token): counts like a wrong password. */
+  loginFailed(ip: string, username: string): void {
+    void this.limiter.loginFailed(ip, username);
+  }
+
+  /** The per-minute budget of /token, the operator pages or /v1/*: throws 429 when used up. */
+  async limitPage(request: Request, peer: string, budget: PageBudget): Promise<void> {
+    const ip = this.clientIp(request, peer);
+    if (!this.limiter.isExemptAddress(ip)) rejectOver(await this.limiter.request(ip, budget));
+  }
+
+  private loginGuard(ip: string, beforeHash?: () => Promise<void>): LoginGuard {
+    return {
+      before: async (username) => {
+        rejectOver(await this.limiter.loginAllowed(ip, username));
+        await beforeHash?.();
+      },
+      failed: (username) => this.loginFailed(ip, username),
+    };
   }
 
   /**
@@ -93,6 +139,7 @@ export class AccessControl {
       throw new RegistryError("UNAVAILABLE", `cannot confirm access to ${registry.name}/${repository} with the upstream`, { status: 503 });
     }
     if (!ok) {
+      if (credentials && p.unverified) this.loginFailed(client.ip, p.name); // refused upstream too: a failed login
       if (!credentials) throw this.challenge(request, scope, `${registry.name}/${repository} requires logging in with your upstream credentials`);
       throw new RegistryError("DENIED", `your upstream credentials do not allow pulling ${registry.name}/${repository}`);
     }
@@ -133,11 +180,16 @@ export class AccessControl {
   }
 
   /** For /ui, /api and /metrics: an htpasswd user or a static token (Basic or Bearer). */
-  async admin(request: Request): Promise<boolean> {
+  async admin(request: Request, peer: string): Promise<boolean> {
     if (!this.authenticator) return true;
-    const p = await this.authenticator.identify(request.headers.get("authorization"));
+    const p = await this.identify(request, this.clientIp(request, peer));
     return "kind" in p && (p.kind === "user" || p.kind === "token");
   }
+}
+
+/** Checked by ferry: htpasswd, a static token, or a token ferry issued (after checking). Claimed upstream credentials are not. */
+function isVerified(p: Principal): boolean {
+  return p.kind !== "anonymous" && !p.unverified;
 }
 
 function rejectOver(verdict: LimitVerdict): void {
@@ -147,7 +199,7 @@ function rejectOver(verdict: LimitVerdict): void {
 /** The URL clients reach this mirror at: server.public_url, else the request's own. */
 export function publicBase(request: Request, config: Config): string {
   if (config.server.publicUrl) return config.server.publicUrl;
-  const url = new URL(request.url);
+  const url = requestUrl(request);
   const proto = request.headers.get("x-forwarded-proto")?.split(",")[0]?.trim() || url.protocol.replace(":", "");
   const host = request.headers.get("x-forwarded-host")?.split(",")[0]?.trim() || request.headers.get("host") || url.host;
   return `${proto}://${host}`;

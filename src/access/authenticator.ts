@@ -15,6 +15,14 @@ export interface Principal {
   access?: ReadonlySet<string>;
   /** Upstream credentials to use and to check with, for passthrough registries. */
   upstream?: Credentials;
+  /** Basic credentials ferry doesn't know: not logged in, and not exempt from limits, until an upstream accepts them. */
+  unverified?: true;
+}
+
+/** Around each password check: `before` may refuse (throws) before any hashing; `failed` records a wrong one. */
+export interface LoginGuard {
+  before(username: string): Promise<void>;
+  failed(username: string): void;
 }
 
 export const ANONYMOUS: Principal = { kind: "anonymous", name: "" };
@@ -28,17 +36,23 @@ export class Authenticator {
   readonly signer: TokenSigner;
   /** Successful logins by a hash of user:password, so Basic on every request costs one bcrypt a minute. */
   private readonly verified = new LRUCache<string, Principal>({ max: 10_000, ttl: VERIFIED_TTL_MS });
+  /** Wrong passwords, likewise: the same wrong one again costs no bcrypt (and is no new guess). */
+  private readonly rejected: LRUCache<string, true>;
 
+  /** `upstreamLogins`: some registry has passthrough_auth, so unknown Basic credentials may be upstream ones. */
   constructor(
     readonly settings: AuthSettings,
     secret: string,
     private readonly users: Htpasswd,
+    private readonly upstreamLogins = false,
+    rejectedTtlMs = VERIFIED_TTL_MS,
   ) {
     this.signer = new TokenSigner(secret);
+    this.rejected = new LRUCache({ max: 10_000, ttl: rejectedTtlMs });
   }
 
   /** The principal an Authorization header names (anonymous without one). */
-  async identify(authorization: string | null): Promise<Identified> {
+  async identify(authorization: string | null, guard?: LoginGuard): Promise<Identified> {
     if (!authorization) return ANONYMOUS;
     const space = authorization.indexOf(" ");
     const scheme = authorization.slice(0, space).toLowerCase();
@@ -52,21 +66,32 @@ export class Authenticator {
       const decoded = Buffer.from(value, "base64").toString("utf8");
       const colon = decoded.indexOf(":");
       if (colon < 0) return { invalid: "malformed Basic credentials" };
-      const login = await this.login(decoded.slice(0, colon), decoded.slice(colon + 1));
-      // Unknown Basic credentials may still be upstream credentials (passthrough): the
-      // caller decides, per registry.
-      return login ?? { kind: "upstream", name: decoded.slice(0, colon), upstream: { username: decoded.slice(0, colon), password: decoded.slice(colon + 1) } };
+      const [username, password] = [decoded.slice(0, colon), decoded.slice(colon + 1)];
+      const login = await this.login(username, password, guard);
+      if (login) return login;
+      if (!this.upstreamLogins) return { invalid: "invalid username or password" };
+      // Unknown Basic credentials may still be upstream credentials (passthrough): only an
+      // upstream can vouch for them, per registry.
+      return { kind: "upstream", name: username, upstream: { username, password }, unverified: true };
     }
     return { invalid: `unsupported authorization scheme "${scheme}"` };
   }
 
   /** htpasswd user, or any user name with a static token as password. */
-  async login(username: string, password: string): Promise<Principal | undefined> {
+  async login(username: string, password: string, guard?: LoginGuard): Promise<Principal | undefined> {
     if (this.isStaticToken(password)) return { kind: "token", name: username || "static-token" };
     const key = new Bun.CryptoHasher("sha256").update(`${username}:${password}`).digest("hex");
     const known = this.verified.get(key);
     if (known) return known;
-    if (!(await verifyPassword(this.users, username, password))) return undefined;
+    if (this.rejected.has(key)) return undefined;
+    await guard?.before(username);
+    if (!(await verifyPassword(this.users, username, password))) {
+      this.rejected.set(key, true);
+      // With passthrough, a name htpasswd doesn't know may be an upstream login: it fails
+      // only once the upstream refuses it too (the caller reports that).
+      if (!this.upstreamLogins || this.users.has(username)) guard?.failed(username);
+      return undefined;
+    }
     const principal: Principal = { kind: "user", name: username };
     this.verified.set(key, principal);
     return principal;

@@ -2,6 +2,14 @@
 // proxy, the right-most X-Forwarded-For entry that is not itself a trusted proxy.
 import { cidrContains, parseCidr, type Cidr } from "../protocol/ip.ts";
 
+/** Peer addresses of requests that arrived on another listener (the TLS one): Elysia only knows its own. */
+export const peerAddresses = new WeakMap<Request, string>();
+
+/** The TCP peer of a request, on either listener. */
+export function peerOf(request: Request, server: { requestIP(r: Request): { address: string } | null } | null): string {
+  return peerAddresses.get(request) ?? server?.requestIP(request)?.address ?? "0.0.0.0";
+}
+
 export class ClientIpResolver {
   private readonly trusted: Cidr[];
 

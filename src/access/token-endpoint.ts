@@ -5,9 +5,11 @@
 import { Elysia } from "elysia";
 import type { Config } from "../config/config.ts";
 import { RegistryError } from "../protocol/errors.ts";
+import { requestUrl } from "../protocol/request-url.ts";
 import { routeName } from "../routing/route.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import type { AccessControl } from "./access.ts";
+import { peerOf } from "./client-ip.ts";
 import { ANONYMOUS, type Principal } from "./authenticator.ts";
 import { parseScope } from "./tokens.ts";
 
@@ -18,9 +20,9 @@ export function tokenEndpoint(config: Config, access: AccessControl, upstreamFor
       status: 401,
       headers: { "Content-Type": "application/json", "WWW-Authenticate": `Basic realm="${config.auth?.service ?? "ferry"}"` },
     });
-  return new Elysia({ name: "token-endpoint" }).get("/token", async ({ request }) => {
+  return new Elysia({ name: "token-endpoint" }).get("/token", async ({ request, server }) => {
     if (!authenticator) return Response.json(new RegistryError("UNSUPPORTED", "client auth is not enabled on this mirror").toJSON(), { status: 404 });
-    const url = new URL(request.url);
+    const url = requestUrl(request);
     const names = url.searchParams
       .getAll("scope")
       .flatMap((s) => s.split(" "))
@@ -30,10 +32,24 @@ export function tokenEndpoint(config: Config, access: AccessControl, upstreamFor
     let principal: Principal = ANONYMOUS;
     const authorization = request.headers.get("authorization");
     if (authorization) {
-      const identified = await authenticator.identify(authorization);
+      const ip = access.clientIp(request, peerOf(request, server));
+      let identified;
+      try {
+        identified = await access.identify(request, ip);
+      } catch (error) {
+        if (!(error instanceof RegistryError)) throw error;
+        return Response.json(error.toJSON(), { status: error.status, headers: error.headers });
+      }
       if ("invalid" in identified) return unauthorized(identified.invalid);
       principal = identified;
-      if (principal.kind === "upstream" && !(await acceptedUpstream(principal, names))) return unauthorized("invalid username or password");
+      if (principal.unverified) {
+        if (!(await acceptedUpstream(principal, names))) {
+          access.loginFailed(ip, principal.name);
+          return unauthorized("invalid username or password");
+        }
+        // The upstream vouched for them: the token carries them as checked.
+        principal = { ...principal, unverified: undefined };
+      }
     }
     const { token, expiresIn, issuedAt } = authenticator.issue(principal, [...new Set(names)]);
     return Response.json({ token, access_token: token, expires_in: expiresIn, issued_at: issuedAt });

@@ -65,6 +65,14 @@ export interface LimitSettings {
   authenticatedExempt: boolean;
   trustedProxies: string[]; // CIDRs whose X-Forwarded-For is believed
   blockUserAgents: string[]; // regular expressions
+  /** Failed logins per client and per user name before further logins wait out the window. */
+  loginFailures: { limit: number; windowMs: number };
+  /** Per-minute budgets of their own for /token, the operator pages (/ui, /api/*, /metrics) and /v1/*. */
+  tokenRequestsPerMinute: number;
+  adminRequestsPerMinute: number;
+  searchRequestsPerMinute: number;
+  /** IPv6 clients count per prefix of this length (one /64 is one household or one server). */
+  ipv6Prefix: number;
 }
 
 export interface RedisSettings {

@@ -204,6 +204,15 @@ function buildLimits(l: ConfigFile["limits"]): Config["limits"] {
     if (limit === undefined || windowMs === undefined || windowMs === 0) throw new ConfigError("limits.bytes", `must look like "20GiB/1h" (got "${l.bytes}")`);
     bytes = { limit, windowMs };
   }
+  let loginFailures = DEFAULT_LOGIN_FAILURES;
+  if (l?.login_failures !== undefined) {
+    const [count = "", window = ""] = l.login_failures.split("/");
+    const windowMs = parseDuration(window);
+    if (!/^\d+$/.test(count) || Number(count) < 1 || windowMs === undefined || windowMs === 0) {
+      throw new ConfigError("limits.login_failures", `must look like "10/15m" (got "${l.login_failures}")`);
+    }
+    loginFailures = { limit: Number(count), windowMs };
+  }
   (l?.block_user_agents ?? []).forEach((re, i) => {
     try {
       new RegExp(re, "i");
@@ -220,8 +229,16 @@ function buildLimits(l: ConfigFile["limits"]): Config["limits"] {
     authenticatedExempt: l?.authenticated_exempt ?? true,
     trustedProxies: cidrs("trusted_proxies", l?.trusted_proxies),
     blockUserAgents: l?.block_user_agents ?? [],
+    loginFailures,
+    tokenRequestsPerMinute: l?.token_requests_per_minute ?? 120,
+    adminRequestsPerMinute: l?.admin_requests_per_minute ?? 300,
+    searchRequestsPerMinute: l?.search_requests_per_minute ?? 60,
+    ipv6Prefix: l?.ipv6_prefix ?? 64,
   };
 }
+
+/** 10 failed logins per 15 minutes, per client and per user name: a person mistyping is never stopped, a guesser is. */
+const DEFAULT_LOGIN_FAILURES = { limit: 10, windowMs: 15 * 60_000 };
 
 type LimitBytes = { limit: number; windowMs: number };
 

@@ -104,9 +104,12 @@ export class Metrics {
     return { ...this.staleTotals.get(registry) };
   }
 
-  /** A route label with few values, from a request path. */
+  /** A route label from a fixed set (any path a client makes up is "other"), from a request path. */
   static routeOf(path: string): string {
-    if (!path.startsWith("/v2")) return path === "/" || path.startsWith("/ui") || path.startsWith("/api/") || path === "/metrics" || path === "/healthz" || path === "/readyz" || path === "/token" || path.startsWith("/v1/") ? path.split("/").slice(0, 3).join("/") || "/" : "other";
+    if (!path.startsWith("/v2")) {
+      if (PAGE_ROUTES.has(path)) return path === "/ui/" ? "/ui" : path;
+      return path.startsWith("/assets/") ? "/assets" : "other";
+    }
     if (/\/manifests\/[^/]+$/.test(path)) return "manifest";
     if (/\/blobs\/uploads/.test(path)) return "upload";
     if (/\/blobs\/[^/]+$/.test(path)) return "blob";
@@ -116,6 +119,9 @@ export class Metrics {
     return path === "/v2" || path === "/v2/" ? "base" : "other";
   }
 }
+
+/** The paths outside /v2/ ferry serves, each its own route label. */
+const PAGE_ROUTES = new Set(["/", "/ui", "/ui/", "/api/status", "/api/repositories", "/metrics", "/healthz", "/readyz", "/token", "/v1/_ping", "/v1/search"]);
 
 /** Counts per label set, keyed by a string the caller builds (no hashing per increment). */
 class Tallies<L extends string> {

@@ -8,7 +8,8 @@ export type RangeRequest =
   | { kind: "range"; range: ByteRange }
   | { kind: "unsatisfiable" };
 
-const SINGLE = /^bytes=(\d{0,15})-(\d{0,15})$/;
+// The range unit is case-insensitive (RFC 9110 14.1), as Bun itself treats it.
+const SINGLE = /^bytes=(\d{0,15})-(\d{0,15})$/i;
 
 /** Resolves a Range header against a known size. Malformed or multi-range headers are ignored. */
 export function parseRange(header: string | null | undefined, size: number): RangeRequest {

@@ -57,13 +57,14 @@ export class ManifestService {
   }
 
   async get(req: ManifestRequest): Promise<ManifestResult> {
+    const byDigest = parseDigest(req.reference) !== undefined;
     const negativeKey = `${req.repo.registry}/${req.repo.repository}:${req.reference}`;
     // A 404 to the client's own Accept is remembered for that Accept only.
     const acceptKey = `${negativeKey} accept=${[...req.accept].sort().join(",")}`;
     const remembered = this.notFound.get(negativeKey) ?? this.notFound.get(acceptKey);
     if (remembered) throw remembered;
     try {
-      return parseDigest(req.reference) ? await this.byDigest(req, req.reference) : await this.byTag(req);
+      return byDigest ? await this.byDigest(req, req.reference) : await this.byTag(req);
     } catch (error) {
       const acceptDependent = error instanceof NotInAcceptedTypes;
       const mapped = toRegistryError(acceptDependent ? error.upstream : error, "MANIFEST_UNKNOWN", `manifest ${req.repo.repository}:${req.reference}`);

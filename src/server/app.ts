@@ -2,11 +2,15 @@
 // under /v2; health endpoints answer load balancers and systemd.
 import { Elysia } from "elysia";
 import type { AccessControl } from "../access/access.ts";
+import { peerOf } from "../access/client-ip.ts";
+import type { PageBudget } from "../access/limits.ts";
 import { tokenEndpoint } from "../access/token-endpoint.ts";
 import type { Mirror } from "../registry/mirror.ts";
 import { registryApi } from "./registry-api.ts";
 import { requestLog } from "./request-log.ts";
-import { requestUrl } from "./request-url.ts";
+import { RegistryError } from "../protocol/errors.ts";
+import { requestUrl, unroutableHost } from "../protocol/request-url.ts";
+import { toRegistryErrorResponse } from "./errors.ts";
 import { healthApi } from "./health-api.ts";
 import { statusApi } from "./status-api.ts";
 import { webUi } from "./web-ui.ts";
@@ -15,12 +19,29 @@ import type { CertificateState } from "../tls/cert-manager.ts";
 /** Operator pages and data: behind auth when [auth] is on. */
 const ADMIN_PATHS = /^\/(ui(\/|$)|api\/|metrics$)/;
 
+/** Paths outside /v2/ with a request budget of their own ([limits] *_requests_per_minute). */
+function budgetOf(path: string): PageBudget | undefined {
+  if (path === "/token") return "token";
+  if (ADMIN_PATHS.test(path)) return "admin";
+  if (path.startsWith("/v1/")) return "search";
+  return undefined;
+}
+
 export function createApp(mirror: Mirror, access: AccessControl, certificate: () => CertificateState | undefined = () => undefined) {
   return new Elysia({ name: "ferry" })
     .use(requestLog(mirror.log, mirror.metrics))
-    .onRequest(async ({ request }) => {
-      if (!ADMIN_PATHS.test(requestUrl(request).pathname)) return;
-      if (await access.admin(request)) return;
+    .onRequest(async ({ request, server }) => {
+      if (unroutableHost(request)) return toRegistryErrorResponse(new RegistryError("UNSUPPORTED", "invalid Host header", { status: 400 }), request.method).response;
+      const path = requestUrl(request).pathname;
+      const budget = budgetOf(path);
+      if (!budget) return;
+      const peer = peerOf(request, server);
+      try {
+        await access.limitPage(request, peer, budget);
+        if (budget !== "admin" || (await access.admin(request, peer))) return;
+      } catch (error) {
+        return toRegistryErrorResponse(error, request.method).response;
+      }
       return new Response("authentication required\n", { status: 401, headers: { "WWW-Authenticate": `Basic realm="${mirror.config.auth?.service ?? "ferry"}"`, "Content-Type": "text/plain" } });
     })
     .use(tokenEndpoint(mirror.config, access, (name) => mirror.upstreamFor(name)))

@@ -3,6 +3,7 @@
 // is looked up or fetched.
 import { Elysia } from "elysia";
 import type { AccessControl } from "../access/access.ts";
+import { peerOf } from "../access/client-ip.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { parseAccept } from "../protocol/media-types.ts";
 import type { Mirror } from "../registry/mirror.ts";
@@ -12,13 +13,11 @@ import type { Credentials } from "../upstream/auth.ts";
 import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
 import { annotate } from "./request-log.ts";
-import { requestUrl } from "./request-url.ts";
+import { requestUrl } from "../protocol/request-url.ts";
 import { API_VERSION_HEADER, blobResponse, cacheHeaders, jsonResponse, manifestResponse, referrersResponse } from "./responses.ts";
 
 const MAX_PAGE_SIZE = 10_000;
 
-/** Peer addresses of requests that arrived on another listener (the TLS one): Elysia only knows its own. */
-export const peerAddresses = new WeakMap<Request, string>();
 
 export function registryApi(mirror: Mirror, access: AccessControl) {
   const handle = async (request: Request, peer: string): Promise<Response> => {
@@ -39,7 +38,7 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
           access.base(request, client);
           return jsonResponse({}, {}, method);
         case "catalog":
-          if (!(await access.admin(request))) throw access.challenge(request, "registry:catalog:*");
+          if (!(await access.admin(request, peer))) throw access.challenge(request, "registry:catalog:*");
           return await catalog(mirror, url, method);
         case "upload":
           throw new RegistryError("UNSUPPORTED", "ferry is a pull-only mirror: uploads are not supported");
@@ -89,8 +88,6 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
       return response;
     }
   };
-  const peerOf = (request: Request, server: { requestIP(r: Request): { address: string } | null } | null) =>
-    peerAddresses.get(request) ?? server?.requestIP(request)?.address ?? "0.0.0.0";
   return new Elysia({ name: "registry-api" })
     .all("/v2", ({ request, server }) => handle(request, peerOf(request, server)))
     .all("/v2/*", ({ request, server }) => handle(request, peerOf(request, server)));
@@ -102,10 +99,15 @@ function pullScopeOf(request: Request): string | undefined {
   return m ? `repository:${m[1]}:pull` : undefined;
 }
 
-/** Cache outcome and bytes sent (as declared: a client that leaves early is counted whole). */
+/**
+ * Cache outcome and bytes sent (as declared: a client that leaves early is counted whole).
+ * Returns what the byte budget is charged: a redirect costs the blob's size too, or a
+ * budget would bound nothing once the shared store answers with 307s.
+ */
 function recordBlob(mirror: Mirror, b: BlobResult, method: string): number {
   mirror.metrics.countCacheResult("blob", b.cache, b.source);
-  if (method !== "GET" || b.body.kind === "redirect") return 0;
+  if (method !== "GET") return 0;
+  if (b.body.kind === "redirect") return b.size ?? 0;
   const bytes = b.range ? b.range.end - b.range.start + 1 : (b.size ?? 0);
   mirror.metrics.bytesServed.inc({ source: b.source }, bytes);
   mirror.traffic.served(b.source !== "upstream", bytes);

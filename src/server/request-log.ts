@@ -5,7 +5,7 @@ import { Elysia } from "elysia";
 import { createAccessLog } from "../observe/access-log.ts";
 import type { Logger } from "../observe/logger.ts";
 import { Metrics } from "../observe/metrics.ts";
-import { requestUrl } from "./request-url.ts";
+import { requestUrl } from "../protocol/request-url.ts";
 
 export interface RequestNotes {
   id: string;

@@ -19,6 +19,7 @@ import { ASSETS } from "../ui/assets.ts";
 import { renderDashboardShell } from "../ui/dashboard.ts";
 import { PLAIN_TEXT_ANSWER, renderLanding } from "../ui/landing.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
+import { requestUrl } from "../protocol/request-url.ts";
 import { annotate } from "./request-log.ts";
 
 const DEFAULT_SEARCH: SearchSettings = { enabled: true, upstream: "https://index.docker.io", timeoutMs: 10_000, cacheTtlMs: 60_000 };
@@ -79,7 +80,7 @@ export function wantsHtml(request: Request): boolean {
  */
 export function mirrorUrlFor(request: Request, publicUrl: string | undefined): string {
   if (publicUrl) return publicUrl.replace(/\/+$/, "");
-  const url = new URL(request.url);
+  const url = requestUrl(request);
   const forwarded = request.headers.get("x-forwarded-proto")?.split(",")[0]?.trim().toLowerCase();
   const scheme = forwarded === "https" || forwarded === "http" ? forwarded : url.protocol.replace(/:$/, "");
   let host = (request.headers.get("host") ?? url.host).trim().toLowerCase();
@@ -192,7 +193,7 @@ export function searchRelay(mirror: Mirror) {
     .get("/v1/_ping", () => new Response("{}", { headers: { "Content-Type": "application/json; charset=utf-8", "X-Docker-Registry-Standalone": "true" } }))
     .get("/v1/search", async ({ request }) => {
       try {
-        const { answer, cache } = await relay.search(new URL(request.url));
+        const { answer, cache } = await relay.search(requestUrl(request));
         annotate(request, { cache });
         return new Response(answer.body, { status: answer.status, headers: { ...answer.headers, "Cache-Control": "no-cache", "X-Ferry-Cache": cache } });
       } catch (error) {

@@ -11,6 +11,7 @@ import { fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { freePort } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
 import { hubRegistry, OTHER_REGISTRIES_OFF } from "../harness/oci.ts";
+import { rawRequest } from "../harness/raw-http.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const CANARY = "ferry-fuzz-canary";
@@ -34,41 +35,7 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-/** One raw HTTP/1.1 request; returns the status (0 when the server closed without answering) and the body. */
-async function raw(port: number, head: string, timeoutMs = 5_000): Promise<{ status: number; text: string }> {
-  return new Promise((resolveRaw) => {
-    let data = "";
-    let settled = false;
-    const done = () => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      resolveRaw({ status: Number(/^HTTP\/1\.[01] (\d{3})/.exec(data)?.[1] ?? 0), text: data });
-    };
-    const timer = setTimeout(() => {
-      sock?.end();
-      done();
-    }, timeoutMs);
-    let sock: { end(): void } | undefined;
-    Bun.connect({
-      hostname: "127.0.0.1",
-      port,
-      socket: {
-        open(s) {
-          sock = s;
-          s.write(head);
-        },
-        data(_s, chunk) {
-          data += chunk.toString("latin1");
-          if (data.length > 1_000_000) _s.end();
-        },
-        close: done,
-        error: done,
-        connectError: done,
-      },
-    }).catch(done);
-  });
-}
+const raw = rawRequest;
 
 const rng = (() => {
   let x = 0x2545f491;

@@ -78,6 +78,13 @@ describe("config", () => {
     expect(byName("quay.io").anonymous).toBe(false); // auth on: login required unless a registry says otherwise
     expect(parseConfig("").registries.every((r) => r.anonymous)).toBe(true); // no [auth]: everyone may pull
   });
+  test("login back-off, page budgets and the IPv6 prefix: defaults on, keys named when wrong", () => {
+    expect(parseConfig("").limits).toMatchObject({ loginFailures: { limit: 10, windowMs: 900_000 }, tokenRequestsPerMinute: 120, adminRequestsPerMinute: 300, searchRequestsPerMinute: 60, ipv6Prefix: 64 });
+    const c = parseConfig(`[limits]\nlogin_failures = "3/1h"\ntoken_requests_per_minute = 5\nipv6_prefix = 56`);
+    expect(c.limits).toMatchObject({ loginFailures: { limit: 3, windowMs: 3_600_000 }, tokenRequestsPerMinute: 5, ipv6Prefix: 56 });
+    for (const bad of [`login_failures = "often"`, `login_failures = "0/1h"`, `login_failures = "5/0s"`]) expect(() => parseConfig(`[limits]\n${bad}`)).toThrow(/limits\.login_failures/);
+    expect(() => parseConfig(`[limits]\nipv6_prefix = 129`)).toThrow(/ipv6_prefix/);
+  });
 
   test("a built-in registry can be disabled, a new one added", () => {
     const c = parseConfig(`[[registry]]\nname = "quay.io"\nenabled = false\n[[registry]]\nname = "registry.example.com"\nendpoints = ["https://registry.example.com"]\nhosts = ["reg.mirror.example.com"]`);

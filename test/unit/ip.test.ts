@@ -1,4 +1,5 @@
 import { describe, expect, test } from "bun:test";
+import { vetTarget } from "../../relay/src/upstream.ts";
 import { cidrContains, ipToBigInt, isNonPublicAddress, parseCidr } from "../../src/protocol/ip.ts";
 
 describe("IP addresses", () => {
@@ -23,4 +24,22 @@ describe("IP addresses", () => {
     expect(parseCidr("10.0.0.0/33")).toBeUndefined();
     expect(parseCidr("nonsense/8")).toBeUndefined();
   });
+});
+
+describe("one private-address list for ferry and the relay", () => {
+  // Where each used to miss what the other caught: 192.0.0.0/24, 64:ff9b::/96 (NAT64),
+  // fec0::/10 (site-local), ::a.b.c.d (IPv4-compatible), 100::/64 (discard).
+  const nonPublic = ["127.0.0.1", "10.1.2.3", "192.0.0.8", "198.18.0.1", "100.64.0.1", "169.254.169.254", "224.0.0.1", "240.0.0.1", "255.255.255.255", "0.0.0.0", "::1", "::", "fd00::1", "fe80::1", "fec0::1", "::ffff:127.0.0.1", "::127.0.0.1", "64:ff9b::a00:1", "ff02::1", "100::1"];
+  const open = ["8.8.8.8", "172.32.0.1", "100.128.0.1", "2606:4700::1111", "::ffff:8.8.8.8", "2001:4860::8888"];
+  const relayRefuses = (address: string) => {
+    const host = address.includes(":") ? `[${address}]` : address;
+    try {
+      vetTarget(new URL(`http://${host}/`), "https://registry.example", false);
+      return false;
+    } catch {
+      return true;
+    }
+  };
+  test.each(nonPublic)("%p: not public to ferry, refused by the relay", (a) => expect({ ferry: isNonPublicAddress(a), relay: relayRefuses(a) }).toEqual({ ferry: true, relay: true }));
+  test.each(open)("%p: public to both", (a) => expect({ ferry: isNonPublicAddress(a), relay: relayRefuses(a) }).toEqual({ ferry: false, relay: false }));
 });
