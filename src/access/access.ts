@@ -95,15 +95,19 @@ export class AccessControl {
     return { credentials };
   }
 
-  /** Limits for a blob download: byte budget and a concurrency slot; wraps the body to release it. */
-  async admitDownload(client: Client): Promise<{ wrap?: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>; addBytes: (n: number) => void }> {
-    if (client.exempt) return { addBytes: () => {} };
+  /**
+   * Limits for a blob download: byte budget and a concurrency slot. `wrap` hands the slot
+   * to a body (released when it ends); every answer without one must call `release`.
+   */
+  async admitDownload(client: Client): Promise<{ wrap?: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>; release: () => void; addBytes: (n: number) => void }> {
+    const none = () => {};
+    if (client.exempt) return { addBytes: none, release: none };
     rejectOver(await this.limiter.bytesLeft(client.ip));
     const addBytes = (n: number) => void this.limiter.addBytes(client.ip, n);
-    if (!this.limiter.concurrencyLimited) return { addBytes };
+    if (!this.limiter.concurrencyLimited) return { addBytes, release: none };
     const slot = this.limiter.acquireDownload(client.ip);
     rejectOver(slot.verdict);
-    return { wrap: (body) => onStreamEnd(body, slot.release), addBytes };
+    return { wrap: (body) => onStreamEnd(body, slot.release), release: slot.release, addBytes };
   }
 
   /** 401 with a Bearer challenge pointing at ferry's own token service. */
