@@ -15,6 +15,7 @@ import type { Server } from "bun";
 import { createLogger, type Logger } from "./observe/logger.ts";
 import { Metrics } from "./observe/metrics.ts";
 import { TrafficStats } from "./observe/traffic.ts";
+import { DownloadSlots } from "./registry/blob-download.ts";
 import type { SharedBlobTier } from "./registry/blobs.ts";
 import { Mirror } from "./registry/mirror.ts";
 import { createApp } from "./server/app.ts";
@@ -40,6 +41,8 @@ interface Stores {
   locks?: LockService;
   metrics: Metrics;
   traffic: TrafficStats;
+  /** [cache] max_downloads, for every generation together. */
+  downloadSlots: DownloadSlots;
   /** The generation serving now (the gauges read it). */
   serving?: Mirror;
 }
@@ -103,6 +106,7 @@ export async function serve(config: Config): Promise<RunningServer> {
     const changed = RESTART_KEYS.filter(([, get]) => !Bun.deepEquals(get(next), get(current.config))).map(([key]) => key);
     if (changed.length) throw new Error(`these keys changed and need a restart: ${changed.join(", ")}`);
     const generation = await buildGeneration(next, stores);
+    stores.downloadSlots.max = next.cache.maxDownloads;
     const previous = current;
     current = generation;
     stores.serving = generation.mirror;
@@ -156,6 +160,7 @@ async function openStores(config: Config): Promise<Stores> {
       : undefined,
     locks: redis && redisModules ? new redisModules[2].RedisLocks(redis, config.redis!.lockLeaseMs) : undefined,
     traffic: new TrafficStats(),
+    downloadSlots: new DownloadSlots(config.cache.maxDownloads),
     metrics: new Metrics({
       inFlightDownloads: () => stores.serving?.blobs.inFlight.size ?? 0,
       cacheBytes: () => blobStore.usage.size,
@@ -173,6 +178,7 @@ async function buildGeneration(config: Config, stores: Stores): Promise<Generati
     locks: stores.locks,
     metrics: stores.metrics,
     traffic: stores.traffic,
+    downloadSlots: stores.downloadSlots,
   });
   const auth = config.auth ? { secret: await tokenSecret(config, stores.redis), users: await loadUsers(config) } : undefined;
   const access = new AccessControl(config, (name) => mirror.upstreamFor(name), auth, stores.redis);

@@ -103,6 +103,7 @@ function build(file: ConfigFile): Config {
       maxSize: file.cache?.max_size === undefined ? undefined : size("cache.max_size", file.cache.max_size),
       tagTtlMs: duration("cache.tag_ttl", file.cache?.tag_ttl ?? "5m"),
       negativeTtlMs: duration("cache.negative_ttl", file.cache?.negative_ttl ?? "30s"),
+      maxDownloads: file.cache?.max_downloads ?? 64,
     },
     log: { level },
     redis: buildRedis(file.redis),

@@ -69,6 +69,7 @@ export const ConfigFileSchema = t.Object(
           max_size: t.Optional(Size),
           tag_ttl: t.Optional(Duration),
           negative_ttl: t.Optional(Duration),
+          max_downloads: t.Optional(t.Integer({ minimum: 1 })),
         },
         { additionalProperties: false },
       ),

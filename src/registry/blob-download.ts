@@ -55,6 +55,39 @@ export interface DownloadOptions {
   /** Where the bytes go (the local tier, and the shared store when it is being filled). */
   createWriter: () => Promise<BlobWriter>;
   log: Logger;
+  /** The global bound on downloads running at once ([cache] max_downloads). */
+  slots?: DownloadSlots;
+}
+
+/**
+ * A bound on downloads running at once, for all clients together: a client that asks
+ * for big layers and leaves can't multiply upstream downloads. The rest wait their
+ * turn, first come first served.
+ */
+export class DownloadSlots {
+  active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  /** Settable: a config reload applies a new bound to the downloads that follow. */
+  constructor(public max: number) {}
+
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  async acquire(): Promise<() => void> {
+    // A reload that lowers max lets the running ones finish: they are not counted twice.
+    if (this.active < this.max) this.active++;
+    else await new Promise<void>((resolve) => this.queue.push(resolve)); // the releaser hands its slot over
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.queue.shift();
+      if (next) next();
+      else this.active--;
+    };
+  }
 }
 
 /** "verified": every byte is in and the digest matches; publishing (fsync, rename) is under way. */
@@ -78,7 +111,7 @@ export class BlobDownload {
   private readFd: number | undefined;
   /** The most recent chunks with their offsets, oldest first (at most WINDOW_BYTES). */
   private window: { offset: number; bytes: Uint8Array }[] = [];
-  private windowBytes = 0;
+  private windowTotal = 0;
   private writer: BlobWriter | undefined;
 
   private constructor(private readonly opts: DownloadOptions) {
@@ -117,6 +150,7 @@ export class BlobDownload {
       if (released) return;
       released = true;
       this.readers--;
+      if (this.readers === 0) this.dropWindow();
       this.maybeCloseReadHandle();
     };
     return new ReadableStream<Uint8Array>(
@@ -186,10 +220,22 @@ export class BlobDownload {
     return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
   }
 
+  /** Bytes held in the in-memory window now. */
+  get windowBytes(): number {
+    return this.windowTotal;
+  }
+
   private remember(offset: number, bytes: Uint8Array): void {
+    // While no one reads, a download holds no memory: a reader arriving later reads the file.
+    if (this.readers === 0) return;
     this.window.push({ offset, bytes });
-    this.windowBytes += bytes.byteLength;
-    while (this.windowBytes > WINDOW_BYTES && this.window.length > 1) this.windowBytes -= this.window.shift()!.bytes.byteLength;
+    this.windowTotal += bytes.byteLength;
+    while (this.windowTotal > WINDOW_BYTES && this.window.length > 1) this.windowTotal -= this.window.shift()!.bytes.byteLength;
+  }
+
+  private dropWindow(): void {
+    this.window = [];
+    this.windowTotal = 0;
   }
 
   private async verifiedOrFailed(): Promise<void> {
@@ -204,8 +250,7 @@ export class BlobDownload {
 
   private maybeCloseReadHandle(): void {
     if (this.readers > 0 || this.state === "running" || this.state === "verified") return;
-    this.window = [];
-    this.windowBytes = 0;
+    this.dropWindow();
     if (this.readFd !== undefined) {
       const fd = this.readFd;
       this.readFd = undefined;
@@ -217,6 +262,7 @@ export class BlobDownload {
 
   private async run(): Promise<void> {
     const { key, source, log } = this.opts;
+    const releaseSlot = await this.opts.slots?.acquire();
     try {
       this.writer = await this.opts.createWriter();
       // Opened now, before any rename, so readers can always reach the bytes.
@@ -245,6 +291,7 @@ export class BlobDownload {
       log.warn({ digest: key.digest, registry: key.registry, from: source.kind, error: this.error.message }, "blob download failed");
       throw error;
     } finally {
+      releaseSlot?.();
       this.notify();
       this.maybeCloseReadHandle();
     }

@@ -15,7 +15,7 @@ import { parseRange, type ByteRange } from "../protocol/range.ts";
 import type { Credentials } from "../upstream/auth.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
-import { BlobDownload } from "./blob-download.ts";
+import { BlobDownload, type DownloadSlots } from "./blob-download.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
 import type { BlobResult } from "./results.ts";
 import { toRegistryError } from "./upstream-errors.ts";
@@ -50,6 +50,7 @@ export class BlobService {
     private readonly locks: LockService,
     private readonly upstreamFor: (registry: string) => Upstream,
     private readonly log: Logger,
+    private readonly slots: DownloadSlots,
   ) {}
 
   /** Downloads in progress (for status pages and draining). */
@@ -118,6 +119,7 @@ export class BlobService {
       key,
       source,
       log: this.log,
+      slots: this.slots,
       createWriter: async () => {
         const local = await this.local.begin(key);
         return shared ? new TeeBlobWriter(local, shared.beginUpload(key), this.log, id) : local;

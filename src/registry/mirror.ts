@@ -11,6 +11,7 @@ import { TrafficStats } from "../observe/traffic.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
+import { DownloadSlots } from "./blob-download.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
 import { TagService } from "./tags.ts";
@@ -32,7 +33,7 @@ export class Mirror {
     readonly meta: MetaStore,
     readonly blobStore: FsBlobStore,
     readonly log: Logger,
-    shared: { redis?: SharedRedis; blobs?: SharedBlobTier; locks?: LockService; metrics?: Metrics; traffic?: TrafficStats } = {},
+    shared: { redis?: SharedRedis; blobs?: SharedBlobTier; locks?: LockService; metrics?: Metrics; traffic?: TrafficStats; downloadSlots?: DownloadSlots } = {},
   ) {
     this.redis = shared.redis;
     this.sharedBlobs = shared.blobs;
@@ -48,7 +49,7 @@ export class Mirror {
     for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
     const upstreamFor = (name: string) => this.upstreamFor(name);
     this.manifests = new ManifestService(meta, locks, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);
-    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log);
+    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, shared.downloadSlots ?? new DownloadSlots(config.cache.maxDownloads));
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
     if (shared.redis) {
       this.sharedHealth = new SharedHealth(shared.redis, () => [...this.upstreams.values()].flatMap((u) => [...u.endpoints, ...u.blobEndpoints]));

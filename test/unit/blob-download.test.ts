@@ -8,7 +8,7 @@ import { BlobIntegrityError } from "../../src/cache/blob-store.ts";
 import { FsBlobStore } from "../../src/cache/fs-blob-store.ts";
 import { createLogger } from "../../src/observe/logger.ts";
 import { digestOf } from "../../src/protocol/digest.ts";
-import { BlobDownload } from "../../src/registry/blob-download.ts";
+import { BlobDownload, DownloadSlots } from "../../src/registry/blob-download.ts";
 import type { BlobSource, OpenedBody } from "../../src/registry/blob-sources.ts";
 import { UpstreamError } from "../../src/upstream/errors.ts";
 
@@ -72,8 +72,8 @@ class ScriptedSource implements BlobSource {
   }
 }
 
-function start(s: FsBlobStore, digest: string, source: BlobSource): BlobDownload {
-  return BlobDownload.start({ key: { registry: "docker.io", digest }, source, createWriter: () => s.begin({ registry: "docker.io", digest }), log: createLogger("silent") });
+function start(s: FsBlobStore, digest: string, source: BlobSource, slots?: DownloadSlots): BlobDownload {
+  return BlobDownload.start({ key: { registry: "docker.io", digest }, source, createWriter: () => s.begin({ registry: "docker.io", digest }), log: createLogger("silent"), slots });
 }
 
 /** Reads until `count` bytes arrived (or the stream ended); the reader stays open. */
@@ -186,6 +186,54 @@ describe("BlobDownload", () => {
     expect((await keepUp.read()).value).toEqual(blob.subarray(blob.byteLength - 1));
     expect(await late).toEqual(blob);
     expect(await range).toEqual(blob.subarray(5, 2 * chunk + 5));
+  });
+  test("a download nobody reads keeps no in-memory window", async () => {
+    const { store: s } = await store();
+    const chunk = 1024 * 1024;
+    const blob = bytes(10 * chunk);
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const reader = download.reader(0, undefined).getReader();
+    source.push(blob.subarray(0, chunk));
+    await readBytes(reader, chunk);
+    expect(download.windowBytes).toBe(chunk); // a reader that keeps up is served from memory
+    await reader.cancel(); // the client went away
+    for (let i = 1; i < 10; i++) source.push(blob.subarray(i * chunk, (i + 1) * chunk));
+    await waitUntil(() => download.written === blob.byteLength);
+    expect(download.windowBytes).toBe(0);
+    // A reader arriving now reads the temp file; the blob is whole.
+    const late = new Response(download.reader(0, undefined)).bytes();
+    source.end();
+    expect(await late).toEqual(blob);
+  });
+
+  test("downloads beyond the global bound wait their turn", async () => {
+    const { store: s } = await store();
+    const slots = new DownloadSlots(1);
+    const blobs = [bytes(100, 1), bytes(100, 2), bytes(100, 3)];
+    const sources = blobs.map((b) => new ScriptedSource(b.byteLength));
+    const downloads = blobs.map((b, i) => start(s, digestOf(b), sources[i]!, slots));
+    await downloads[0]!.ready;
+    expect(sources.map((src) => src.opens.length)).toEqual([1, 0, 0]);
+    expect(slots.waiting).toBe(2);
+    sources[0]!.push(blobs[0]!);
+    sources[0]!.end();
+    await downloads[0]!.finished;
+    await downloads[1]!.ready; // the freed slot goes to the next in line
+    expect(sources.map((src) => src.opens.length)).toEqual([1, 1, 0]);
+    sources[1]!.fail(); // a failure on the way (resumed) keeps the slot
+    await sources[1]!.openedTimes(2);
+    expect(sources[2]!.opens.length).toBe(0);
+    sources[1]!.push(blobs[1]!);
+    sources[1]!.end();
+    await downloads[2]!.ready;
+    sources[2]!.push(blobs[2]!);
+    sources[2]!.end();
+    await Promise.all(downloads.map((d) => d.finished));
+    expect(downloads.map((d) => d.state)).toEqual(["done", "done", "done"]);
+    expect(slots.waiting).toBe(0);
+    expect(slots.active).toBe(0);
   });
 });
 
