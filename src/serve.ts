@@ -137,6 +137,8 @@ async function openStores(config: Config): Promise<Stores> {
   const blobStore = new FsBlobStore(config.cache.dir, {
     maxSize: config.cache.maxSize,
     onEvict: (r) => log.info({ evictedFiles: r.files, evictedBytes: r.bytes, cacheBytes: r.remaining }, "evicted least recently used blobs (cache.max_size)"),
+    onDiskFull: (why) =>
+      why ? log.error({ cache: config.cache.dir, reason: why }, "cache disk full: blobs are streamed to clients without caching") : log.info({ cache: config.cache.dir }, "cache disk has room again"),
   });
   await blobStore.init();
   // Embedded by default; Redis and S3 turn the replicas into one mirror. Neither is

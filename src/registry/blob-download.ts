@@ -14,7 +14,7 @@
 // fsync and the rename into the cache follow.
 import { fullGC } from "bun:jsc";
 import { closeSync, openSync, readSync } from "node:fs";
-import type { BlobKey, BlobWriter } from "../cache/blob-store.ts";
+import { CacheWriteError, type BlobKey, type BlobWriter } from "../cache/blob-store.ts";
 import type { Logger } from "../observe/logger.ts";
 import { UpstreamError } from "../upstream/errors.ts";
 import type { BlobSource } from "./blob-sources.ts";
@@ -52,8 +52,8 @@ const MAX_ATTEMPTS = 4;
 export interface DownloadOptions {
   key: BlobKey;
   source: BlobSource;
-  /** Where the bytes go (the local tier, and the shared store when it is being filled). */
-  createWriter: () => Promise<BlobWriter>;
+  /** Where the bytes go (the local tier, and the shared store when it is being filled); size when known. */
+  createWriter: (size: number | undefined) => Promise<BlobWriter>;
   log: Logger;
   /** The global bound on downloads running at once ([cache] max_downloads). */
   slots?: DownloadSlots;
@@ -130,6 +130,10 @@ export class BlobDownload {
     return this.opts.source.kind;
   }
 
+  get source(): BlobSource {
+    return this.opts.source;
+  }
+
   get digest(): string {
     return this.opts.key.digest;
   }
@@ -165,9 +169,11 @@ export class BlobDownload {
             }
             position += chunk.byteLength;
             controller.enqueue(chunk);
-          } catch (error) {
+          } catch {
             release();
-            controller.error(error);
+            // The client's connection is cut without a value: Bun prints an errored body's
+            // reason as a raw stack trace, and the download has logged why (this.error).
+            controller.error(undefined);
           }
         },
         cancel: release,
@@ -264,9 +270,6 @@ export class BlobDownload {
     const { key, source, log } = this.opts;
     const releaseSlot = await this.opts.slots?.acquire();
     try {
-      this.writer = await this.opts.createWriter();
-      // Opened now, before any rename, so readers can always reach the bytes.
-      this.readFd = openSync(this.writer.tempPath, "r");
       for (let attempt = 1; ; attempt++) {
         try {
           await this.fetchFrom(source);
@@ -277,10 +280,11 @@ export class BlobDownload {
           log.warn({ digest: key.digest, registry: key.registry, from: source.kind, at: this.written, attempt, error: (error as Error).message }, "blob download interrupted; resuming");
         }
       }
-      await this.writer.verify(this.size);
+      const writer = this.writer!; // created by the first body that opened
+      await writer.verify(this.size);
       this.state = "verified";
       this.notify(); // readers may send their last byte now
-      this.committedPath = (await this.writer.commit(this.size)).path;
+      this.committedPath = (await writer.commit(this.size)).path;
       this.state = "done";
       log.debug({ digest: key.digest, registry: key.registry, from: source.kind, bytes: this.written }, "blob cached");
     } catch (error) {
@@ -304,6 +308,17 @@ export class BlobDownload {
     const abort = new AbortController();
     const opened = await source.open(this.written, abort.signal);
     if (this.size === undefined) this.size = opened.size;
+    if (!this.writer) {
+      // Created once the size is known, so a store without room refuses before any byte.
+      try {
+        this.writer = await this.opts.createWriter(this.size);
+        // Opened now, before any rename, so readers can always reach the bytes.
+        this.readFd = openSync(this.writer.tempPath, "r");
+      } catch (error) {
+        opened.body.cancel().catch(() => {});
+        throw error;
+      }
+    }
     this.resolveReady(this.size);
     const reader = opened.body.getReader();
     let stallTimer: Timer | undefined;
@@ -325,6 +340,7 @@ export class BlobDownload {
       }
     } catch (error) {
       reader.cancel().catch(() => {});
+      if (error instanceof CacheWriteError) throw error; // ours, not the source's: no resume, no cooldown
       if (abort.signal.aborted) throw new UpstreamError(source.kind, { kind: "timeout", phase: "body" });
       throw new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
     } finally {

@@ -4,7 +4,7 @@
 // - Miss everywhere: one replica (Redis lease) downloads from upstream, writing the local
 //   tier and the shared store at once; the others wait for the shared copy.
 // - HEAD on an uncached blob is answered from an upstream HEAD; it never downloads.
-import type { BlobKey } from "../cache/blob-store.ts";
+import { CacheWriteError, type BlobKey } from "../cache/blob-store.ts";
 import type { FsBlobStore } from "../cache/fs-blob-store.ts";
 import type { Lease, LockService } from "../cache/locks.ts";
 import type { RemoteBlobStore } from "../cache/remote-blob-store.ts";
@@ -18,6 +18,7 @@ import type { Upstream } from "../upstream/upstream.ts";
 import { BlobDownload, type DownloadSlots } from "./blob-download.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
 import type { BlobResult } from "./results.ts";
+import { openUncached, sliceBytes } from "./uncached-blob.ts";
 import { toRegistryError } from "./upstream-errors.ts";
 
 export interface BlobRequest {
@@ -105,11 +106,32 @@ export class BlobService {
     try {
       size = await download.ready;
     } catch (error) {
+      if (error instanceof CacheWriteError) return this.uncached(download.source, req, what, error);
       throw toRegistryError(error, "BLOB_UNKNOWN", what);
     }
     const range = size === undefined ? undefined : rangeOf(req.range, size);
     const stream = range ? download.reader(range.start, range.end + 1) : download.reader(0, undefined);
     return { digest: req.digest, source, size, range, body: { kind: "stream", stream }, cache: source === "shared" ? "hit" : "miss" };
+  }
+
+  /** The local disk refused the blob (full): stream it from the same source, verified, uncached. */
+  private async uncached(from: BlobSource, req: BlobRequest, what: string, why: CacheWriteError): Promise<BlobResult> {
+    this.log.warn({ digest: req.digest, registry: req.registry, reason: why.message }, "blob not cached (local disk); streaming it uncached");
+    let opened: Awaited<ReturnType<typeof openUncached>>;
+    try {
+      opened = await openUncached(from, req.digest, (mismatch) => this.log.warn({ digest: req.digest, registry: req.registry, error: mismatch.message }, "uncached blob failed verification; client's stream cut"));
+    } catch (error) {
+      throw toRegistryError(error, "BLOB_UNKNOWN", what);
+    }
+    let range: ByteRange | undefined;
+    try {
+      range = opened.size === undefined ? undefined : rangeOf(req.range, opened.size);
+    } catch (error) {
+      await opened.body.cancel().catch(() => {});
+      throw error;
+    }
+    const stream = range ? opened.body.pipeThrough(sliceBytes(range.start, range.end + 1)) : opened.body;
+    return { digest: req.digest, source: from.kind === "shared-store" ? "shared" : "upstream", size: opened.size, range, body: { kind: "stream", stream }, cache: "bypass" };
   }
 
   private start(key: BlobKey, source: BlobSource, fillShared: boolean): BlobDownload {
@@ -120,8 +142,8 @@ export class BlobService {
       source,
       log: this.log,
       slots: this.slots,
-      createWriter: async () => {
-        const local = await this.local.begin(key);
+      createWriter: async (size) => {
+        const local = await this.local.begin(key, size);
         return shared ? new TeeBlobWriter(local, shared.beginUpload(key), this.log, id) : local;
       },
     });

@@ -73,7 +73,7 @@ class ScriptedSource implements BlobSource {
 }
 
 function start(s: FsBlobStore, digest: string, source: BlobSource, slots?: DownloadSlots): BlobDownload {
-  return BlobDownload.start({ key: { registry: "docker.io", digest }, source, createWriter: () => s.begin({ registry: "docker.io", digest }), log: createLogger("silent"), slots });
+  return BlobDownload.start({ key: { registry: "docker.io", digest }, source, createWriter: (size) => s.begin({ registry: "docker.io", digest }, size), log: createLogger("silent"), slots });
 }
 
 /** Reads until `count` bytes arrived (or the stream ended); the reader stays open. */
@@ -124,7 +124,8 @@ describe("BlobDownload", () => {
     const readers = Promise.allSettled([download.reader(0, undefined), download.reader(100, undefined), download.reader(0, 4096)].map((r) => new Response(r).bytes()));
     source.push(wrong);
     source.end();
-    for (const r of await readers) expect(r.status === "rejected" && r.reason instanceof BlobIntegrityError).toBe(true);
+    expect((await readers).map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect(download.error).toBeInstanceOf(BlobIntegrityError);
     await download.finished;
     expect(download.state).toBe("failed");
     expect(await s.stat({ registry: "docker.io", digest: digestOf(blob) })).toBeUndefined();
