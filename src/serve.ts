@@ -107,6 +107,7 @@ export async function serve(config: Config): Promise<RunningServer> {
     if (changed.length) throw new Error(`these keys changed and need a restart: ${changed.join(", ")}`);
     const generation = await buildGeneration(next, stores);
     stores.downloadSlots.max = next.cache.maxDownloads;
+    void stores.blobStore.rescan(); // a reload after `ferry prune` recounts the cache
     const previous = current;
     current = generation;
     stores.serving = generation.mirror;

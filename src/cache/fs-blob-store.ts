@@ -1,8 +1,9 @@
 // Blobs on local disk, content-addressed: <dir>/blobs/<registry>/<alg>/<hex[0:2]>/<hex>.
 // Downloads go to <dir>/tmp and are renamed into place after verification; the
-// rename is atomic, so a crash leaves only temp files, which start-up removes.
+// rename is atomic, so a crash leaves only temp files, which start-up removes (only those
+// of dead processes: their names carry the pid, and two ferries may share a cache dir).
 import { closeSync, fdatasync, openSync, writeSync } from "node:fs";
-import { mkdir, rename, rm, stat, statfs, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, statfs, utimes, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { parseDigest } from "../protocol/digest.ts";
@@ -29,6 +30,8 @@ export class FsBlobStore implements BlobStore {
   readonly usage = new LruIndex();
   private evicting: Promise<void> | undefined;
   private full: string | undefined;
+  /** Expected bytes of the downloads being written now: max_size counts them too. */
+  private reserved = 0;
 
   constructor(
     dir: string,
@@ -40,22 +43,39 @@ export class FsBlobStore implements BlobStore {
 
   /** Creates the folders, removes temp files left by a crash, and indexes what is cached. */
   async init(): Promise<void> {
-    await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
+    await this.removeDeadTempFiles();
     await mkdir(this.blobsDir, { recursive: true });
     await this.usage.load(this.blobsDir);
     await this.enforceMaxSize();
   }
 
-  /** Evicts least-recently-used blobs when the tier is over max_size (one run at a time). */
+  /** Temp files (`<hex>.<pid>.<n>`, `.ready-<pid>`) whose process is gone, or of no known process. */
+  private async removeDeadTempFiles(): Promise<void> {
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const pid = Number((/\.(\d+)\.\d+$/.exec(name) ?? /^\.ready-(\d+)$/.exec(name))?.[1]);
+      if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid)) continue;
+      await rm(join(this.tmpDir, name), { recursive: true, force: true });
+    }
+  }
+
+  /** Blobs another process (ferry prune) deleted stop counting. */
+  async rescan(): Promise<void> {
+    await this.usage.forgetMissing();
+  }
+
+  /** Evicts least-recently-used blobs when the tier (with downloads under way) is over max_size (one run at a time). */
   enforceMaxSize(): Promise<void> {
     const max = this.options.maxSize;
     if (this.evicting) return this.evicting; // the index shrinks before the files are gone
-    if (max === undefined || this.usage.size <= max) return Promise.resolve();
-    this.evicting ??= this.usage
-      .evictTo(Math.floor(max * EVICTION_LOW_WATER))
-      .then((r) => this.options.onEvict?.({ ...r, remaining: this.usage.size }))
-      .finally(() => (this.evicting = undefined));
+    if (max === undefined || this.usage.size + this.reserved <= max) return Promise.resolve();
+    this.evicting ??= (async () => {
+      await this.rescan(); // what is counted may already be gone
+      const target = Math.max(0, Math.floor(max * EVICTION_LOW_WATER) - this.reserved);
+      if (this.usage.size <= target) return;
+      const r = await this.usage.evictTo(target);
+      this.options.onEvict?.({ ...r, remaining: this.usage.size });
+    })().finally(() => (this.evicting = undefined));
     return this.evicting;
   }
 
@@ -131,6 +151,7 @@ export class FsBlobStore implements BlobStore {
       const s = await stat(path);
       return { size: s.size, path };
     } catch {
+      this.usage.remove(path); // deleted behind our back (ferry prune): stop counting it
       return undefined;
     }
   }
@@ -157,11 +178,15 @@ export class FsBlobStore implements BlobStore {
       this.noteWriteError(failure);
       throw failure;
     }
+    const reservation = expectedSize ?? 0;
+    this.reserved += reservation;
+    void this.enforceMaxSize();
     return new FsBlobWriter(fd, tempPath, finalPath, digest.text, new Bun.CryptoHasher(digest.algorithm), {
       committed: (info) => {
         this.usage.add(info.path, info.size);
         void this.enforceMaxSize();
       },
+      closed: () => (this.reserved -= reservation),
       failed: (error) => this.noteWriteError(error),
     });
   }
@@ -183,7 +208,7 @@ class FsBlobWriter implements BlobWriter {
     private readonly finalPath: string,
     private readonly expectedDigest: string,
     private readonly hasher: Bun.CryptoHasher,
-    private readonly on: { committed: (info: BlobInfo) => void; failed: (error: CacheWriteError) => void },
+    private readonly on: { committed: (info: BlobInfo) => void; closed: () => void; failed: (error: CacheWriteError) => void },
   ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
@@ -217,6 +242,7 @@ class FsBlobWriter implements BlobWriter {
     await this.verify(expectedSize);
     if (this.state !== "verified") throw new Error("blob writer already closed");
     this.state = "closed";
+    this.on.closed();
     try {
       // Durable before visible: after a crash a published blob is whole.
       try {
@@ -243,10 +269,20 @@ class FsBlobWriter implements BlobWriter {
   private async discard(): Promise<void> {
     if (this.state !== "closed") {
       this.state = "closed";
+      this.on.closed();
       try {
         closeSync(this.fd);
       } catch {}
     }
     await rm(this.tempPath, { force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
   }
 }

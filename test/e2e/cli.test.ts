@@ -123,6 +123,7 @@ describe("ferry warm and prune", () => {
     await Bun.sleep(1_100);
     const byAge = await ferryCli(["prune", "--config", config, "--older-than", "1s"]);
     expect(byAge.stdout).toMatch(/removed [1-9]\d* blobs/);
+    expect(byAge.stdout).toMatch(/metadata: removed [1-9]\d* tags and \d+ manifests/); // five:latest, multi:latest
     const left = five.blobs.filter((b) => existsSync(join(ferry.cacheDir, "blobs/docker.io/sha256", b.digest.slice(7, 9), b.digest.slice(7))));
     expect(left).toEqual([]);
     // The running ferry takes a pruned blob as a miss and fetches it again.
