@@ -111,7 +111,9 @@ export class BlobService {
     }
     const range = size === undefined ? undefined : rangeOf(req.range, size);
     const stream = range ? download.reader(range.start, range.end + 1) : download.reader(0, undefined);
-    return { digest: req.digest, source, size, range, body: { kind: "stream", stream }, cache: source === "shared" ? "hit" : "miss" };
+    // A download already verified is being published: every byte is local, so it is a hit.
+    const local = download.state === "verified" || download.state === "done";
+    return { digest: req.digest, source: local ? "local" : source, size, range, body: { kind: "stream", stream }, cache: source === "shared" || local ? "hit" : "miss" };
   }
 
   /** The local disk refused the blob (full): stream it from the same source, verified, uncached. */

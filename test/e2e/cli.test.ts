@@ -112,6 +112,33 @@ describe("ferry warm and prune", () => {
     expect(missing.stdout).toMatch(/✘ library\/nope:1: manifest .* HTTP 404/);
   }, 60_000);
 
+  test("warm follows an index nested in an index, and skips non-distributable layers", async () => {
+    const m = five.manifests[0]!;
+    const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+    // Pushed straight to distribution (a real registry: it checks what an index lists exists).
+    const put = async (repo: string, ref: string, mediaType: string, body: Uint8Array) => {
+      const token = await upstream.token(`repository:${repo}:pull,push`, { username: "pusher", password: "pushpass" });
+      const r = await fetch(`${upstream.registryUrl}/v2/${repo}/manifests/${ref}`, { method: "PUT", headers: { Authorization: `Bearer ${token}`, "Content-Type": mediaType }, body });
+      if (r.status !== 201) throw new Error(`PUT ${repo}:${ref}: ${r.status} ${await r.text()}`);
+      return { mediaType, digest: sha256(body), size: body.byteLength };
+    };
+    const image = { mediaType: m.mediaType, digest: m.digest, size: m.size, platform: { os: "linux", architecture: "amd64" } };
+    const manifestBody = new Uint8Array(await (await fetch(`${upstream.url}/v2/library/five/manifests/${m.digest}`, { headers: { Accept: m.mediaType, Authorization: `Bearer ${await upstream.token("repository:library/five:pull")}` } })).arrayBuffer());
+    // In library/five, whose blobs distribution already holds (blobs are per repository).
+    const inner = await put("library/five", "nested-inner", "application/vnd.oci.image.index.v1+json", json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [image] }));
+    await put("library/five", "nested", "application/vnd.oci.image.index.v1+json", json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [{ ...inner, platform: { os: "linux", architecture: "amd64" } }] }));
+    // A Windows-style image: its base layer lives elsewhere (urls) and registries don't serve it.
+    const parsed = JSON.parse(new TextDecoder().decode(manifestBody)) as { config: unknown; layers: unknown[] };
+    const foreign = { mediaType: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", digest: `sha256:${"f".repeat(64)}`, size: 1234, urls: ["https://example.com/base-layer.tar.gz"] };
+    await put("library/five", "winlike", "application/vnd.docker.distribution.manifest.v2+json", json({ schemaVersion: 2, mediaType: "application/vnd.docker.distribution.manifest.v2+json", config: parsed.config, layers: [foreign, ...parsed.layers] }));
+    const r = await ferryCli(["warm", "--config", config, "five:nested", "five:winlike"]);
+    expect({ code: r.code, err: r.stderr, out: r.stdout }).toMatchObject({ code: 0, err: "" });
+    expect(r.stdout).toMatch(/✔ five:nested: 6 blobs/);
+    expect(r.stdout).toMatch(/✔ five:winlike: 6 blobs.*1 non-distributable layer skipped/);
+    expect(r.stdout).toContain("2 of 2 images warmed");
+    expect(upstream.count({ pathIncludes: "f".repeat(64) })).toBe(0);
+  }, 60_000);
+
   test("prune trims the local tier by size and by age, and --dry-run changes nothing", async () => {
     const total = five.blobs.reduce((s, b) => s + b.size, 0);
     const dry = await ferryCli(["prune", "--config", config, "--max-size", "0", "--dry-run"]);

@@ -747,6 +747,11 @@ auth:
 health:
   storagedriver:
     enabled: false
+validation:
+  manifests:
+    urls:
+      # Foreign (non-distributable) layers, as Windows base images have: pushable only when allowed.
+      allow: ['^https://example\\.com/']
 `;
     writeFileSync(configFile, yaml);
   }
