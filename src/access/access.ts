@@ -10,7 +10,7 @@ import type { Upstream } from "../upstream/upstream.ts";
 import { ANONYMOUS, Authenticator, type Principal } from "./authenticator.ts";
 import { ClientIpResolver } from "./client-ip.ts";
 import type { Htpasswd } from "./htpasswd.ts";
-import { onStreamEnd, RateLimiter, type LimitVerdict } from "./limits.ts";
+import { onStreamEnd, RateLimiter, type LimiterCounters, type LimitVerdict } from "./limits.ts";
 import { PassthroughChecker } from "./passthrough.ts";
 import { RepositoryPolicy, userAgentBlocker } from "./policy.ts";
 
@@ -33,9 +33,10 @@ export class AccessControl {
     upstreamFor: (registry: string) => Upstream,
     auth: { secret: string; users: Htpasswd } | undefined,
     redis?: SharedRedis,
+    limiterCounters?: LimiterCounters,
   ) {
     this.authenticator = config.auth && auth ? new Authenticator(config.auth, auth.secret, auth.users) : undefined;
-    this.limiter = new RateLimiter(config.limits, redis);
+    this.limiter = new RateLimiter(config.limits, redis, Date.now, limiterCounters);
     this.ips = new ClientIpResolver(config.limits.trustedProxies);
     for (const r of config.registries) this.policies.set(r.name, new RepositoryPolicy(r.allow, r.deny));
     this.blocked = userAgentBlocker(config.limits.blockUserAgents);

@@ -9,18 +9,27 @@ export type LimitVerdict = { ok: true } | { ok: false; reason: "requests" | "byt
 
 const OK: LimitVerdict = { ok: true };
 
+/** The in-memory counters; they outlive a config reload (the limiter is rebuilt, the counts go on). */
+export class LimiterCounters {
+  readonly windows = new Map<string, { count: number; expiresAt: number }>();
+  readonly downloads = new Map<string, number>();
+}
+
 export class RateLimiter {
   private readonly exempt: Cidr[];
-  private readonly local = new Map<string, { count: number; expiresAt: number }>();
-  private readonly concurrency = new Map<string, number>();
+  private readonly local: LimiterCounters["windows"];
+  private readonly concurrency: LimiterCounters["downloads"];
   private sweepAt = 0;
 
   constructor(
     private readonly settings: LimitSettings,
     private readonly redis?: SharedRedis,
     private readonly now: () => number = Date.now,
+    counters: LimiterCounters = new LimiterCounters(),
   ) {
     this.exempt = settings.exempt.map((c) => parseCidr(c)!);
+    this.local = counters.windows;
+    this.concurrency = counters.downloads;
   }
 
   get concurrencyLimited(): boolean {

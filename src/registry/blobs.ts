@@ -42,7 +42,6 @@ export interface SharedBlobTier {
 const MAX_WAIT_FOR_PEER_MS = 10 * 60_000;
 
 export class BlobService {
-  private readonly downloads = new Map<string, BlobDownload>();
   private sharedDown = false;
 
   constructor(
@@ -52,6 +51,8 @@ export class BlobService {
     private readonly upstreamFor: (registry: string) => Upstream,
     private readonly log: Logger,
     private readonly slots: DownloadSlots,
+    /** Downloads in flight, shared with the generations before and after a reload (single-flight across them). */
+    private readonly downloads = new Map<string, BlobDownload>(),
   ) {}
 
   /** Downloads in progress (for status pages and draining). */

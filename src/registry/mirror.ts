@@ -9,12 +9,35 @@ import type { Logger } from "../observe/logger.ts";
 import { Metrics } from "../observe/metrics.ts";
 import { TrafficStats } from "../observe/traffic.ts";
 import { TokenCache } from "../upstream/auth.ts";
+import type { EndpointHealth } from "../upstream/health.ts";
 import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
-import { DownloadSlots } from "./blob-download.ts";
+import { DownloadSlots, type BlobDownload } from "./blob-download.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
 import { TagService } from "./tags.ts";
+
+/**
+ * What one Mirror hands to the next on a config reload (serve.ts keeps it): upstream
+ * tokens, endpoint health (cooldowns), the single-flight of leases and of blob downloads,
+ * and the download bound. A reload rebuilds only what the config describes.
+ */
+export class CarriedState {
+  readonly tokens: TokenCache;
+  readonly locks: LockService;
+  readonly downloads = new Map<string, BlobDownload>();
+  /** Keyed by registry, URL and health policy: an endpoint whose policy changed starts afresh. */
+  readonly health = new Map<string, EndpointHealth>();
+
+  constructor(
+    readonly downloadSlots: DownloadSlots,
+    redis?: SharedRedis,
+    locks?: LockService,
+  ) {
+    this.tokens = new TokenCache(redis);
+    this.locks = locks ?? new LocalLocks();
+  }
+}
 
 export class Mirror {
   readonly manifests: ManifestService;
@@ -33,7 +56,7 @@ export class Mirror {
     readonly meta: MetaStore,
     readonly blobStore: FsBlobStore,
     readonly log: Logger,
-    shared: { redis?: SharedRedis; blobs?: SharedBlobTier; locks?: LockService; metrics?: Metrics; traffic?: TrafficStats; downloadSlots?: DownloadSlots } = {},
+    shared: { redis?: SharedRedis; blobs?: SharedBlobTier; metrics?: Metrics; traffic?: TrafficStats; carried?: CarriedState } = {},
   ) {
     this.redis = shared.redis;
     this.sharedBlobs = shared.blobs;
@@ -44,12 +67,23 @@ export class Mirror {
       cacheBlobs: () => blobStore.usage.count,
       cacheMaxBytes: config.cache.maxSize,
     });
-    const tokens = new TokenCache(shared.redis);
-    const locks = shared.locks ?? new LocalLocks();
-    for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
+    const carried = shared.carried ?? new CarriedState(new DownloadSlots(config.cache.maxDownloads), shared.redis);
+    const { tokens, locks } = carried;
+    const healthInUse = new Set<string>();
+    for (const registry of config.registries) {
+      const healthOf = (url: string, create: () => EndpointHealth) => {
+        const key = JSON.stringify([registry.name, url, registry.health]);
+        healthInUse.add(key);
+        const known = carried.health.get(key) ?? create();
+        carried.health.set(key, known);
+        return known;
+      };
+      this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics, healthOf));
+    }
+    for (const key of carried.health.keys()) if (!healthInUse.has(key)) carried.health.delete(key);
     const upstreamFor = (name: string) => this.upstreamFor(name);
     this.manifests = new ManifestService(meta, locks, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);
-    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, shared.downloadSlots ?? new DownloadSlots(config.cache.maxDownloads));
+    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, carried.downloadSlots, carried.downloads);
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
     if (shared.redis) {
       this.sharedHealth = new SharedHealth(shared.redis, () => [...this.upstreams.values()].flatMap((u) => [...u.endpoints, ...u.blobEndpoints]));
