@@ -58,7 +58,7 @@ Exit code 1 if any image failed.
   prune: `Usage: ferry prune [--config FILE] [--max-size SIZE] [--older-than AGE] [--s3-orphans [--grace AGE]] [--dry-run]
 
 Trims the local blob tier: down to SIZE (least recently used first; "20GiB"), and/or
-blobs not used for AGE ("30d", "12h"). --s3-orphans removes blobs from the S3 store that no
+blobs not used for AGE ("30d", "12h"), with the tags and manifests unused for as long. --s3-orphans removes blobs from the S3 store that no
 cached manifest refers to (older than --grace, default 24h, so uploads in progress are safe; with Redis,
 every replica's manifests count), and aborts multipart uploads older than --grace (left open by a
 replica that was killed). Safe while ferry serves: a pruned blob becomes a miss.

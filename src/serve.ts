@@ -3,9 +3,9 @@
 import { mkdir } from "node:fs/promises";
 import { randomBytes } from "node:crypto";
 import { AccessControl } from "./access/access.ts";
+import { LimiterCounters } from "./access/limits.ts";
 import { parseHtpasswd, type Htpasswd } from "./access/htpasswd.ts";
 import { FsBlobStore } from "./cache/fs-blob-store.ts";
-import type { LockService } from "./cache/locks.ts";
 import type { MetaStore } from "./cache/meta-store.ts";
 import type { SharedRedis } from "./cache/redis-client.ts";
 import { ConfigError } from "./config/load.ts";
@@ -15,8 +15,9 @@ import type { Server } from "bun";
 import { createLogger, type Logger } from "./observe/logger.ts";
 import { Metrics } from "./observe/metrics.ts";
 import { TrafficStats } from "./observe/traffic.ts";
+import { DownloadSlots } from "./registry/blob-download.ts";
 import type { SharedBlobTier } from "./registry/blobs.ts";
-import { Mirror } from "./registry/mirror.ts";
+import { CarriedState, Mirror } from "./registry/mirror.ts";
 import { createApp } from "./server/app.ts";
 import { peerAddresses } from "./access/client-ip.ts";
 import type { Https } from "./tls/https.ts";
@@ -31,16 +32,20 @@ export interface RunningServer {
   reload(config: Config): Promise<void>;
 }
 
-/** What outlives a config reload: the stores, connections and counters. */
+/** What outlives a config reload: the stores, connections, counters and state in flight. */
 interface Stores {
   log: Logger;
   blobStore: FsBlobStore;
   meta: MetaStore;
   redis?: SharedRedis;
   sharedBlobs?: SharedBlobTier;
-  locks?: LockService;
   metrics: Metrics;
   traffic: TrafficStats;
+  /** Tokens, cooldowns, single-flight (leases, blob downloads), [cache] max_downloads. */
+  carried: CarriedState;
+  limiterCounters: LimiterCounters;
+  /** The token secret of this process when neither auth.token_secret nor Redis gives one. */
+  ownTokenSecret: string;
   /** The generation serving now (the gauges read it). */
   serving?: Mirror;
   /** The HTTPS listener and its certificate, when server.tls_* or [server.acme] is set. */
@@ -82,7 +87,7 @@ export async function serve(config: Config): Promise<RunningServer> {
     ? await (await import("./tls/https.ts")).Https.start(config.server.tls, {
         log,
         redis: stores.redis,
-        locks: stores.locks,
+        locks: stores.redis ? stores.carried.locks : undefined,
         listener: { idleTimeout: config.server.idleTimeoutSeconds, maxRequestBodySize: 64 * 1024, fetch: dispatch },
       })
     : undefined;
@@ -107,6 +112,8 @@ export async function serve(config: Config): Promise<RunningServer> {
     if (changed.length) throw new Error(`these keys changed and need a restart: ${changed.join(", ")}`);
     await stores.https?.reloadFiles(next.server.tls);
     const generation = await buildGeneration(next, stores);
+    stores.carried.downloadSlots.max = next.cache.maxDownloads;
+    void stores.blobStore.rescan(); // a reload after `ferry prune` recounts the cache
     const previous = current;
     current = generation;
     stores.serving = generation.mirror;
@@ -121,6 +128,7 @@ export async function serve(config: Config): Promise<RunningServer> {
     (stopping ??= (async () => {
       log.info("draining: no new connections; waiting for downloads in flight");
       await Promise.all([server.stop(false), stores.https?.stop()]);
+      // Every generation's downloads: they share one map (CarriedState).
       const downloads = [...current.mirror.blobs.inFlight.values()].map((d) => d.finished);
       await Promise.race([Promise.all(downloads), Bun.sleep(DRAIN_TIMEOUT_MS)]);
       current.mirror.close();
@@ -137,6 +145,8 @@ async function openStores(config: Config): Promise<Stores> {
   const blobStore = new FsBlobStore(config.cache.dir, {
     maxSize: config.cache.maxSize,
     onEvict: (r) => log.info({ evictedFiles: r.files, evictedBytes: r.bytes, cacheBytes: r.remaining }, "evicted least recently used blobs (cache.max_size)"),
+    onDiskFull: (why) =>
+      why ? log.error({ cache: config.cache.dir, reason: why }, "cache disk full: blobs are streamed to clients without caching") : log.info({ cache: config.cache.dir }, "cache disk has room again"),
   });
   await blobStore.init();
   // Embedded by default; Redis and S3 turn the replicas into one mirror. Neither is
@@ -158,7 +168,9 @@ async function openStores(config: Config): Promise<Stores> {
     sharedBlobs: config.s3
       ? { store: new (await import("./cache/s3-blob-store.ts")).S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds }
       : undefined,
-    locks: redis && redisModules ? new redisModules[2].RedisLocks(redis, config.redis!.lockLeaseMs) : undefined,
+    carried: new CarriedState(new DownloadSlots(config.cache.maxDownloads), redis, redis && redisModules ? new redisModules[2].RedisLocks(redis, config.redis!.lockLeaseMs) : undefined),
+    limiterCounters: new LimiterCounters(),
+    ownTokenSecret: randomBytes(32).toString("hex"),
     traffic: new TrafficStats(),
     metrics: new Metrics({
       inFlightDownloads: () => stores.serving?.blobs.inFlight.size ?? 0,
@@ -175,12 +187,12 @@ async function buildGeneration(config: Config, stores: Stores): Promise<Generati
   const mirror = new Mirror(config, stores.meta, stores.blobStore, stores.log, {
     redis: stores.redis,
     blobs: stores.sharedBlobs,
-    locks: stores.locks,
     metrics: stores.metrics,
     traffic: stores.traffic,
+    carried: stores.carried,
   });
-  const auth = config.auth ? { secret: await tokenSecret(config, stores.redis), users: await loadUsers(config) } : undefined;
-  const access = new AccessControl(config, (name) => mirror.upstreamFor(name), auth, stores.redis);
+  const auth = config.auth ? { secret: await tokenSecret(config, stores.redis, stores.ownTokenSecret), users: await loadUsers(config) } : undefined;
+  const access = new AccessControl(config, (name) => mirror.upstreamFor(name), auth, stores.redis, stores.limiterCounters);
   return { config, mirror, app: createApp(mirror, access, () => stores.https?.state) };
 }
 
@@ -193,11 +205,11 @@ async function loadUsers(config: Config): Promise<Htpasswd> {
 
 /**
  * The key ferry's tokens are signed with: auth.token_secret; else one shared by the
- * replicas through Redis (the first one to start picks it); else this process's own.
+ * replicas through Redis (the first one to start picks it); else this process's own
+ * (the same across reloads, so a SIGHUP logs no one out).
  */
-async function tokenSecret(config: Config, redis: SharedRedis | undefined): Promise<string> {
+async function tokenSecret(config: Config, redis: SharedRedis | undefined, mine: string): Promise<string> {
   if (config.auth?.tokenSecret) return config.auth.tokenSecret;
-  const mine = randomBytes(32).toString("hex");
   if (!redis) return mine;
   const key = redis.key("auth", "token-secret");
   await redis.try((c) => c.set(key, mine, "NX"));

@@ -12,7 +12,7 @@ import type { Upstream } from "../upstream/upstream.ts";
 import { ANONYMOUS, Authenticator, type Identified, type LoginGuard, type Principal } from "./authenticator.ts";
 import { ClientIpResolver } from "./client-ip.ts";
 import type { Htpasswd } from "./htpasswd.ts";
-import { onStreamEnd, RateLimiter, type LimitVerdict, type PageBudget } from "./limits.ts";
+import { onStreamEnd, RateLimiter, type LimiterCounters, type LimitVerdict, type PageBudget } from "./limits.ts";
 import { PassthroughChecker } from "./passthrough.ts";
 import { RepositoryPolicy, userAgentBlocker } from "./policy.ts";
 
@@ -37,10 +37,11 @@ export class AccessControl {
     upstreamFor: (registry: string) => Upstream,
     auth: { secret: string; users: Htpasswd } | undefined,
     redis?: SharedRedis,
+    limiterCounters?: LimiterCounters,
   ) {
     const upstreamLogins = config.registries.some((r) => r.passthroughAuth);
     this.authenticator = config.auth && auth ? new Authenticator(config.auth, auth.secret, auth.users, upstreamLogins, config.limits.loginFailures.windowMs) : undefined;
-    this.limiter = new RateLimiter(config.limits, redis);
+    this.limiter = new RateLimiter(config.limits, redis, Date.now, limiterCounters);
     this.delivery = config.limits.bandwidth === undefined ? undefined : new BandwidthPool(config.limits.bandwidth);
     this.ips = new ClientIpResolver(config.limits.trustedProxies);
     for (const r of config.registries) this.policies.set(r.name, new RepositoryPolicy(r.allow, r.deny));
@@ -147,20 +148,22 @@ export class AccessControl {
   }
 
   /**
-   * Limits for a blob download: byte budget, a concurrency slot (the body is wrapped to
-   * release it) and the client's delivery bandwidth (the body is paced, shared fairly by
-   * the client's concurrent downloads).
+   * Limits for a blob download: byte budget, a concurrency slot and the client's delivery
+   * bandwidth (the body is paced, shared fairly by the client's concurrent downloads).
+   * `wrap` hands the slot to a body (released when it ends); every answer without one must
+   * call `release`.
    */
-  async admitDownload(client: Client): Promise<{ wrap?: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>; addBytes: (n: number) => void }> {
-    if (client.exempt) return { addBytes: () => {} };
+  async admitDownload(client: Client): Promise<{ wrap?: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>; release: () => void; addBytes: (n: number) => void }> {
+    const none = () => {};
+    if (client.exempt) return { addBytes: none, release: none };
     rejectOver(await this.limiter.bytesLeft(client.ip));
     const addBytes = (n: number) => void this.limiter.addBytes(client.ip, n);
     const delivery = this.delivery;
     const pace = delivery ? (body: ReadableStream<Uint8Array>) => delivery.shape(client.ip, body) : (body: ReadableStream<Uint8Array>) => body;
-    if (!this.limiter.concurrencyLimited) return { addBytes, ...(delivery && { wrap: pace }) };
+    if (!this.limiter.concurrencyLimited) return { addBytes, release: none, ...(delivery && { wrap: pace }) };
     const slot = this.limiter.acquireDownload(client.ip);
     rejectOver(slot.verdict);
-    return { wrap: (body) => onStreamEnd(pace(body), slot.release), addBytes };
+    return { wrap: (body) => onStreamEnd(pace(body), slot.release), release: slot.release, addBytes };
   }
 
   /** 401 with a Bearer challenge pointing at ferry's own token service. */

@@ -15,19 +15,28 @@ export type PageBudget = "token" | "admin" | "search";
 
 const OK: LimitVerdict = { ok: true };
 
+/** The in-memory counters; they outlive a config reload (the limiter is rebuilt, the counts go on). */
+export class LimiterCounters {
+  // Bounded: a flood of new addresses or user names evicts the oldest counters instead of filling memory.
+  readonly windows = new LRUCache<string, { count: number; expiresAt: number }>({ max: 100_000 });
+  readonly downloads = new Map<string, number>();
+}
+
 export class RateLimiter {
   private readonly exempt: Cidr[];
-  // Bounded: a flood of new addresses or user names evicts the oldest counters instead of filling memory.
-  private readonly local = new LRUCache<string, { count: number; expiresAt: number }>({ max: 100_000 });
-  private readonly concurrency = new Map<string, number>();
+  private readonly local: LimiterCounters["windows"];
+  private readonly concurrency: LimiterCounters["downloads"];
   private sweepAt = 0;
 
   constructor(
     private readonly settings: LimitSettings,
     private readonly redis?: SharedRedis,
     private readonly now: () => number = Date.now,
+    counters: LimiterCounters = new LimiterCounters(),
   ) {
     this.exempt = settings.exempt.map((c) => parseCidr(c)!);
+    this.local = counters.windows;
+    this.concurrency = counters.downloads;
   }
 
   get concurrencyLimited(): boolean {

@@ -28,9 +28,35 @@ export interface BlobWriter {
 
 export interface BlobStore {
   stat(key: BlobKey): Promise<BlobInfo | undefined>;
-  begin(key: BlobKey): Promise<BlobWriter>;
+  /** Starts writing a blob; `expectedSize`, when known, lets a store refuse what can't fit. */
+  begin(key: BlobKey, expectedSize?: number): Promise<BlobWriter>;
   /** Records that a blob was served (for least-recently-used eviction). */
   touch(key: BlobKey): void;
+}
+
+/**
+ * Writing the cache itself failed (a full disk, a read-only mount, an I/O error): a local
+ * fault, never the upstream's, so it cools no tier down and is not resumed.
+ */
+export class CacheWriteError extends Error {
+  constructor(
+    readonly code: string | undefined,
+    message: string,
+  ) {
+    super(message);
+    this.name = "CacheWriteError";
+  }
+
+  get diskFull(): boolean {
+    return this.code === "ENOSPC" || this.code === "EDQUOT";
+  }
+
+  static from(error: unknown, doing: string): CacheWriteError {
+    if (error instanceof CacheWriteError) return error;
+    const code = (error as NodeJS.ErrnoException)?.code;
+    const full = code === "ENOSPC" || code === "EDQUOT";
+    return new CacheWriteError(code, `${full ? "cache disk full" : "cache write failed"} (${doing}): ${(error as Error)?.message ?? String(error)}`);
+  }
 }
 
 export class BlobIntegrityError extends Error {

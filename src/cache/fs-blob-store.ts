@@ -1,21 +1,26 @@
 // Blobs on local disk, content-addressed: <dir>/blobs/<registry>/<alg>/<hex[0:2]>/<hex>.
 // Downloads go to <dir>/tmp and are renamed into place after verification; the
-// rename is atomic, so a crash leaves only temp files, which start-up removes.
+// rename is atomic, so a crash leaves only temp files, which start-up removes (only those
+// of dead processes: their names carry the pid, and two ferries may share a cache dir).
 import { closeSync, fdatasync, openSync, writeSync } from "node:fs";
-import { mkdir, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readdir, rename, rm, stat, statfs, utimes, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { parseDigest } from "../protocol/digest.ts";
-import { BlobIntegrityError, type BlobInfo, type BlobKey, type BlobStore, type BlobWriter } from "./blob-store.ts";
+import { BlobIntegrityError, CacheWriteError, type BlobInfo, type BlobKey, type BlobStore, type BlobWriter } from "./blob-store.ts";
 import { LruIndex } from "./lru-index.ts";
 
 /** Eviction brings the tier down to this share of max_size, so it doesn't run on every commit. */
 const EVICTION_LOW_WATER = 0.9;
+/** Free space a new blob must leave on the disk (the metadata database lives there too). */
+const HEADROOM_BYTES = 1024 * 1024;
 
 export interface FsBlobStoreOptions {
   /** Upper bound for the blobs on disk; least recently used ones are evicted past it. */
   maxSize?: number;
   onEvict?: (result: { files: number; bytes: number; remaining: number }) => void;
+  /** The disk became full (with why), or has room again (undefined). */
+  onDiskFull?: (why: string | undefined) => void;
 }
 
 export class FsBlobStore implements BlobStore {
@@ -24,6 +29,9 @@ export class FsBlobStore implements BlobStore {
   private tempCounter = 0;
   readonly usage = new LruIndex();
   private evicting: Promise<void> | undefined;
+  private full: string | undefined;
+  /** Expected bytes of the downloads being written now: max_size counts them too. */
+  private reserved = 0;
 
   constructor(
     dir: string,
@@ -35,23 +43,45 @@ export class FsBlobStore implements BlobStore {
 
   /** Creates the folders, removes temp files left by a crash, and indexes what is cached. */
   async init(): Promise<void> {
-    await rm(this.tmpDir, { recursive: true, force: true });
     await mkdir(this.tmpDir, { recursive: true });
+    await this.removeDeadTempFiles();
     await mkdir(this.blobsDir, { recursive: true });
     await this.usage.load(this.blobsDir);
     await this.enforceMaxSize();
   }
 
-  /** Evicts least-recently-used blobs when the tier is over max_size (one run at a time). */
+  /** Temp files (`<hex>.<pid>.<n>`, `.ready-<pid>`) whose process is gone, or of no known process. */
+  private async removeDeadTempFiles(): Promise<void> {
+    for (const name of await readdir(this.tmpDir).catch(() => [] as string[])) {
+      const pid = Number((/\.(\d+)\.\d+$/.exec(name) ?? /^\.ready-(\d+)$/.exec(name))?.[1]);
+      if (Number.isInteger(pid) && pid !== process.pid && processAlive(pid)) continue;
+      await rm(join(this.tmpDir, name), { recursive: true, force: true });
+    }
+  }
+
+  /** Blobs another process (ferry prune) deleted stop counting. */
+  async rescan(): Promise<void> {
+    await this.usage.forgetMissing();
+  }
+
+  /** Evicts least-recently-used blobs when the tier (with downloads under way) is over max_size (one run at a time). */
   enforceMaxSize(): Promise<void> {
     const max = this.options.maxSize;
     if (this.evicting) return this.evicting; // the index shrinks before the files are gone
-    if (max === undefined || this.usage.size <= max) return Promise.resolve();
-    this.evicting ??= this.usage
-      .evictTo(Math.floor(max * EVICTION_LOW_WATER))
-      .then((r) => this.options.onEvict?.({ ...r, remaining: this.usage.size }))
-      .finally(() => (this.evicting = undefined));
+    if (max === undefined || this.usage.size + this.reserved <= max) return Promise.resolve();
+    this.evicting ??= (async () => {
+      await this.rescan(); // what is counted may already be gone
+      const target = Math.max(0, Math.floor(max * EVICTION_LOW_WATER) - this.reserved);
+      if (this.usage.size <= target) return;
+      const r = await this.usage.evictTo(target);
+      this.options.onEvict?.({ ...r, remaining: this.usage.size });
+    })().finally(() => (this.evicting = undefined));
     return this.evicting;
+  }
+
+  /** Why the disk counts as full (the last ENOSPC, or too little free space), if it does. */
+  get diskFull(): string | undefined {
+    return this.full;
   }
 
   /** Writes and removes a probe file: a full disk or a read-only mount fails here. */
@@ -61,10 +91,49 @@ export class FsBlobStore implements BlobStore {
       await mkdir(this.tmpDir, { recursive: true });
       await writeFile(probe, "ok");
       await rm(probe, { force: true });
-      return { ok: true };
     } catch (error) {
-      return { ok: false, error: (error as Error).message };
+      await rm(probe, { force: true }).catch(() => {});
+      const failure = CacheWriteError.from(error, "readiness probe");
+      this.noteWriteError(failure);
+      return { ok: false, error: failure.message };
     }
+    const free = await this.freeBytes();
+    if (free !== undefined && free < HEADROOM_BYTES) {
+      this.setFull(`cache disk full: ${free} bytes free in ${this.tmpDir}`);
+      return { ok: false, error: this.full };
+    }
+    this.setFull(undefined);
+    return { ok: true };
+  }
+
+  /** Called with every failed write, so a full disk shows on /readyz and the dashboard. */
+  private noteWriteError(error: CacheWriteError): void {
+    if (error.diskFull) this.setFull(error.message);
+  }
+
+  private setFull(why: string | undefined): void {
+    if (why === this.full) return;
+    const changed = (why === undefined) !== (this.full === undefined);
+    this.full = why;
+    if (changed) this.options.onDiskFull?.(why);
+  }
+
+  private async freeBytes(): Promise<number | undefined> {
+    try {
+      const s = await statfs(this.tmpDir);
+      return s.bavail * s.bsize;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Refuses a blob that would not fit in what is free (a full disk fails here, before any byte). */
+  private async ensureRoom(size: number): Promise<void> {
+    const free = await this.freeBytes();
+    if (free === undefined) return;
+    if (free < HEADROOM_BYTES) this.setFull(`cache disk full: ${free} bytes free in ${this.tmpDir}`);
+    else if (this.full) this.setFull(undefined);
+    if (free < size + HEADROOM_BYTES) throw new CacheWriteError("ENOSPC", `no room in the cache for a blob of ${size} bytes (${free} bytes free)`);
   }
 
   pathOf(key: BlobKey): string {
@@ -82,6 +151,7 @@ export class FsBlobStore implements BlobStore {
       const s = await stat(path);
       return { size: s.size, path };
     } catch {
+      this.usage.remove(path); // deleted behind our back (ferry prune): stop counting it
       return undefined;
     }
   }
@@ -94,15 +164,30 @@ export class FsBlobStore implements BlobStore {
     utimes(path, now, now).catch(() => {});
   }
 
-  async begin(key: BlobKey): Promise<BlobWriter> {
+  async begin(key: BlobKey, expectedSize?: number): Promise<BlobWriter> {
     const digest = parseDigest(key.digest);
     if (!digest) throw new Error(`invalid digest ${key.digest}`);
+    if (expectedSize !== undefined) await this.ensureRoom(expectedSize);
     const finalPath = this.pathOf(key);
     const tempPath = join(this.tmpDir, `${digest.hex.slice(0, 16)}.${process.pid}.${++this.tempCounter}`);
-    const fd = openSync(tempPath, "w+");
-    return new FsBlobWriter(fd, tempPath, finalPath, digest.text, new Bun.CryptoHasher(digest.algorithm), (info) => {
-      this.usage.add(info.path, info.size);
-      void this.enforceMaxSize();
+    let fd: number;
+    try {
+      fd = openSync(tempPath, "w+");
+    } catch (error) {
+      const failure = CacheWriteError.from(error, "create temp file");
+      this.noteWriteError(failure);
+      throw failure;
+    }
+    const reservation = expectedSize ?? 0;
+    this.reserved += reservation;
+    void this.enforceMaxSize();
+    return new FsBlobWriter(fd, tempPath, finalPath, digest.text, new Bun.CryptoHasher(digest.algorithm), {
+      committed: (info) => {
+        this.usage.add(info.path, info.size);
+        void this.enforceMaxSize();
+      },
+      closed: () => (this.reserved -= reservation),
+      failed: (error) => this.noteWriteError(error),
     });
   }
 }
@@ -123,14 +208,24 @@ class FsBlobWriter implements BlobWriter {
     private readonly finalPath: string,
     private readonly expectedDigest: string,
     private readonly hasher: Bun.CryptoHasher,
-    private readonly onCommit: (info: BlobInfo) => void,
+    private readonly on: { committed: (info: BlobInfo) => void; closed: () => void; failed: (error: CacheWriteError) => void },
   ) {}
 
   async write(chunk: Uint8Array): Promise<void> {
     this.hasher.update(chunk);
     let offset = 0;
-    while (offset < chunk.byteLength) offset += writeSync(this.fd, chunk, offset, chunk.byteLength - offset, this.bytesWritten + offset);
+    try {
+      while (offset < chunk.byteLength) offset += writeSync(this.fd, chunk, offset, chunk.byteLength - offset, this.bytesWritten + offset);
+    } catch (error) {
+      throw this.failed(error, "write");
+    }
     this.bytesWritten += chunk.byteLength;
+  }
+
+  private failed(error: unknown, doing: string): CacheWriteError {
+    const failure = CacheWriteError.from(error, doing);
+    this.on.failed(failure);
+    return failure;
   }
 
   async verify(expectedSize?: number): Promise<void> {
@@ -147,13 +242,22 @@ class FsBlobWriter implements BlobWriter {
     await this.verify(expectedSize);
     if (this.state !== "verified") throw new Error("blob writer already closed");
     this.state = "closed";
-    // Durable before visible: after a crash a published blob is whole.
-    await datasync(this.fd);
-    closeSync(this.fd);
-    await mkdir(join(this.finalPath, ".."), { recursive: true });
-    await rename(this.tempPath, this.finalPath);
+    this.on.closed();
+    try {
+      // Durable before visible: after a crash a published blob is whole.
+      try {
+        await datasync(this.fd);
+      } finally {
+        closeSync(this.fd);
+      }
+      await mkdir(join(this.finalPath, ".."), { recursive: true });
+      await rename(this.tempPath, this.finalPath);
+    } catch (error) {
+      await rm(this.tempPath, { force: true }).catch(() => {});
+      throw this.failed(error, "publish");
+    }
     const info = { size: this.bytesWritten, path: this.finalPath };
-    this.onCommit(info);
+    this.on.committed(info);
     return info;
   }
 
@@ -165,10 +269,20 @@ class FsBlobWriter implements BlobWriter {
   private async discard(): Promise<void> {
     if (this.state !== "closed") {
       this.state = "closed";
+      this.on.closed();
       try {
         closeSync(this.fd);
       } catch {}
     }
     await rm(this.tempPath, { force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === "EPERM"; // exists, owned by someone else
   }
 }

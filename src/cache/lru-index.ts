@@ -40,6 +40,11 @@ export class LruIndex {
     for (const f of found) this.add(f.path, f.size);
   }
 
+  /** Drops files that are gone (another process deleted them), keeping the order of the rest. */
+  async forgetMissing(): Promise<void> {
+    for (const path of [...this.entries.keys()]) if (!(await stat(path).catch(() => undefined))) this.remove(path);
+  }
+
   add(path: string, size: number): void {
     this.remove(path);
     this.entries.set(path, size);

@@ -20,7 +20,10 @@ export class SqliteMetaStore implements MetaStore {
     listRepositories: Statement<{ registry: string; repository: string }, []>;
   };
 
-  constructor(dir: string) {
+  constructor(
+    dir: string,
+    private readonly now: () => number = Date.now,
+  ) {
     mkdirSync(dir, { recursive: true });
     this.db = new Database(join(dir, "meta.sqlite"), { create: true, strict: true });
     this.db.exec("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;");
@@ -95,7 +98,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async putManifest(repo: RepositoryRef, r: ManifestRecord): Promise<void> {
-    this.q.putManifest.run(repo.registry, repo.repository, r.digest, r.mediaType, r.body, Date.now());
+    this.q.putManifest.run(repo.registry, repo.repository, r.digest, r.mediaType, r.body, this.now());
   }
 
   async *manifests(): AsyncIterable<RepositoryRef & ManifestRecord> {
@@ -111,8 +114,54 @@ export class SqliteMetaStore implements MetaStore {
     return this.q.listRepositories.all();
   }
 
+  /**
+   * Retention (`ferry prune --older-than`): removes tags neither confirmed nor pulled since
+   * `cutoff`, and manifests cached before it that no kept tag reaches (directly or through
+   * an index). Without it the database only grows.
+   */
+  async pruneOlderThan(cutoff: number, dryRun: boolean): Promise<{ tags: number; manifests: number }> {
+    this.flushTouches();
+    type Row = { registry: string; repository: string; digest: string };
+    const lastUse = "MAX(checked_at, COALESCE(pulled_at, 0))";
+    const oldTags = this.db.query<Row & { tag: string }, [number]>(`SELECT registry, repository, tag, digest FROM tags WHERE ${lastUse} < ?`).all(cutoff);
+    const keep = new Set<string>();
+    const keyOf = (r: Row) => JSON.stringify([r.registry, r.repository, r.digest]);
+    let frontier = this.db.query<Row, [number]>(`SELECT registry, repository, digest FROM tags WHERE ${lastUse} >= ?`).all(cutoff);
+    // Bounded: each manifest enters `keep` once.
+    while (frontier.length) {
+      const next: Row[] = [];
+      for (const r of frontier) {
+        if (keep.has(keyOf(r))) continue;
+        keep.add(keyOf(r));
+        const m = this.q.getManifest.get(r.registry, r.repository, r.digest);
+        for (const child of m ? childDigests(m.body) : []) next.push({ registry: r.registry, repository: r.repository, digest: child });
+      }
+      frontier = next;
+    }
+    const oldManifests = this.db.query<Row, [number]>("SELECT registry, repository, digest FROM manifests WHERE created_at < ?").all(cutoff).filter((r) => !keep.has(keyOf(r)));
+    if (!dryRun) {
+      const dropTag = this.db.query<unknown, [string, string, string]>("DELETE FROM tags WHERE registry = ? AND repository = ? AND tag = ?");
+      const dropManifest = this.db.query<unknown, [string, string, string]>("DELETE FROM manifests WHERE registry = ? AND repository = ? AND digest = ?");
+      this.db.transaction(() => {
+        for (const t of oldTags) dropTag.run(t.registry, t.repository, t.tag);
+        for (const m of oldManifests) dropManifest.run(m.registry, m.repository, m.digest);
+      })();
+    }
+    return { tags: oldTags.length, manifests: oldManifests.length };
+  }
+
   close(): void {
     this.flushTouches();
     this.db.close();
+  }
+}
+
+/** Digests an index (or manifest list) lists; none for an image manifest. */
+function childDigests(body: Uint8Array): string[] {
+  try {
+    const parsed = JSON.parse(new TextDecoder().decode(body)) as { manifests?: { digest?: unknown }[] };
+    return Array.isArray(parsed.manifests) ? parsed.manifests.map((m) => m?.digest).filter((d): d is string => typeof d === "string") : [];
+  } catch {
+    return [];
   }
 }

@@ -1,7 +1,8 @@
 // `ferry prune`: trim the local blob tier (to a size, least recently used first, and/or
-// by age of last use) and remove orphans from the shared S3 store: blobs no cached
-// manifest refers to any more, and multipart uploads a killed replica left open (they
-// are billed, yet invisible). Safe while ferry serves: a pruned blob is a miss.
+// by age of last use, with the tags and manifests unused for as long) and remove orphans
+// from the shared S3 store: blobs no cached manifest refers to any more, and multipart
+// uploads a killed replica left open (they are billed, yet invisible). Safe while ferry
+// serves: a pruned blob or tag is a miss, and the server stops counting deleted blobs.
 import { FsBlobStore } from "../cache/fs-blob-store.ts";
 import type { MetaStore } from "../cache/meta-store.ts";
 import { SharedRedis } from "../cache/redis-client.ts";
@@ -32,6 +33,14 @@ export async function prune(config: Config, opts: PruneOptions): Promise<number>
     const cutoff = Date.now() - opts.olderThanMs;
     const r = await store.usage.evictOlderThan(cutoff, opts.dryRun);
     opts.out(`${opts.dryRun ? "would remove" : "removed"} ${r.files} blobs (${bytes(r.bytes)}) unused for longer than ${Math.round(opts.olderThanMs / 1000)} s`);
+    // The embedded database: tags nobody pulled or confirmed since, and manifests nothing kept reaches.
+    const meta = new SqliteMetaStore(config.cache.dir);
+    try {
+      const m = await meta.pruneOlderThan(cutoff, opts.dryRun);
+      opts.out(`metadata: ${opts.dryRun ? "would remove" : "removed"} ${m.tags} tags and ${m.manifests} manifests unused for as long`);
+    } finally {
+      meta.close();
+    }
   }
   if (opts.maxSize !== undefined) {
     const r = opts.dryRun ? store.usage.planEvictTo(opts.maxSize) : await store.usage.evictTo(opts.maxSize);

@@ -33,7 +33,20 @@ interface Totals {
   blobs: number;
   fetched: number; // blobs that were not yet cached
   bytes: number;
+  skipped: number; // non-distributable layers: clients fetch them from their own URLs, never a registry
 }
+
+/** Layers a registry does not serve (Windows base layers): clients fetch them from `urls`. */
+const NON_DISTRIBUTABLE = new Set([
+  "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+  "application/vnd.docker.image.rootfs.foreign.diff.tar",
+  "application/vnd.oci.image.layer.nondistributable.v1.tar",
+  "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+  "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd",
+]);
+
+/** How deep indexes may nest (an index of indexes of …): bounded, so a cycle can't loop. */
+const MAX_INDEX_DEPTH = 4;
 
 export async function warm(opts: WarmOptions): Promise<number> {
   const mirror = new Endpoint(
@@ -41,7 +54,7 @@ export async function warm(opts: WarmOptions): Promise<number> {
     new TokenCache(),
     new EndpointHealth(DEFAULT_HEALTH_POLICY),
   );
-  const totals: Totals = { images: 0, failed: 0, blobs: 0, fetched: 0, bytes: 0 };
+  const totals: Totals = { images: 0, failed: 0, blobs: 0, fetched: 0, bytes: 0, skipped: 0 };
   for (const image of opts.images) {
     try {
       const started = performance.now();
@@ -49,7 +62,9 @@ export async function warm(opts: WarmOptions): Promise<number> {
       await warmImage(mirror, image, opts, totals);
       totals.images++;
       opts.progress("");
-      opts.out(`✔ ${image}: ${totals.blobs - before.blobs} blobs, ${bytes(totals.bytes - before.bytes)}, ${totals.fetched - before.fetched} fetched upstream, ${((performance.now() - started) / 1000).toFixed(1)} s`);
+      const skipped = totals.skipped - before.skipped;
+      const skippedText = skipped ? `, ${skipped} non-distributable layer${skipped === 1 ? "" : "s"} skipped` : "";
+      opts.out(`✔ ${image}: ${totals.blobs - before.blobs} blobs, ${bytes(totals.bytes - before.bytes)}, ${totals.fetched - before.fetched} fetched upstream${skippedText}, ${((performance.now() - started) / 1000).toFixed(1)} s`);
     } catch (error) {
       totals.failed++;
       opts.progress("");
@@ -65,16 +80,26 @@ async function warmImage(mirror: Endpoint, image: string, opts: WarmOptions, tot
   if (typeof ref === "string") throw new Error(ref);
   // Through the mirror, the registry is a path prefix (Docker Hub needs none).
   const name = ref.domain === "docker.io" ? ref.path : `${ref.domain}/${ref.path}`;
-  const top = await getManifest(mirror, name, ref.digest ?? ref.tag ?? "latest");
   const images: { config: Descriptor; layers: Descriptor[] }[] = [];
-  if (Array.isArray(top.manifests)) {
-    const children = (top.manifests as Descriptor[]).filter((m) => !opts.platform || platformOf(m) === opts.platform || platformOf(m, false) === opts.platform);
-    if (children.length === 0) throw new Error(`no manifest for platform ${opts.platform}`);
-    for (const child of children) images.push(await getManifest(mirror, name, child.digest));
-  } else {
-    images.push(top as { config: Descriptor; layers: Descriptor[] });
-  }
-  const blobs = [...new Map(images.flatMap((m) => [m.config, ...m.layers]).map((d) => [d.digest, d])).values()];
+  // An index may list indexes (nested multi-platform images): descend, bounded.
+  const collect = async (reference: string, depth: number, platform: Descriptor["platform"]): Promise<void> => {
+    const m = await getManifest(mirror, name, reference);
+    if (!Array.isArray(m.manifests)) {
+      images.push(m as { config: Descriptor; layers: Descriptor[] });
+      return;
+    }
+    if (depth >= MAX_INDEX_DEPTH) throw new Error(`indexes nested deeper than ${MAX_INDEX_DEPTH} levels at ${reference}`);
+    // A child index without a platform of its own inherits its parent's entry.
+    const children = (m.manifests as Descriptor[]).map((c) => ({ ...c, platform: c.platform ?? platform }));
+    const wanted = children.filter((c) => !opts.platform || !c.platform || platformOf(c) === opts.platform || platformOf(c, false) === opts.platform);
+    for (const child of wanted) await collect(child.digest, depth + 1, child.platform);
+  };
+  await collect(ref.digest ?? ref.tag ?? "latest", 0, undefined);
+  if (images.length === 0) throw new Error(`no manifest for platform ${opts.platform}`);
+  const descriptors = images.flatMap((m) => [m.config, ...(m.layers ?? [])]).filter((d) => d?.digest);
+  const distributable = descriptors.filter((d) => !NON_DISTRIBUTABLE.has(d.mediaType ?? ""));
+  totals.skipped += new Set(descriptors.filter((d) => NON_DISTRIBUTABLE.has(d.mediaType ?? "")).map((d) => d.digest)).size;
+  const blobs = [...new Map(distributable.map((d) => [d.digest, d])).values()];
   const total = blobs.reduce((s, b) => s + b.size, 0);
   let done = 0;
   const queue = [...blobs];

@@ -132,7 +132,8 @@ export interface Config {
   server: { hostname: string; port: number; publicUrl?: string; idleTimeoutSeconds: number; tls?: TlsSettings };
   auth?: AuthSettings;
   limits: LimitSettings;
-  cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number; referrersTtlMs: number };
+  /** maxDownloads: blob downloads (upstream or shared store → local tier) running at once, for everyone. */
+  cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number; referrersTtlMs: number; maxDownloads: number };
   redis?: RedisSettings;
   s3?: S3Settings;
   log: { level: string };

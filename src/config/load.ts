@@ -104,6 +104,7 @@ function build(file: ConfigFile): Config {
       tagTtlMs: duration("cache.tag_ttl", file.cache?.tag_ttl ?? "5m"),
       negativeTtlMs: duration("cache.negative_ttl", file.cache?.negative_ttl ?? "30s"),
       referrersTtlMs: duration("cache.referrers_ttl", file.cache?.referrers_ttl ?? "1m"),
+      maxDownloads: file.cache?.max_downloads ?? 64,
     },
     log: { level },
     redis: buildRedis(file.redis),

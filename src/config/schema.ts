@@ -109,6 +109,7 @@ export const ConfigFileSchema = t.Object(
           tag_ttl: t.Optional(Duration),
           negative_ttl: t.Optional(Duration),
           referrers_ttl: t.Optional(Duration),
+          max_downloads: t.Optional(t.Integer({ minimum: 1 })),
         },
         { additionalProperties: false },
       ),

@@ -54,8 +54,10 @@ export function acceptsMediaType(accepted: readonly string[], mediaType: string)
 /** The media type a manifest declares in its own body, if any (OCI manifests may omit it). */
 export function mediaTypeFromBody(bytes: Uint8Array): string | undefined {
   try {
-    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown; layers?: unknown };
+    const parsed = JSON.parse(new TextDecoder().decode(bytes)) as { mediaType?: unknown; manifests?: unknown; schemaVersion?: unknown; layers?: unknown; signatures?: unknown };
     if (typeof parsed.mediaType === "string") return parsed.mediaType;
+    // schema1 has no mediaType field; signed ones carry their JWS signatures inline.
+    if (parsed.schemaVersion === 1) return Array.isArray(parsed.signatures) ? MediaType.dockerSchema1Signed : MediaType.dockerSchema1;
     if (Array.isArray(parsed.manifests)) return MediaType.ociIndex;
     if (Array.isArray(parsed.layers)) return MediaType.ociManifest;
     return undefined;

@@ -14,7 +14,7 @@
 // fsync and the rename into the cache follow.
 import { fullGC } from "bun:jsc";
 import { closeSync, openSync, readSync } from "node:fs";
-import type { BlobKey, BlobWriter } from "../cache/blob-store.ts";
+import { CacheWriteError, type BlobKey, type BlobWriter } from "../cache/blob-store.ts";
 import type { Logger } from "../observe/logger.ts";
 import { UpstreamError } from "../upstream/errors.ts";
 import type { BlobSource } from "./blob-sources.ts";
@@ -52,9 +52,42 @@ const MAX_ATTEMPTS = 4;
 export interface DownloadOptions {
   key: BlobKey;
   source: BlobSource;
-  /** Where the bytes go (the local tier, and the shared store when it is being filled). */
-  createWriter: () => Promise<BlobWriter>;
+  /** Where the bytes go (the local tier, and the shared store when it is being filled); size when known. */
+  createWriter: (size: number | undefined) => Promise<BlobWriter>;
   log: Logger;
+  /** The global bound on downloads running at once ([cache] max_downloads). */
+  slots?: DownloadSlots;
+}
+
+/**
+ * A bound on downloads running at once, for all clients together: a client that asks
+ * for big layers and leaves can't multiply upstream downloads. The rest wait their
+ * turn, first come first served.
+ */
+export class DownloadSlots {
+  active = 0;
+  private readonly queue: (() => void)[] = [];
+
+  /** Settable: a config reload applies a new bound to the downloads that follow. */
+  constructor(public max: number) {}
+
+  get waiting(): number {
+    return this.queue.length;
+  }
+
+  async acquire(): Promise<() => void> {
+    // A reload that lowers max lets the running ones finish: they are not counted twice.
+    if (this.active < this.max) this.active++;
+    else await new Promise<void>((resolve) => this.queue.push(resolve)); // the releaser hands its slot over
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      const next = this.queue.shift();
+      if (next) next();
+      else this.active--;
+    };
+  }
 }
 
 /** "verified": every byte is in and the digest matches; publishing (fsync, rename) is under way. */
@@ -78,7 +111,7 @@ export class BlobDownload {
   private readFd: number | undefined;
   /** The most recent chunks with their offsets, oldest first (at most WINDOW_BYTES). */
   private window: { offset: number; bytes: Uint8Array }[] = [];
-  private windowBytes = 0;
+  private windowTotal = 0;
   private writer: BlobWriter | undefined;
 
   private constructor(private readonly opts: DownloadOptions) {
@@ -95,6 +128,10 @@ export class BlobDownload {
 
   get sourceKind(): BlobSource["kind"] {
     return this.opts.source.kind;
+  }
+
+  get source(): BlobSource {
+    return this.opts.source;
   }
 
   get digest(): string {
@@ -117,6 +154,7 @@ export class BlobDownload {
       if (released) return;
       released = true;
       this.readers--;
+      if (this.readers === 0) this.dropWindow();
       this.maybeCloseReadHandle();
     };
     return new ReadableStream<Uint8Array>(
@@ -131,9 +169,11 @@ export class BlobDownload {
             }
             position += chunk.byteLength;
             controller.enqueue(chunk);
-          } catch (error) {
+          } catch {
             release();
-            controller.error(error);
+            // The client's connection is cut without a value: Bun prints an errored body's
+            // reason as a raw stack trace, and the download has logged why (this.error).
+            controller.error(undefined);
           }
         },
         cancel: release,
@@ -186,10 +226,22 @@ export class BlobDownload {
     return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
   }
 
+  /** Bytes held in the in-memory window now. */
+  get windowBytes(): number {
+    return this.windowTotal;
+  }
+
   private remember(offset: number, bytes: Uint8Array): void {
+    // While no one reads, a download holds no memory: a reader arriving later reads the file.
+    if (this.readers === 0) return;
     this.window.push({ offset, bytes });
-    this.windowBytes += bytes.byteLength;
-    while (this.windowBytes > WINDOW_BYTES && this.window.length > 1) this.windowBytes -= this.window.shift()!.bytes.byteLength;
+    this.windowTotal += bytes.byteLength;
+    while (this.windowTotal > WINDOW_BYTES && this.window.length > 1) this.windowTotal -= this.window.shift()!.bytes.byteLength;
+  }
+
+  private dropWindow(): void {
+    this.window = [];
+    this.windowTotal = 0;
   }
 
   private async verifiedOrFailed(): Promise<void> {
@@ -204,8 +256,7 @@ export class BlobDownload {
 
   private maybeCloseReadHandle(): void {
     if (this.readers > 0 || this.state === "running" || this.state === "verified") return;
-    this.window = [];
-    this.windowBytes = 0;
+    this.dropWindow();
     if (this.readFd !== undefined) {
       const fd = this.readFd;
       this.readFd = undefined;
@@ -217,10 +268,8 @@ export class BlobDownload {
 
   private async run(): Promise<void> {
     const { key, source, log } = this.opts;
+    const releaseSlot = await this.opts.slots?.acquire();
     try {
-      this.writer = await this.opts.createWriter();
-      // Opened now, before any rename, so readers can always reach the bytes.
-      this.readFd = openSync(this.writer.tempPath, "r");
       for (let attempt = 1; ; attempt++) {
         try {
           await this.fetchFrom(source);
@@ -231,10 +280,11 @@ export class BlobDownload {
           log.warn({ digest: key.digest, registry: key.registry, from: source.kind, at: this.written, attempt, error: (error as Error).message }, "blob download interrupted; resuming");
         }
       }
-      await this.writer.verify(this.size);
+      const writer = this.writer!; // created by the first body that opened
+      await writer.verify(this.size);
       this.state = "verified";
       this.notify(); // readers may send their last byte now
-      this.committedPath = (await this.writer.commit(this.size)).path;
+      this.committedPath = (await writer.commit(this.size)).path;
       this.state = "done";
       log.debug({ digest: key.digest, registry: key.registry, from: source.kind, bytes: this.written }, "blob cached");
     } catch (error) {
@@ -245,6 +295,7 @@ export class BlobDownload {
       log.warn({ digest: key.digest, registry: key.registry, from: source.kind, error: this.error.message }, "blob download failed");
       throw error;
     } finally {
+      releaseSlot?.();
       this.notify();
       this.maybeCloseReadHandle();
     }
@@ -257,6 +308,17 @@ export class BlobDownload {
     const abort = new AbortController();
     const opened = await source.open(this.written, abort.signal);
     if (this.size === undefined) this.size = opened.size;
+    if (!this.writer) {
+      // Created once the size is known, so a store without room refuses before any byte.
+      try {
+        this.writer = await this.opts.createWriter(this.size);
+        // Opened now, before any rename, so readers can always reach the bytes.
+        this.readFd = openSync(this.writer.tempPath, "r");
+      } catch (error) {
+        opened.body.cancel().catch(() => {});
+        throw error;
+      }
+    }
     if (this.size !== undefined) this.writer!.expectSize?.(this.size);
     this.resolveReady(this.size);
     const reader = opened.body.getReader();
@@ -279,6 +341,7 @@ export class BlobDownload {
       }
     } catch (error) {
       reader.cancel().catch(() => {});
+      if (error instanceof CacheWriteError) throw error; // ours, not the source's: no resume, no cooldown
       if (abort.signal.aborted) throw new UpstreamError(source.kind, { kind: "timeout", phase: "body" });
       throw new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
     } finally {

@@ -5,7 +5,7 @@
 // - Miss everywhere: one replica (Redis lease) downloads from upstream, writing the local
 //   tier and the shared store at once; the others wait for the shared copy.
 // - HEAD on an uncached blob is answered from an upstream HEAD; it never downloads.
-import type { BlobKey } from "../cache/blob-store.ts";
+import { CacheWriteError, type BlobKey } from "../cache/blob-store.ts";
 import type { FsBlobStore } from "../cache/fs-blob-store.ts";
 import type { Lease, LockService } from "../cache/locks.ts";
 import type { RemoteBlobStore } from "../cache/remote-blob-store.ts";
@@ -16,11 +16,12 @@ import { parseRange, type ByteRange } from "../protocol/range.ts";
 import type { Credentials } from "../upstream/auth.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
-import { BlobDownload } from "./blob-download.ts";
+import { BlobDownload, type DownloadSlots } from "./blob-download.ts";
 import type { BlobMembership } from "./blob-membership.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
 import { SharedBackfill } from "./shared-backfill.ts";
 import type { BlobResult } from "./results.ts";
+import { openUncached, sliceBytes } from "./uncached-blob.ts";
 import { toRegistryError } from "./upstream-errors.ts";
 
 export interface BlobRequest {
@@ -44,7 +45,6 @@ export interface SharedBlobTier {
 const MAX_WAIT_FOR_PEER_MS = 10 * 60_000;
 
 export class BlobService {
-  private readonly downloads = new Map<string, BlobDownload>();
   private sharedDown = false;
   private readonly backfill: SharedBackfill | undefined;
 
@@ -55,6 +55,9 @@ export class BlobService {
     private readonly upstreamFor: (registry: string) => Upstream,
     private readonly log: Logger,
     private readonly membership: BlobMembership,
+    private readonly slots: DownloadSlots,
+    /** Downloads in flight, shared with the generations before and after a reload (single-flight across them). */
+    private readonly downloads = new Map<string, BlobDownload>(),
   ) {
     this.backfill = shared ? new SharedBackfill(shared.store, (key) => locks.acquire(leaseName(key)), log) : undefined;
   }
@@ -113,11 +116,34 @@ export class BlobService {
     try {
       size = await download.ready;
     } catch (error) {
+      if (error instanceof CacheWriteError) return this.uncached(download.source, req, what, error);
       throw toRegistryError(error, "BLOB_UNKNOWN", what);
     }
     const range = size === undefined ? undefined : rangeOf(req.range, size);
     const stream = range ? download.reader(range.start, range.end + 1) : download.reader(0, undefined);
-    return { digest: req.digest, source, size, range, body: { kind: "stream", stream }, cache: source === "shared" ? "hit" : "miss" };
+    // A download already verified is being published: every byte is local, so it is a hit.
+    const local = download.state === "verified" || download.state === "done";
+    return { digest: req.digest, source: local ? "local" : source, size, range, body: { kind: "stream", stream }, cache: source === "shared" || local ? "hit" : "miss" };
+  }
+
+  /** The local disk refused the blob (full): stream it from the same source, verified, uncached. */
+  private async uncached(from: BlobSource, req: BlobRequest, what: string, why: CacheWriteError): Promise<BlobResult> {
+    this.log.warn({ digest: req.digest, registry: req.registry, reason: why.message }, "blob not cached (local disk); streaming it uncached");
+    let opened: Awaited<ReturnType<typeof openUncached>>;
+    try {
+      opened = await openUncached(from, req.digest, (mismatch) => this.log.warn({ digest: req.digest, registry: req.registry, error: mismatch.message }, "uncached blob failed verification; client's stream cut"));
+    } catch (error) {
+      throw toRegistryError(error, "BLOB_UNKNOWN", what);
+    }
+    let range: ByteRange | undefined;
+    try {
+      range = opened.size === undefined ? undefined : rangeOf(req.range, opened.size);
+    } catch (error) {
+      await opened.body.cancel().catch(() => {});
+      throw error;
+    }
+    const stream = range ? opened.body.pipeThrough(sliceBytes(range.start, range.end + 1)) : opened.body;
+    return { digest: req.digest, source: from.kind === "shared-store" ? "shared" : "upstream", size: opened.size, range, body: { kind: "stream", stream }, cache: "bypass" };
   }
 
   private start(key: BlobKey, source: BlobSource, fillShared: boolean): BlobDownload {
@@ -127,9 +153,10 @@ export class BlobService {
       key,
       source,
       log: this.log,
-      createWriter: async () => {
-        const local = await this.local.begin(key);
-        return shared ? new TeeBlobWriter(local, (size) => shared.beginUpload(key, size), this.log, id) : local;
+      slots: this.slots,
+      createWriter: async (size) => {
+        const local = await this.local.begin(key, size);
+        return shared ? new TeeBlobWriter(local, (expected) => shared.beginUpload(key, expected), this.log, id) : local;
       },
     });
     this.downloads.set(id, download);

@@ -9,9 +9,10 @@ import type { LockService } from "../cache/locks.ts";
 import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "../cache/meta-store.ts";
 import type { Logger } from "../observe/logger.ts";
 import { SingleFlight } from "../shared/single-flight.ts";
-import { digestOf, parseDigest } from "../protocol/digest.ts";
+import { parseDigest } from "../protocol/digest.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { acceptsMediaType, ALL_MANIFEST_TYPES, mediaTypeFromBody } from "../protocol/media-types.ts";
+import { manifestDigest } from "../protocol/schema1.ts";
 import type { Credentials } from "../upstream/auth.ts";
 import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
@@ -188,7 +189,7 @@ export class ManifestService {
     const body = new Uint8Array(await response.arrayBuffer());
     if (body.byteLength > MAX_MANIFEST_BYTES) throw new RegistryError("MANIFEST_INVALID", "upstream manifest too large", { status: 502 });
     const expected = parseDigest(reference) ?? parseDigest(response.headers.get("docker-content-digest") ?? "");
-    const actual = digestOf(body, expected?.algorithm ?? "sha256");
+    const actual = manifestDigest(body, expected?.algorithm ?? "sha256");
     if (expected && expected.text !== actual) {
       // Never cache or serve bytes that don't match the digest they were fetched for.
       throw new RegistryError("MANIFEST_INVALID", `upstream manifest does not match its digest (expected ${expected.text}, got ${actual})`, { status: 502 });

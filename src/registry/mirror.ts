@@ -9,14 +9,38 @@ import type { Logger } from "../observe/logger.ts";
 import { Metrics } from "../observe/metrics.ts";
 import { TrafficStats } from "../observe/traffic.ts";
 import { TokenCache } from "../upstream/auth.ts";
+import type { EndpointHealth } from "../upstream/health.ts";
 import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
 import { BlobMembership } from "./blob-membership.ts";
+import { DownloadSlots, type BlobDownload } from "./blob-download.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
 import { ReferrersService } from "./referrers.ts";
 import { TagPolicy } from "./tag-policy.ts";
 import { TagService } from "./tags.ts";
+
+/**
+ * What one Mirror hands to the next on a config reload (serve.ts keeps it): upstream
+ * tokens, endpoint health (cooldowns), the single-flight of leases and of blob downloads,
+ * and the download bound. A reload rebuilds only what the config describes.
+ */
+export class CarriedState {
+  readonly tokens: TokenCache;
+  readonly locks: LockService;
+  readonly downloads = new Map<string, BlobDownload>();
+  /** Keyed by registry, URL and health policy: an endpoint whose policy changed starts afresh. */
+  readonly health = new Map<string, EndpointHealth>();
+
+  constructor(
+    readonly downloadSlots: DownloadSlots,
+    redis?: SharedRedis,
+    locks?: LockService,
+  ) {
+    this.tokens = new TokenCache(redis);
+    this.locks = locks ?? new LocalLocks();
+  }
+}
 
 export class Mirror {
   readonly manifests: ManifestService;
@@ -39,7 +63,7 @@ export class Mirror {
     readonly meta: MetaStore,
     readonly blobStore: FsBlobStore,
     readonly log: Logger,
-    shared: { redis?: SharedRedis; blobs?: SharedBlobTier; locks?: LockService; metrics?: Metrics; traffic?: TrafficStats } = {},
+    shared: { redis?: SharedRedis; blobs?: SharedBlobTier; metrics?: Metrics; traffic?: TrafficStats; carried?: CarriedState } = {},
   ) {
     this.redis = shared.redis;
     this.sharedBlobs = shared.blobs;
@@ -50,14 +74,25 @@ export class Mirror {
       cacheBlobs: () => blobStore.usage.count,
       cacheMaxBytes: config.cache.maxSize,
     });
-    const tokens = new TokenCache(shared.redis);
-    const locks = shared.locks ?? new LocalLocks();
-    for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
+    const carried = shared.carried ?? new CarriedState(new DownloadSlots(config.cache.maxDownloads), shared.redis);
+    const { tokens, locks } = carried;
+    const healthInUse = new Set<string>();
+    for (const registry of config.registries) {
+      const healthOf = (url: string, create: () => EndpointHealth) => {
+        const key = JSON.stringify([registry.name, url, registry.health]);
+        healthInUse.add(key);
+        const known = carried.health.get(key) ?? create();
+        carried.health.set(key, known);
+        return known;
+      };
+      this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics, healthOf));
+    }
+    for (const key of carried.health.keys()) if (!healthInUse.has(key)) carried.health.delete(key);
     const upstreamFor = (name: string) => this.upstreamFor(name);
     this.tagPolicy = new TagPolicy(config.cache.tagTtlMs, config.registries);
     this.manifests = new ManifestService(meta, locks, upstreamFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
     this.membership = new BlobMembership(meta);
-    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, this.membership);
+    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, this.membership, carried.downloadSlots, carried.downloads);
     this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
     this.referrers = new ReferrersService(upstreamFor, config.cache.referrersTtlMs, log);
     if (shared.redis) {

@@ -1,5 +1,5 @@
 // Request → what it asks for. Two pure steps: parse the /v2/ path into an API route,
-// then decide which registry the name belongs to (path prefix, ?ns=, Host, default).
+// then decide which registry the name belongs to (?ns=, Host, path prefix, default).
 import { DEFAULT_REGISTRY } from "../config/builtin-registries.ts";
 import type { RegistryConfig } from "../config/config.ts";
 import { looksLikeDigest, parseDigest } from "../protocol/digest.ts";
@@ -65,27 +65,30 @@ export function routeName(name: string, hints: RouteHints, registries: readonly 
   const byName = (n: string) => registries.find((r) => r.name === n.toLowerCase());
   const slash = name.indexOf("/");
   const first = slash > 0 ? name.slice(0, slash) : "";
+  const host = hints.host?.toLowerCase();
+  const hostOnly = host?.replace(/:\d+$/, "");
+  const byHost = host ? registries.find((r) => r.hosts.includes(host) || (hostOnly !== undefined && r.hosts.includes(hostOnly))) : undefined;
   let registry: RegistryConfig | undefined;
   let repository = name;
   let via: RoutedName["via"];
-  if (first && isRegistryHost(first)) {
+  // When ?ns= or the Host names the registry, the whole path is the repository: gcr.io has
+  // repositories like "google.com/cloudsdktool/cloud-sdk" whose first part looks like a host.
+  if (hints.ns) {
+    registry = byName(hints.ns);
+    if (!registry) throw notServed(hints.ns, registries);
+    via = "ns";
+  } else if (byHost) {
+    registry = byHost;
+    via = "host";
+  } else if (first && isRegistryHost(first)) {
     registry = byName(first);
     if (!registry) throw notServed(first, registries);
     repository = name.slice(slash + 1);
     via = "prefix";
-  } else if (hints.ns) {
-    registry = byName(hints.ns);
-    if (!registry) throw notServed(hints.ns, registries);
-    via = "ns";
   } else {
-    const host = hints.host?.toLowerCase();
-    const hostOnly = host?.replace(/:\d+$/, "");
-    registry = host ? registries.find((r) => r.hosts.includes(host) || (hostOnly !== undefined && r.hosts.includes(hostOnly))) : undefined;
-    via = registry ? "host" : "default";
-    if (!registry) {
-      registry = byName(DEFAULT_REGISTRY);
-      if (!registry) throw notServed(DEFAULT_REGISTRY, registries);
-    }
+    registry = byName(DEFAULT_REGISTRY);
+    if (!registry) throw notServed(DEFAULT_REGISTRY, registries);
+    via = "default";
   }
   if (!isValidRepositoryName(repository)) throw new RegistryError("NAME_INVALID", `invalid repository name "${clip(repository)}"`);
   if (registry.name === DEFAULT_REGISTRY) repository = withLibraryPrefix(repository);

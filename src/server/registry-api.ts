@@ -61,11 +61,20 @@ export function registryApi(mirror: Mirror, access: AccessControl) {
         }
         case "blob": {
           const limits = method === "GET" ? await access.admitDownload(client) : undefined;
-          const b = await mirror.blobs.get({ ...repo, digest: api.digest, method, range: request.headers.get("range"), credentials });
-          annotate(request, { cache: b.cache });
-          const bytes = recordBlob(mirror, b, method);
-          limits?.addBytes(bytes);
-          return blobResponse(limits?.wrap ? trackedBody(b, limits.wrap) : b, { ...extra, ...cacheHeaders(b.cache) });
+          // The slot goes with the body; an answer without one (an error, a 307) gives it back here.
+          let slotHandedOver = false;
+          try {
+            const b = await mirror.blobs.get({ ...repo, digest: api.digest, method, range: request.headers.get("range"), credentials });
+            annotate(request, { cache: b.cache });
+            const bytes = recordBlob(mirror, b, method);
+            limits?.addBytes(bytes);
+            const tracked = limits?.wrap ? trackedBody(b, limits.wrap) : b;
+            const response = blobResponse(tracked, { ...extra, ...cacheHeaders(b.cache) });
+            slotHandedOver = tracked !== b;
+            return response;
+          } finally {
+            if (!slotHandedOver) limits?.release();
+          }
         }
         case "tags":
           return await tagList(mirror, routed, api.name, url, method, extra, credentials);

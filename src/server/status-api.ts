@@ -19,6 +19,7 @@ export function statusApi(mirror: Mirror, certificate: () => CertificateState | 
           bytes: mirror.blobStore.usage.size,
           blobs: mirror.blobStore.usage.count,
           maxBytes: mirror.config.cache.maxSize ?? null,
+          diskFull: mirror.blobStore.diskFull ?? null,
           shared: mirror.sharedBlobs ? { kind: "s3", bucket: mirror.config.s3?.bucket, redirect: mirror.sharedBlobs.redirect } : null,
           redis: mirror.redis ? { connected: mirror.redis.ready } : null,
         },

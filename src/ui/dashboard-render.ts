@@ -50,6 +50,8 @@ export interface StatusData {
     bytes: number;
     blobs: number;
     maxBytes: number | null;
+    /** Why the cache disk counts as full; blobs are then streamed uncached. */
+    diskFull?: string | null;
     shared?: { kind: string; bucket?: string; redirect?: boolean } | null;
     redis?: { connected: boolean } | null;
   };
@@ -286,6 +288,7 @@ export function renderCache(s: StatusData): Html {
   const ratio = c.maxBytes ? c.bytes / c.maxBytes : null;
   return html`<dl class="facts">
 <dt>Disk</dt><dd>${formatBytes(c.bytes)}${c.maxBytes ? html` of ${formatBytes(c.maxBytes)} (${formatPercent(ratio)})` : html` <span class="muted">(no cache.max_size)</span>`}${ratio !== null ? bar(ratio, ratio > 0.9 ? "warn" : "ok") : ""}</dd>
+${c.diskFull ? html`<dt>Disk full</dt><dd><span class="badge bad">full</span> blobs are streamed without caching: ${c.diskFull}</dd>` : ""}
 <dt>Blobs</dt><dd>${formatCount(c.blobs)}</dd>
 ${c.dir ? html`<dt>Directory</dt><dd class="mono">${c.dir}</dd>` : ""}
 <dt>Shared tier (S3)</dt><dd>${c.shared ? html`<span class="badge ok">on</span> bucket <span class="mono">${c.shared.bucket ?? "?"}</span>${c.shared.redirect ? " · clients redirected to S3" : ""}` : html`<span class="badge">off</span>`}</dd>

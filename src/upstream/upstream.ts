@@ -36,14 +36,18 @@ export class Upstream {
     tokens: TokenCache,
     private readonly log: Logger,
     private readonly metrics?: Metrics,
+    /** Health records that outlive a config reload: given the URL and how to make a new one. */
+    healthOf: (url: string, create: () => EndpointHealth) => EndpointHealth = (_url, create) => create(),
   ) {
     // One Endpoint (and so one health record) per distinct URL, shared by both orders.
     const byUrl = new Map<string, Endpoint>();
     const endpointFor = (config: EndpointConfig) => {
       let e = byUrl.get(config.url);
       if (!e) {
-        const health = new EndpointHealth(registry.health, (event, snapshot) =>
-          log.warn({ registry: registry.name, upstream: config.url, state: snapshot.state, cooldownMs: snapshot.cooldownRemainingMs, error: snapshot.lastError }, event),
+        const health = healthOf(config.url, () =>
+          new EndpointHealth(registry.health, (event, snapshot) =>
+            log.warn({ registry: registry.name, upstream: config.url, state: snapshot.state, cooldownMs: snapshot.cooldownRemainingMs, error: snapshot.lastError }, event),
+          ),
         );
         e = new Endpoint(config, tokens, health);
         byUrl.set(config.url, e);

@@ -1,7 +1,7 @@
 // Issue 6, the command line: check, warm, prune and SIGHUP reload, run as real processes
 // against a real upstream, Redis and S3.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
@@ -106,6 +106,33 @@ describe("ferry warm and prune", () => {
     expect(missing.stdout).toMatch(/✘ library\/nope:1: manifest .* HTTP 404/);
   }, 60_000);
 
+  test("warm follows an index nested in an index, and skips non-distributable layers", async () => {
+    const m = five.manifests[0]!;
+    const json = (v: unknown) => new TextEncoder().encode(JSON.stringify(v));
+    // Pushed straight to distribution (a real registry: it checks what an index lists exists).
+    const put = async (repo: string, ref: string, mediaType: string, body: Uint8Array) => {
+      const token = await upstream.token(`repository:${repo}:pull,push`, { username: "pusher", password: "pushpass" });
+      const r = await fetch(`${upstream.registryUrl}/v2/${repo}/manifests/${ref}`, { method: "PUT", headers: { Authorization: `Bearer ${token}`, "Content-Type": mediaType }, body });
+      if (r.status !== 201) throw new Error(`PUT ${repo}:${ref}: ${r.status} ${await r.text()}`);
+      return { mediaType, digest: sha256(body), size: body.byteLength };
+    };
+    const image = { mediaType: m.mediaType, digest: m.digest, size: m.size, platform: { os: "linux", architecture: "amd64" } };
+    const manifestBody = new Uint8Array(await (await fetch(`${upstream.url}/v2/library/five/manifests/${m.digest}`, { headers: { Accept: m.mediaType, Authorization: `Bearer ${await upstream.token("repository:library/five:pull")}` } })).arrayBuffer());
+    // In library/five, whose blobs distribution already holds (blobs are per repository).
+    const inner = await put("library/five", "nested-inner", "application/vnd.oci.image.index.v1+json", json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [image] }));
+    await put("library/five", "nested", "application/vnd.oci.image.index.v1+json", json({ schemaVersion: 2, mediaType: "application/vnd.oci.image.index.v1+json", manifests: [{ ...inner, platform: { os: "linux", architecture: "amd64" } }] }));
+    // A Windows-style image: its base layer lives elsewhere (urls) and registries don't serve it.
+    const parsed = JSON.parse(new TextDecoder().decode(manifestBody)) as { config: unknown; layers: unknown[] };
+    const foreign = { mediaType: "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip", digest: `sha256:${"f".repeat(64)}`, size: 1234, urls: ["https://example.com/base-layer.tar.gz"] };
+    await put("library/five", "winlike", "application/vnd.docker.distribution.manifest.v2+json", json({ schemaVersion: 2, mediaType: "application/vnd.docker.distribution.manifest.v2+json", config: parsed.config, layers: [foreign, ...parsed.layers] }));
+    const r = await ferryCli(["warm", "--config", config, "five:nested", "five:winlike"]);
+    expect({ code: r.code, err: r.stderr, out: r.stdout }).toMatchObject({ code: 0, err: "" });
+    expect(r.stdout).toMatch(/✔ five:nested: 6 blobs/);
+    expect(r.stdout).toMatch(/✔ five:winlike: 6 blobs.*1 non-distributable layer skipped/);
+    expect(r.stdout).toContain("2 of 2 images warmed");
+    expect(upstream.count({ pathIncludes: "f".repeat(64) })).toBe(0);
+  }, 60_000);
+
   test("prune trims the local tier by size and by age, and --dry-run changes nothing", async () => {
     const total = five.blobs.reduce((s, b) => s + b.size, 0);
     const dry = await ferryCli(["prune", "--config", config, "--max-size", "0", "--dry-run"]);
@@ -117,6 +144,7 @@ describe("ferry warm and prune", () => {
     await Bun.sleep(1_100);
     const byAge = await ferryCli(["prune", "--config", config, "--older-than", "1s"]);
     expect(byAge.stdout).toMatch(/removed [1-9]\d* blobs/);
+    expect(byAge.stdout).toMatch(/metadata: removed [1-9]\d* tags and \d+ manifests/); // five:latest, multi:latest
     const left = five.blobs.filter((b) => existsSync(join(ferry.cacheDir, "blobs/docker.io/sha256", b.digest.slice(7, 9), b.digest.slice(7))));
     expect(left).toEqual([]);
     // The running ferry takes a pruned blob as a miss and fetches it again.
@@ -187,6 +215,59 @@ describe("SIGHUP", () => {
     expect(logs).toContain("config reloaded");
     expect(logs).toContain("not valid TOML");
     expect(logs).toContain("need a restart: cache.dir");
+  }, 60_000);
+});
+
+describe("SIGHUP keeps state", () => {
+  test("a reload keeps the token secret, cooldowns, limiter counters and downloads in flight", async () => {
+    const htpasswd = join(scratch, "htpasswd-hup");
+    writeFileSync(htpasswd, `alice:${await Bun.password.hash("wonderland", { algorithm: "bcrypt", cost: 4 })}\n`);
+    const big = await (await import("../harness/images.ts")).bigLayer({ seed: "hup-state", sizeMiB: 4 });
+    await upstream.push(big, "library/hupbig:latest");
+    const layer = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
+    // No token_secret and no Redis: the secret is this process's own.
+    const config = () =>
+      `[auth]\nhtpasswd = "${htpasswd}"\n[limits]\nbytes = "${2 * layer.size}/1h"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\nanonymous = true\nstall_timeout = "3s"\n[[registry]]\nname = "limited.test"\nendpoints = ["${upstream.url}"]\nanonymous = true\ncooldown = "5m"\n${OTHER_REGISTRIES_OFF}\n`;
+    const ferry = await startFerry({ config: config() });
+    try {
+      const tokenRes = await fetch(`${ferry.url}/token?service=ferry&scope=repository:library/five:pull`, { headers: { Authorization: `Basic ${btoa("alice:wonderland")}` } });
+      const { token } = (await tokenRes.json()) as { token: string };
+      const asAlice = { Authorization: `Bearer ${token}`, Accept: ACCEPT };
+      expect((await fetch(`${ferry.url}/v2/library/five/manifests/latest`, { headers: asAlice })).status).toBe(200);
+      // limited.test's only tier answers 429: it rests for `cooldown` (docker.io's tier, the same server, does not).
+      await upstream.setFault({ kind: "status", status: 429, match: /\/manifests\/limited$/, server: "front", times: 1 });
+      expect((await fetch(`${ferry.url}/v2/limited.test/library/five/manifests/limited`)).status).toBe(429);
+      const coolingDown = async () => {
+        const status = (await (await fetch(`${ferry.url}/api/status`, { headers: asAlice })).json()) as { registries: { registry: string; endpoints: { coolingDown: boolean }[] }[] };
+        return status.registries.find((r) => r.registry === "limited.test")!.endpoints[0]!.coolingDown;
+      };
+      expect(await coolingDown()).toBe(true);
+      // A download in flight: the CDN stalls after 1 MiB (resumed after stall_timeout).
+      upstream.clearLog();
+      await upstream.setFault({ kind: "stall", afterBytes: 1024 * 1024, match: new RegExp(layer.digest.slice(7)), times: 1 });
+      const first = await fetch(`${ferry.url}/v2/library/hupbig/blobs/${layer.digest}`) // anonymous pulls are allowed;
+      expect(first.status).toBe(200);
+      const firstBody = first.bytes();
+      writeFileSync(join(ferry.dir, "config.toml"), readFileSync(join(ferry.dir, "config.toml"), "utf8").replace("anonymous = true", 'anonymous = true\ndeny = ["library/secret"]'));
+      process.kill(ferry.pid, "SIGHUP");
+      expect(await ferry.waitForLog("config reloaded", 10_000)).toBe(true);
+      // The token still works (same secret); the tier still rests.
+      const afterReload = await fetch(`${ferry.url}/v2/library/five/manifests/latest`, { headers: asAlice });
+      expect({ status: afterReload.status, body: afterReload.status === 200 ? "" : await afterReload.text() }).toEqual({ status: 200, body: "" });
+      expect(await coolingDown()).toBe(true);
+      // The second client joins the download in flight instead of starting another one.
+      const second = await fetch(`${ferry.url}/v2/library/hupbig/blobs/${layer.digest}`) // anonymous pulls are allowed;
+      expect(second.status).toBe(200);
+      expect(sha256(await second.arrayBuffer())).toBe(layer.digest);
+      expect(sha256(await firstBody)).toBe(layer.digest);
+      expect(upstream.count({ method: "GET", server: "front", pathIncludes: `/blobs/${layer.digest}`, status: [200, 206, 307] })).toBe(2); // the GET and its one resume
+      // The byte budget kept counting across the reload: both downloads count, so it is used up.
+      const third = await fetch(`${ferry.url}/v2/library/hupbig/blobs/${layer.digest}`) // anonymous pulls are allowed;
+      expect(third.status).toBe(429);
+    } finally {
+      await upstream.setFault(null);
+      await ferry.stop();
+    }
   }, 60_000);
 });
 

@@ -8,6 +8,17 @@ import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, multiArch, type BuiltImage } from "../harness/images.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
 import { sha256 } from "../harness/oci.ts";
+import { waitFor } from "../harness/proc.ts";
+
+/**
+ * Waits until ferry's own record of a tag (checkedAt, from /api/repositories) is older than
+ * the tag TTL: the event a revalidation waits for, read from the server, not guessed.
+ */
+async function waitPastTtl(f: FerryProcess, repository: string, tag: string, ttlMs: number): Promise<void> {
+  const repos = (await (await fetch(`${f.url}/api/repositories`)).json()) as { repositories: { repository: string; tags: { tag: string; checkedAt: string }[] }[] };
+  const checkedAt = Date.parse(repos.repositories.find((r) => r.repository === repository)!.tags.find((t) => t.tag === tag)!.checkedAt);
+  await waitFor(() => Date.now() > checkedAt + ttlMs, { timeoutMs: ttlMs + 5_000, intervalMs: 20, what: `${repository}:${tag} to pass its TTL` });
+}
 
 const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
@@ -270,7 +281,8 @@ describe("integrity and failure", () => {
       expect(failed || got !== blob.digest).toBe(true);
       expect(failed).toBe(true); // the stream is failed before its last byte
       await upstream.setFault(null);
-      await Bun.sleep(200);
+      // The failed download cleans up after itself: wait for its temp file to go.
+      await waitFor(() => readdirSync(join(fresh.cacheDir, "tmp")).length === 0, { what: "the corrupt download's temp file to be removed" });
       const blobsDir = join(fresh.cacheDir, "blobs", "docker.io", "sha256", blob.digest.slice(7, 9));
       expect(existsSync(join(blobsDir, blob.digest.slice(7)))).toBe(false);
       expect(readdirSync(join(fresh.cacheDir, "tmp")).length).toBe(0);
@@ -313,14 +325,14 @@ describe("integrity and failure", () => {
     try {
       const first = await fetch(`${short.url}/v2/library/five/manifests/latest`, { headers: { Accept: ALL } });
       expect(first.headers.get("docker-content-digest")).toBe(images.fiveLayer.manifestDigest);
-      await Bun.sleep(1200);
+      await waitPastTtl(short, "library/five", "latest", 1_000);
       // Revalidation is a HEAD, not a GET, and an unchanged digest costs nothing more.
       upstream.clearLog();
       const second = await fetch(`${short.url}/v2/library/five/manifests/latest`, { headers: { Accept: ALL } });
       expect(second.status).toBe(200);
       expect(upstream.count({ server: "front", method: "HEAD", pathIncludes: "/manifests/latest" })).toBe(1);
       expect(upstream.count({ server: "front", method: "GET", pathIncludes: "/manifests/" })).toBe(0);
-      await Bun.sleep(1200);
+      await waitPastTtl(short, "library/five", "latest", 1_000);
       await upstream.setFault({ kind: "status", status: 503, match: /\/manifests\// });
       const stale = await fetch(`${short.url}/v2/library/five/manifests/latest`, { headers: { Accept: ALL } });
       expect(stale.status).toBe(200);
@@ -345,7 +357,7 @@ describe("integrity and failure", () => {
     await a.stop();
     const b = await startFerry({ config: registryConfig("http://127.0.0.1:1"), cacheDir, tagTtl: "1s" });
     try {
-      await Bun.sleep(1100); // past the TTL: the revalidation fails and the mapping is served stale
+      await waitPastTtl(b, "library/five", "latest", 1_000); // past the TTL: the revalidation fails and the mapping is served stale
       const m = await fetch(`${b.url}/v2/library/five/manifests/latest`, { headers: { Accept: ALL } });
       expect(m.status).toBe(200);
       expect(m.headers.get("docker-content-digest")).toBe(images.fiveLayer.manifestDigest);

@@ -13,7 +13,7 @@ import pkg from "../../package.json" with { type: "json" };
 import { parseConfig } from "../../src/config/load.ts";
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
-import { freePort } from "../harness/proc.ts";
+import { freePort, waitFor } from "../harness/proc.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const BIN = join(ROOT, "dist/ferry");
@@ -168,15 +168,7 @@ describe("scripts/install.sh", () => {
         stderr: "pipe",
       });
       try {
-        let status = 0;
-        for (let i = 0; i < 100 && status !== 200; i++) {
-          status = await fetch(`http://127.0.0.1:${port}/healthz`).then(
-            (r) => r.status,
-            () => 0,
-          );
-          if (status !== 200) await Bun.sleep(50);
-        }
-        expect(status).toBe(200);
+        await waitFor(() => fetch(`http://127.0.0.1:${port}/healthz`).then((r) => r.status === 200), { timeoutMs: 5_000, what: "the unit's ferry to answer /healthz" });
         expect(readdirSync(cache).length).toBeGreaterThan(0); // the cache (metadata db) is where the unit says
         const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
         expect(ready.status).toBe(200);
@@ -492,15 +484,7 @@ describe("deploy/nginx/ferry-lb.conf", () => {
       expect(gen.code, gen.stderr).toBe(0);
       const [http, https] = [await freePort(), await freePort()];
       nginx = await startNginx(localConf({ http, https, cert, key }), [http]);
-      let status = 0;
-      for (let i = 0; i < 50 && status !== 200; i++) {
-        status = await fetch(`https://127.0.0.1:${https}/v2/`, { tls: { rejectUnauthorized: false } }).then(
-          (r) => r.status,
-          () => 0,
-        );
-        if (status !== 200) await Bun.sleep(100);
-      }
-      expect(status).toBe(200);
+      await waitFor(() => fetch(`https://127.0.0.1:${https}/v2/`, { tls: { rejectUnauthorized: false } }).then((r) => r.status === 200), { timeoutMs: 5_000, intervalMs: 100, what: "nginx to proxy /v2/ over TLS" });
       await nginx.stop();
       nginx = undefined;
       await ferries[0]!.stop();

@@ -10,7 +10,7 @@ import { ctrPull, podmanPull, skopeoCopy, startDockerd } from "../harness/client
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
-import { freePort } from "../harness/proc.ts";
+import { freePort, waitFor } from "../harness/proc.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startS3, type S3Server } from "../harness/s3.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
@@ -130,7 +130,14 @@ describe("replicas behind a load balancer", () => {
     expect({ code: during.code, err: during.code ? during.stderr.slice(-800) : "" }).toEqual({ code: 0, err: "" });
     expect(during.digest).toBe(img.outage.manifestDigest);
     await redis.start();
-    await Bun.sleep(2_500); // ioredis reconnects with a gentle backoff
+    // ioredis reconnects with a gentle backoff: wait until every replica says it is back.
+    await waitFor(
+      async () => {
+        const checks = await Promise.all(replicas.map(async (r) => ((await (await fetch(`${r.url}/readyz`)).json()) as { checks: { redis?: { ok: boolean } } }).checks.redis?.ok === true));
+        return checks.every(Boolean);
+      },
+      { timeoutMs: 20_000, intervalMs: 100, what: "every replica to reconnect to Redis" },
+    );
     const after = await skopeoCopy(`docker://${lbHost}/library/outage:latest`, `dir:${join(scratch, "outage-2")}`, ["--src-tls-verify=false"]);
     expect(after.code).toBe(0);
     // State recovers: a new mapping written now lands in Redis again.
@@ -184,11 +191,10 @@ describe("replicas behind a load balancer", () => {
     expect(blobGets(blob.digest)).toBe(2); // the dead replica's, then the one that took over
     // The client's last byte goes out once the digest is verified; the shared copy is
     // published right after.
-    let published: string[] = [];
-    for (let i = 0; i < 100 && published.length === 0; i++) {
-      published = await s3.listKeys(objectKey);
-      if (published.length === 0) await Bun.sleep(100);
-    }
+    const published = await waitFor(async () => {
+      const keys = await s3.listKeys(objectKey);
+      return keys.length ? keys : undefined;
+    }, { timeoutMs: 10_000, intervalMs: 100, what: "the shared copy to be published" });
     expect(published).toEqual([objectKey]);
     const skopeo = await skopeoCopy(`docker://${lbHost}/library/killed:latest`, `dir:${join(scratch, "killed")}`, ["--src-tls-verify=false", "--retry-times", "2"]);
     expect(skopeo.code).toBe(0);

@@ -6,6 +6,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFerry } from "../harness/ferry.ts";
+import { waitFor } from "../harness/proc.ts";
 import { fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
@@ -42,6 +43,8 @@ async function curlFrom(source: string, url: string, headers: string[] = []): Pr
   const retryAfter = /^retry-after: (\S+)/im.exec(out)?.[1];
   return { status, retryAfter };
 }
+
+const sha256 = (bytes: Uint8Array) => `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
 
 describe("abuse limits", () => {
   test("a client over its request budget gets 429 + Retry-After; another client is unaffected", async () => {
@@ -127,11 +130,41 @@ describe("abuse limits", () => {
       expect(third.headers.get("retry-after")).toBe("1");
       expect((await as("192.0.2.10")).status).toBe(200); // another client is unaffected
       holders[0]!.abort();
-      await Bun.sleep(200);
-      const again = await as("192.0.2.9");
-      expect(again.status).toBe(200);
+      // The slot is freed when ferry notices the client left: wait for that, bounded.
+      const again = await waitFor(async () => {
+        const r = await as("192.0.2.9");
+        if (r.status === 200) return r;
+        await r.arrayBuffer();
+        return undefined;
+      }, { timeoutMs: 10_000, what: "the aborted download's slot to be freed" });
       expect((await again.arrayBuffer()).byteLength).toBe(blob.size);
       holders[1]!.abort();
+    } finally {
+      await ferry.stop();
+    }
+  }, 60_000);
+
+  test("a blob GET that fails (404, 416) gives its concurrent-download slot back", async () => {
+    const ferry = await startFerry({ config: `[limits]\nconcurrent_downloads = 1\n${hub()}` });
+    try {
+      const blob = image.blobs[0]!;
+      const missing = `sha256:${"e".repeat(64)}`;
+      const url = (digest: string) => `${ferry.url}/v2/library/five/blobs/${digest}`;
+      for (let i = 0; i < 3; i++) {
+        const r = await fetch(url(missing));
+        expect(r.status).toBe(404);
+        expect(((await r.json()) as { errors: { code: string }[] }).errors[0]!.code).toBe("BLOB_UNKNOWN");
+      }
+      expect(sha256(await (await fetch(url(blob.digest))).bytes())).toBe(blob.digest); // cached now
+      for (let i = 0; i < 3; i++) {
+        const r = await fetch(url(blob.digest), { headers: { Range: `bytes=${blob.size + 10}-` } });
+        expect(r.status).toBe(416);
+        expect(r.headers.get("content-range")).toBe(`bytes */${blob.size}`);
+        await r.arrayBuffer();
+      }
+      const after = await fetch(url(blob.digest));
+      expect(after.status).toBe(200);
+      expect(sha256(await after.bytes())).toBe(blob.digest);
     } finally {
       await ferry.stop();
     }
@@ -160,13 +193,15 @@ describe("abuse limits", () => {
       // t1 holds the only slot (the upstream never answers it); t2 waits for the slot
       // instead of opening a second request, and goes once t1 times out (2 s).
       const stuck = fetch(`${ferry.url}/v2/library/capped/manifests/t1`).then((r) => r.status);
-      await Bun.sleep(200);
+      // t1 has reached the upstream (unanswered: status 0) and holds the slot.
+      const t1 = await waitFor(() => upstream.entries({ pathIncludes: "/manifests/t1" }).find((e) => e.status === 0), { what: "t1 to hang upstream" });
       const waiting = fetch(`${ferry.url}/v2/library/capped/manifests/t2`, { headers: { Accept: ACCEPT } }).then((r) => r.status);
-      await Bun.sleep(1_000);
-      expect(upstream.count({ pathIncludes: "/manifests/t2" })).toBe(0);
       expect(await stuck).toBe(504);
       expect(await waiting).toBe(200);
-      expect(upstream.count({ pathIncludes: "/manifests/t2" })).toBeGreaterThan(0);
+      // t2 went upstream only once t1 had given the slot back, at its 2 s timeout.
+      const t2 = upstream.entries({ pathIncludes: "/manifests/t2" });
+      expect(t2.length).toBeGreaterThan(0);
+      expect(t2[0]!.time - t1.time).toBeGreaterThanOrEqual(1_900);
     } finally {
       await upstream.setFault(null);
       await ferry.stop();

@@ -9,7 +9,7 @@ import { startFaultFront, type FaultFront, type FrontMode } from "../harness/fau
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
-import { freePort } from "../harness/proc.ts";
+import { freePort, waitFor } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
 import { ACCEPT, sha256 } from "../harness/oci.ts";
 
@@ -167,15 +167,7 @@ describe("rate-limited primary, relay as second tier", () => {
       stdout: "pipe",
       stderr: "pipe",
     });
-    let relayUp = false;
-    for (let i = 0; i < 100 && !relayUp; i++) {
-      relayUp = await fetch(`http://127.0.0.1:${relayPort}/v2/`, { headers: { "x-ferry-relay-secret": "s3cret" } }).then(
-        () => true,
-        () => false,
-      );
-      if (!relayUp) await Bun.sleep(50);
-    }
-    expect(relayUp).toBe(true);
+    await waitFor(() => fetch(`http://127.0.0.1:${relayPort}/v2/`, { headers: { "x-ferry-relay-secret": "s3cret" } }).then(() => true), { timeoutMs: 5_000, what: "the relay to listen" });
     const ferry = await startFerry({
       config: `[[registry]]\nname = "docker.io"\nallow_private_redirects = true\ntimeout = "5s"\nendpoints = ["${primary.url}", { url = "http://127.0.0.1:${relayPort}", headers = { "x-ferry-relay-secret" = "s3cret" } }]\n`,
     });
@@ -199,8 +191,14 @@ describe("rate-limited primary, relay as second tier", () => {
       const s = await skopeoCopy(`docker://${ferry.host}/library/limited:t6`, `dir:${join(tmpdirOf(ferry), "t6")}`, ["--src-tls-verify=false"]);
       expect({ code: s.code, err: s.code ? s.stderr.slice(-800) : "" }).toEqual({ code: 0, err: "" });
       expect(primaryGets("t6")).toEqual([]);
-      // After Retry-After the primary is used again.
-      await Bun.sleep(3_500);
+      // After Retry-After (3 s) the primary is used again: wait for its cooldown to end.
+      await waitFor(
+        async () => {
+          const s = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: { available: boolean }[] }[] };
+          return s.registries.find((r) => r.registry === "docker.io")!.endpoints[0]!.available;
+        },
+        { timeoutMs: 10_000, intervalMs: 100, what: "the primary's cooldown to end" },
+      );
       expect(await pullTag("t7")).toEqual({ status: 200, digest: five.manifestDigest });
       expect(primaryGets("t7").map((l) => l.status)).toEqual([200]);
       const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: { recentRateLimits: number }[] }[] };

@@ -91,6 +91,8 @@ export interface UpstreamOptions {
   cdnHost?: string;
   /** Keep the temp dir (data, config, logs) after stop(). Default: env FERRY_KEEP_UPSTREAM=1. */
   keepDataDir?: boolean;
+  /** Accept pushes of (signed) schema1 manifests: distribution's compatibility.schema1 (off by default). */
+  schema1?: boolean;
   /** Users of the token server: name -> { password, push }. Default pusher/pushpass (push), reader/readpass (pull). */
   users?: Record<string, { password: string; push: boolean }>;
 }
@@ -747,7 +749,12 @@ auth:
 health:
   storagedriver:
     enabled: false
-`;
+validation:
+  manifests:
+    urls:
+      # Foreign (non-distributable) layers, as Windows base images have: pushable only when allowed.
+      allow: ['^https://example\\.com/']
+${opts.schema1 ? "compatibility:\n  schema1:\n    enabled: true\n" : ""}`;
     writeFileSync(configFile, yaml);
   }
 

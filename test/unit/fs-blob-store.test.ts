@@ -55,6 +55,57 @@ describe("FsBlobStore", () => {
     expect(readdirSync(join(dir, "tmp"))).toEqual([]);
   });
 
+  test("start-up removes only temp files of dead processes, never a live one's", async () => {
+    const dir = tempDir();
+    await new FsBlobStore(dir).init();
+    // Another ferry on the same cache dir, downloading right now: a live pid.
+    const other = Bun.spawn(["sleep", "30"]);
+    const dead = Bun.spawn(["true"]);
+    await dead.exited;
+    try {
+      writeFileSync(join(dir, "tmp", `91c296acafc120f6.${other.pid}.1`), blob(5, 9));
+      writeFileSync(join(dir, "tmp", `91c296acafc120f6.${dead.pid}.1`), blob(5, 9));
+      writeFileSync(join(dir, "tmp", `.ready-${dead.pid}`), "ok");
+      await new FsBlobStore(dir).init();
+      expect(readdirSync(join(dir, "tmp"))).toEqual([`91c296acafc120f6.${other.pid}.1`]);
+    } finally {
+      other.kill();
+      await other.exited;
+    }
+  });
+
+  test("max_size counts the bytes of downloads in progress", async () => {
+    const dir = tempDir();
+    const store = new FsBlobStore(dir, { maxSize: 1000 });
+    await store.init();
+    const a = await put(store, blob(600, 1));
+    // A 600-byte download starts: 600 cached + 600 on their way > 1000, so a makes room now.
+    const w = await store.begin({ registry: "docker.io", digest: digestOf(blob(600, 2)) }, 600);
+    await store.enforceMaxSize();
+    expect(await store.stat({ registry: "docker.io", digest: a })).toBeUndefined();
+    await w.write(blob(600, 2));
+    await w.commit(600);
+    expect(store.usage.size).toBe(600);
+  });
+
+  test("blobs deleted by another process (ferry prune) leave the running index", async () => {
+    const dir = tempDir();
+    const server = new FsBlobStore(dir, { maxSize: 10_000 });
+    await server.init();
+    const a = await put(server, blob(400, 1));
+    const b = await put(server, blob(400, 2));
+    expect(server.usage.size).toBe(800);
+    const prune = new FsBlobStore(dir);
+    await prune.usage.load(join(dir, "blobs"));
+    await prune.usage.evictTo(400); // removes a, the oldest
+    expect(await server.stat({ registry: "docker.io", digest: a })).toBeUndefined();
+    expect(server.usage.size).toBe(400); // noticed on the miss
+    await server.rescan();
+    expect(server.usage.size).toBe(400);
+    expect(server.usage.count).toBe(1);
+    void b;
+  });
+
   test("max_size evicts the least recently used blobs, down to 90%", async () => {
     const dir = tempDir();
     const evictions: number[] = [];

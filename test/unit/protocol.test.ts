@@ -86,6 +86,9 @@ describe("Accept", () => {
     expect(mediaTypeFromBody(enc({ schemaVersion: 2, manifests: [] }))).toBe(MediaType.ociIndex);
     expect(mediaTypeFromBody(enc({ schemaVersion: 2, layers: [] }))).toBe(MediaType.ociManifest);
     expect(mediaTypeFromBody(new TextEncoder().encode("not json"))).toBeUndefined();
+    // schema1 has no mediaType: signed (prettyjws) or not, it is never an OCI manifest.
+    expect(mediaTypeFromBody(enc({ schemaVersion: 1, name: "a", fsLayers: [], history: [], signatures: [{}] }))).toBe(MediaType.dockerSchema1Signed);
+    expect(mediaTypeFromBody(enc({ schemaVersion: 1, name: "a", fsLayers: [], history: [] }))).toBe(MediaType.dockerSchema1);
   });
 });
 

@@ -49,6 +49,15 @@ describe("registry routing", () => {
     expect(routeName("owner/img", { ns: "quay.io" }, registries)).toMatchObject({ repository: "owner/img", via: "ns", registry: { name: "quay.io" } });
     expect(routeName("library/alpine", { ns: "docker.io" }, registries)).toMatchObject({ repository: "library/alpine", via: "ns" });
   });
+  test("?ns= and a hosts entry take the path as the repository, verbatim (containerd's gcr.io/google.com/...)", () => {
+    const gcr = parseConfig('[[registry]]\nname = "gcr.io"\nhosts = ["gcr.example.com"]').registries;
+    expect(routeName("google.com/cloudsdktool/cloud-sdk", { ns: "gcr.io" }, gcr)).toMatchObject({ repository: "google.com/cloudsdktool/cloud-sdk", via: "ns", registry: { name: "gcr.io" } });
+    expect(routeName("google.com/cloudsdktool/cloud-sdk", { host: "gcr.example.com" }, gcr)).toMatchObject({ repository: "google.com/cloudsdktool/cloud-sdk", via: "host", registry: { name: "gcr.io" } });
+    // ns names the registry even when the path starts with another registry's name.
+    expect(routeName("ghcr.io/owner/img", { ns: "quay.io" }, registries)).toMatchObject({ repository: "ghcr.io/owner/img", via: "ns", registry: { name: "quay.io" } });
+    // A Host that names no registry leaves the prefix in charge.
+    expect(routeName("ghcr.io/owner/img", { host: "mirror.example.com" }, registries)).toMatchObject({ repository: "owner/img", via: "prefix" });
+  });
   test("Host header", () => {
     expect(routeName("owner/img", { host: "ghcr.example.com:5000" }, registries)).toMatchObject({ via: "host", registry: { name: "ghcr.io" } });
     expect(routeName("owner/img", { host: "other.example.com" }, registries)).toMatchObject({ via: "default", registry: { name: "docker.io" } });

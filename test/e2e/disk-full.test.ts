@@ -1,0 +1,141 @@
+// Issue 15 item 9: a full local disk is a local fault. The cache dir is a small tmpfs
+// mounted by the test (root), so ENOSPC comes from the kernel, not from a stand-in.
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
+import { hubRegistry } from "../harness/oci.ts";
+import { run, waitFor } from "../harness/proc.ts";
+import { startUpstream, type Upstream } from "../harness/upstream.ts";
+
+let upstream: Upstream;
+let small: BuiltImage;
+let big: BuiltImage;
+const mountPoint = mkdtempSync(join(tmpdir(), "ferry-diskfull-"));
+let mounted = false;
+
+const sha256 = (bytes: Uint8Array) => `sha256:${new Bun.CryptoHasher("sha256").update(bytes).digest("hex")}`;
+
+beforeAll(async () => {
+  upstream = await startUpstream();
+  small = await fiveLayer({ seed: "diskfull" });
+  big = await bigLayer({ seed: "diskfull-big", sizeMiB: 4 });
+  await upstream.push(small, "library/five:latest");
+  await upstream.push(big, "library/big:latest");
+  // 8 MiB: room for ferry's database and the 4 MiB layer, not for much more.
+  await run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", mountPoint], { timeoutMs: 10_000 });
+  mounted = true;
+}, 120_000);
+
+afterAll(async () => {
+  if (mounted) await run(["umount", "-l", mountPoint], { timeoutMs: 10_000, allowFail: true });
+  rmSync(mountPoint, { recursive: true, force: true });
+  await upstream?.stop();
+});
+
+/** Fills the filesystem to the last block (bounded: the tmpfs is 8 MiB). */
+function fill(path: string): void {
+  const chunk = new Uint8Array(64 * 1024);
+  const fd = openSync(path, "w");
+  try {
+    for (let i = 0; i < 1024; i++) writeSync(fd, chunk);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== "ENOSPC") throw error;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+async function endpointState(ferry: FerryProcess): Promise<{ coolingDown: boolean; consecutiveFailures: number }[]> {
+  const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { endpoints: { coolingDown: boolean; consecutiveFailures: number }[] }[] };
+  return status.registries[0]!.endpoints;
+}
+
+describe("a full cache disk", () => {
+  test("a full disk is reported as such; blobs are streamed uncached, the upstream is not blamed", async () => {
+    const cacheDir = join(mountPoint, "a");
+    mkdirSync(cacheDir, { recursive: true });
+    const ferry = await startFerry({ cacheDir, config: hubRegistry(upstream.url) });
+    const filler = join(mountPoint, "filler-a");
+    try {
+      fill(filler);
+      upstream.clearLog();
+      for (const blob of small.blobs) {
+        const r = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`);
+        expect(r.status).toBe(200);
+        expect(sha256(await r.bytes())).toBe(blob.digest);
+      }
+      // Every endpoint healthy: a local fault is never the upstream's.
+      expect((await endpointState(ferry)).every((e) => !e.coolingDown && e.consecutiveFailures === 0)).toBe(true);
+      const ready = await fetch(`${ferry.url}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.text()).toMatch(/disk full/i);
+      const status = (await (await fetch(`${ferry.url}/api/status`)).json()) as { cache: { diskFull: string | null } };
+      expect(status.cache.diskFull).toMatch(/ENOSPC/);
+      expect(ferry.logs()).toMatch(/cache disk full/);
+      expect(ferry.logs()).not.toMatch(/^\s+at /m); // no raw stack trace
+      // Room again: the next miss is cached.
+      rmSync(filler);
+      const blob = small.blobs[0]!;
+      const again = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`);
+      expect(sha256(await again.bytes())).toBe(blob.digest);
+      const hit = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`);
+      expect(hit.headers.get("x-ferry-cache")).toBe("hit");
+      expect(sha256(await hit.bytes())).toBe(blob.digest);
+      expect((await fetch(`${ferry.url}/readyz`)).status).toBe(200);
+    } finally {
+      rmSync(filler, { force: true });
+      await ferry.stop();
+    }
+  }, 120_000);
+
+  test("the disk filling up mid-download: no resume loop, no cooldown for it; the next GET streams uncached", async () => {
+    const cacheDir = join(mountPoint, "b");
+    mkdirSync(cacheDir, { recursive: true });
+    const ferry = await startFerry({ cacheDir, config: hubRegistry(upstream.url, 'stall_timeout = "1s"') });
+    const filler = join(mountPoint, "filler-b");
+    try {
+      const layer = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
+      const url = `${ferry.url}/v2/library/big/blobs/${layer.digest}`;
+      upstream.clearLog();
+      // The CDN stalls after 1 MiB (an upstream fault, resumed once); while it stalls the disk fills up.
+      await upstream.setFault({ kind: "stall", afterBytes: 1024 * 1024, match: new RegExp(layer.digest.slice(7)), times: 1 });
+      const first = await fetch(url);
+      expect(first.status).toBe(200);
+      const body = first.bytes().then(
+        () => "complete",
+        () => "broken",
+      );
+      await waitFor(
+        async () => {
+          const s = (await (await fetch(`${ferry.url}/api/status`)).json()) as { downloads: { bytes: number }[] };
+          return s.downloads[0] && s.downloads[0].bytes >= 1024 * 1024;
+        },
+        { what: "the download to reach the stall" },
+      );
+      fill(filler);
+      // The resume after the stall hits the full disk: the client's body breaks there (its first
+      // MiB came from disk), and ferry asks no more: one GET, one resume.
+      expect(await body).toBe("broken");
+      await upstream.setFault(null);
+      expect(upstream.count({ method: "GET", pathIncludes: `/blobs/${layer.digest}`, server: "front", status: [200, 206, 307] })).toBe(2);
+      expect(ferry.logs()).not.toMatch(/"attempt":3/);
+      // The stall counts against the tier once; the full disk does not.
+      expect((await endpointState(ferry))[0]!.consecutiveFailures).toBeLessThanOrEqual(1);
+      const second = await fetch(url);
+      expect(second.status).toBe(200);
+      expect(second.headers.get("x-ferry-cache")).toBe("bypass");
+      expect(sha256(await second.bytes())).toBe(layer.digest);
+      expect(ferry.logs()).toMatch(/cache disk full/);
+      expect(ferry.logs()).not.toMatch(/^\s+at /m);
+    } finally {
+      await upstream.setFault(null);
+      rmSync(filler, { force: true });
+      await ferry.stop();
+    }
+  }, 120_000);
+});
+
+

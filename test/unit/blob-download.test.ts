@@ -1,0 +1,244 @@
+// BlobDownload against a scripted BlobSource (the logic is local: the source is the
+// interface an upstream or the shared store sits behind) and a real FsBlobStore on disk.
+import { afterEach, describe, expect, test } from "bun:test";
+import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { BlobIntegrityError } from "../../src/cache/blob-store.ts";
+import { FsBlobStore } from "../../src/cache/fs-blob-store.ts";
+import { createLogger } from "../../src/observe/logger.ts";
+import { digestOf } from "../../src/protocol/digest.ts";
+import { BlobDownload, DownloadSlots } from "../../src/registry/blob-download.ts";
+import type { BlobSource, OpenedBody } from "../../src/registry/blob-sources.ts";
+import { UpstreamError } from "../../src/upstream/errors.ts";
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+});
+
+async function store(): Promise<{ store: FsBlobStore; dir: string }> {
+  const dir = mkdtempSync(join(tmpdir(), "ferry-download-"));
+  dirs.push(dir);
+  const s = new FsBlobStore(dir);
+  await s.init();
+  return { store: s, dir };
+}
+
+function bytes(n: number, seed = 1): Uint8Array {
+  const b = new Uint8Array(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed * 7) & 0xff;
+  return b;
+}
+
+/**
+ * A source whose bodies the test feeds chunk by chunk. Each open() is recorded with its
+ * offset; `fail` breaks the current body as a network reset would.
+ */
+class ScriptedSource implements BlobSource {
+  readonly kind = "upstream" as const;
+  readonly opens: number[] = [];
+  bodyFailures = 0;
+  private controller: ReadableStreamDefaultController<Uint8Array> | undefined;
+  private opened: (() => void)[] = [];
+
+  constructor(private readonly size: number | undefined) {}
+
+  async open(offset: number): Promise<OpenedBody> {
+    this.opens.push(offset);
+    const body = new ReadableStream<Uint8Array>({ start: (c) => void (this.controller = c) });
+    for (const wake of this.opened.splice(0)) wake();
+    return { size: this.size, body, stallTimeoutMs: 10_000 };
+  }
+
+  bodyFailed(): boolean {
+    this.bodyFailures++;
+    return true;
+  }
+
+  /** Resolves once the download has opened `n` bodies. */
+  async openedTimes(n: number): Promise<void> {
+    while (this.opens.length < n) await new Promise<void>((r) => this.opened.push(r));
+  }
+
+  push(chunk: Uint8Array): void {
+    this.controller!.enqueue(chunk);
+  }
+  end(): void {
+    this.controller!.close();
+  }
+  fail(): void {
+    this.controller!.error(new Error("connection reset"));
+  }
+}
+
+function start(s: FsBlobStore, digest: string, source: BlobSource, slots?: DownloadSlots): BlobDownload {
+  return BlobDownload.start({ key: { registry: "docker.io", digest }, source, createWriter: (size) => s.begin({ registry: "docker.io", digest }, size), log: createLogger("silent"), slots });
+}
+
+/** Reads until `count` bytes arrived (or the stream ended); the reader stays open. */
+async function readBytes(reader: { read(): Promise<{ done: boolean; value?: Uint8Array }> }, count: number): Promise<Uint8Array> {
+  const parts: Uint8Array[] = [];
+  let total = 0;
+  while (total < count) {
+    const { done, value } = await reader.read();
+    if (done || !value) break;
+    parts.push(value);
+    total += value.byteLength;
+  }
+  return Buffer.concat(parts);
+}
+
+describe("BlobDownload", () => {
+  test("the last byte is held back until the digest is verified", async () => {
+    const { store: s } = await store();
+    const blob = bytes(1000);
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    expect(await download.ready).toBe(1000);
+    const reader = download.reader(0, undefined).getReader();
+    source.push(blob);
+    expect(await readBytes(reader, 999)).toEqual(blob.subarray(0, 999));
+    // Every byte is in, but the body has not ended, so nothing is verified: the next read waits.
+    let lastRead: Uint8Array | undefined;
+    const next = reader.read().then((r) => (lastRead = r.value));
+    await waitUntil(() => download.written === 1000);
+    expect(download.state).toBe("running");
+    expect(lastRead).toBeUndefined();
+    source.end();
+    await next;
+    expect(lastRead).toEqual(blob.subarray(999));
+    expect((await reader.read()).done).toBe(true);
+    await download.finished;
+    expect(download.state).toBe("done");
+    expect((await s.stat({ registry: "docker.io", digest: digestOf(blob) }))?.size).toBe(1000);
+  });
+
+  test("a digest mismatch fails every reader and caches nothing", async () => {
+    const { store: s, dir } = await store();
+    const blob = bytes(4096);
+    const wrong = bytes(4096, 2);
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const readers = Promise.allSettled([download.reader(0, undefined), download.reader(100, undefined), download.reader(0, 4096)].map((r) => new Response(r).bytes()));
+    source.push(wrong);
+    source.end();
+    expect((await readers).map((r) => r.status)).toEqual(["rejected", "rejected", "rejected"]);
+    expect(download.error).toBeInstanceOf(BlobIntegrityError);
+    await download.finished;
+    expect(download.state).toBe("failed");
+    expect(await s.stat({ registry: "docker.io", digest: digestOf(blob) })).toBeUndefined();
+    expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+  });
+
+  test("a body that breaks is resumed from the byte reached; readers get the whole blob", async () => {
+    const { store: s } = await store();
+    const blob = bytes(10_000);
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const whole = new Response(download.reader(0, undefined)).bytes();
+    source.push(blob.subarray(0, 3000));
+    source.push(blob.subarray(3000, 4000));
+    await waitUntil(() => download.written === 4000);
+    source.fail();
+    await source.openedTimes(2);
+    source.push(blob.subarray(4000));
+    source.end();
+    expect(await whole).toEqual(blob);
+    expect(source.opens).toEqual([0, 4000]);
+    expect(source.bodyFailures).toBe(1);
+    await download.finished;
+    expect(download.state).toBe("done");
+  });
+
+  test("a 404 from the source is not resumed: readers see the error", async () => {
+    const { store: s } = await store();
+    const source: BlobSource = {
+      kind: "upstream",
+      open: async () => {
+        throw new UpstreamError("https://registry.example", { kind: "status", status: 404, message: "blob unknown" });
+      },
+      bodyFailed: () => true,
+    };
+    const download = start(s, digestOf(bytes(10)), source);
+    await expect(download.ready).rejects.toBeInstanceOf(UpstreamError);
+    await download.finished;
+    expect(download.state).toBe("failed");
+  });
+
+  test("a reader that falls behind the in-memory window reads the temp file; a range gets exactly its bytes", async () => {
+    const { store: s } = await store();
+    const chunk = 1024 * 1024;
+    const blob = bytes(12 * chunk); // more than the 8 MiB window
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const keepUp = download.reader(0, undefined).getReader();
+    for (let i = 0; i < 12; i++) {
+      source.push(blob.subarray(i * chunk, (i + 1) * chunk));
+      await readBytes(keepUp, i < 11 ? chunk : chunk - 1); // keeps up (the last byte waits for verification)
+    }
+    // Starts late: its first bytes have left the window.
+    const late = new Response(download.reader(0, undefined)).bytes();
+    const range = new Response(download.reader(5, 2 * chunk + 5)).bytes();
+    source.end();
+    expect((await keepUp.read()).value).toEqual(blob.subarray(blob.byteLength - 1));
+    expect(await late).toEqual(blob);
+    expect(await range).toEqual(blob.subarray(5, 2 * chunk + 5));
+  });
+  test("a download nobody reads keeps no in-memory window", async () => {
+    const { store: s } = await store();
+    const chunk = 1024 * 1024;
+    const blob = bytes(10 * chunk);
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const reader = download.reader(0, undefined).getReader();
+    source.push(blob.subarray(0, chunk));
+    await readBytes(reader, chunk);
+    expect(download.windowBytes).toBe(chunk); // a reader that keeps up is served from memory
+    await reader.cancel(); // the client went away
+    for (let i = 1; i < 10; i++) source.push(blob.subarray(i * chunk, (i + 1) * chunk));
+    await waitUntil(() => download.written === blob.byteLength);
+    expect(download.windowBytes).toBe(0);
+    // A reader arriving now reads the temp file; the blob is whole.
+    const late = new Response(download.reader(0, undefined)).bytes();
+    source.end();
+    expect(await late).toEqual(blob);
+  });
+
+  test("downloads beyond the global bound wait their turn", async () => {
+    const { store: s } = await store();
+    const slots = new DownloadSlots(1);
+    const blobs = [bytes(100, 1), bytes(100, 2), bytes(100, 3)];
+    const sources = blobs.map((b) => new ScriptedSource(b.byteLength));
+    const downloads = blobs.map((b, i) => start(s, digestOf(b), sources[i]!, slots));
+    await downloads[0]!.ready;
+    expect(sources.map((src) => src.opens.length)).toEqual([1, 0, 0]);
+    expect(slots.waiting).toBe(2);
+    sources[0]!.push(blobs[0]!);
+    sources[0]!.end();
+    await downloads[0]!.finished;
+    await downloads[1]!.ready; // the freed slot goes to the next in line
+    expect(sources.map((src) => src.opens.length)).toEqual([1, 1, 0]);
+    sources[1]!.fail(); // a failure on the way (resumed) keeps the slot
+    await sources[1]!.openedTimes(2);
+    expect(sources[2]!.opens.length).toBe(0);
+    sources[1]!.push(blobs[1]!);
+    sources[1]!.end();
+    await downloads[2]!.ready;
+    sources[2]!.push(blobs[2]!);
+    sources[2]!.end();
+    await Promise.all(downloads.map((d) => d.finished));
+    expect(downloads.map((d) => d.state)).toEqual(["done", "done", "done"]);
+    expect(slots.waiting).toBe(0);
+    expect(slots.active).toBe(0);
+  });
+});
+
+async function waitUntil(check: () => boolean): Promise<void> {
+  for (let i = 0; i < 1000 && !check(); i++) await Bun.sleep(1);
+  if (!check()) throw new Error("condition not reached");
+}
