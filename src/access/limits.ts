@@ -1,7 +1,7 @@
 // Abuse limits per client IP: requests per minute, bytes per window, concurrent blob
 // downloads. Counters live in Redis when it is configured (so replicas share one
 // budget) and in memory otherwise, or while Redis is down.
-import type { SharedRedis } from "../cache/redis-client.ts";
+import { SharedRedis } from "../cache/redis-client.ts";
 import type { LimitSettings } from "../config/config.ts";
 import { cidrContains, parseCidr, type Cidr } from "../protocol/ip.ts";
 
@@ -85,8 +85,11 @@ export class RateLimiter {
     if (this.redis) {
       const redisKey = this.redis.key("limit", key);
       const shared = await this.redis.try(async (c) => {
-        const [[, count]] = (await c.multi().incrby(redisKey, amount).pexpire(redisKey, windowMs + 1_000).exec()) as [[Error | null, number]];
-        return count;
+        const [count] = await SharedRedis.multi(c, [
+          ["incrby", redisKey, amount],
+          ["pexpire", redisKey, windowMs + 1_000],
+        ]);
+        return count as number;
       });
       if (shared !== undefined) return { count: shared, resetsInMs };
     }

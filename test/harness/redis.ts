@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LOOPBACK, freePort, onExit, spawnDaemon, waitFor, type Daemon } from "./proc.ts";
+import { LOOPBACK, freePort, onExit, pidAlive, run, spawnDaemon, waitFor, type Daemon } from "./proc.ts";
 
 export interface RedisOptions {
   /** Fixed port (default: a free one). */
@@ -134,4 +134,71 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
     },
     logTail: (bytes?: number) => daemon?.logTail(bytes) ?? "",
   };
+}
+
+export interface RedisCluster {
+  /** "127.0.0.1:PORT" of every master, for ferry's redis.cluster_nodes. */
+  readonly nodes: string[];
+  readonly masters: RedisServer[];
+  /** The master serving a key's hash slot (asked of the cluster itself). */
+  masterFor(key: string): Promise<RedisServer>;
+  /** Waits until every master still running reports cluster_state:ok. */
+  waitHealthy(timeoutMs?: number): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+function redisCli(port: number, ...args: string[]): Promise<string> {
+  return run(["redis-cli", "-h", LOOPBACK, "-p", String(port), ...args], { timeoutMs: 10_000 }).then((r) => r.stdout);
+}
+
+/**
+ * A real Redis Cluster of `masters` redis-servers on loopback, made with
+ * `redis-cli --cluster create` and no replicas. cluster-require-full-coverage is off,
+ * as ferry's README asks: with a master gone, the slots of the others keep answering.
+ */
+export async function startRedisCluster(opts: { masters?: number } = {}): Promise<RedisCluster> {
+  const count = opts.masters ?? 3;
+  const masters = await Promise.all(
+    Array.from({ length: count }, () =>
+      startRedis({ extraConfig: ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 1000", "cluster-require-full-coverage no"] }),
+    ),
+  );
+  const nodes = masters.map((m) => `${LOOPBACK}:${m.port}`);
+  await redisCli(masters[0]!.port, "--cluster", "create", ...nodes, "--cluster-replicas", "0", "--cluster-yes");
+  const cluster: RedisCluster = {
+    nodes,
+    masters,
+    async masterFor(key) {
+      const slot = Number((await redisCli(masters[0]!.port, "CLUSTER", "KEYSLOT", key)).trim());
+      for (const m of masters) {
+        if (!pidAlive(m.pid)) continue;
+        // CLUSTER NODES: the line flagged "myself" lists this master's slot ranges from field 9 on.
+        const me = (await redisCli(m.port, "CLUSTER", "NODES")).split("\n").find((l) => l.includes("myself"));
+        const ranges = me?.trim().split(" ").slice(8) ?? [];
+        const owns = ranges.some((r) => {
+          const [a = -1, b = a] = r.split("-").map(Number);
+          return slot >= a && slot <= b;
+        });
+        if (owns) return m;
+      }
+      throw new Error(`no running master owns slot ${slot} of ${key}`);
+    },
+    async waitHealthy(timeoutMs = 20_000) {
+      await waitFor(
+        async () => {
+          for (const m of masters) {
+            if (!pidAlive(m.pid)) continue;
+            if (!(await redisCli(m.port, "CLUSTER", "INFO").catch(() => "")).includes("cluster_state:ok")) return false;
+          }
+          return true;
+        },
+        { timeoutMs, intervalMs: 100, what: "redis cluster state ok" },
+      );
+    },
+    async dispose() {
+      await Promise.all(masters.map((m) => m.dispose()));
+    },
+  };
+  await cluster.waitHealthy();
+  return cluster;
 }
