@@ -1,6 +1,6 @@
 // MetaStore for replicas: Redis is the shared truth, the local SQLite store a write-
 // through copy. Reads try Redis first and fall back to the local copy while Redis is
-// down, so an outage never turns a servable pull into an error, and the replica
+// down or has lost the key (and then share it again), so an outage never turns a servable pull into an error, and the replica
 // rejoins by itself when Redis returns.
 //
 // Keys of one repository carry its name as a hash tag ({registry/repo}), so a Redis
@@ -30,7 +30,7 @@ export class SharedMetaStore implements MetaStore {
   async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
     const text = await this.redis.try((c) => c.get(this.repoKey("tag", repo, tag)));
     if (text === undefined) return this.local.getTag(repo, tag);
-    if (text === null) return undefined;
+    if (text === null) return this.restore(repo, tag);
     const record = JSON.parse(text) as TagRecord;
     await this.local.putTag(repo, tag, record);
     const local = await this.local.getTag(repo, tag);
@@ -39,12 +39,28 @@ export class SharedMetaStore implements MetaStore {
 
   async putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void> {
     await this.local.putTag(repo, tag, record);
-    await this.redis.try((c) =>
-      SharedRedis.multi(c, [
-        ["set", this.repoKey("tag", repo, tag), JSON.stringify(record), "EX", RETENTION_SECONDS],
-        ["sadd", this.repoKey("tags", repo), tag],
-      ]),
-    );
+    await this.shareTag(repo, tag, record, false);
+  }
+
+  /**
+   * Redis answered but lost the mapping (restarted without persistence, evicted, expired):
+   * the local copy answers and is shared again, with its manifest, unless another replica
+   * wrote a mapping in the meantime.
+   */
+  private async restore(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
+    const local = await this.local.getTag(repo, tag);
+    if (!local) return undefined;
+    const { pulledAt: _, ...record } = local;
+    await this.shareTag(repo, tag, record, true);
+    const manifest = await this.local.getManifest(repo, local.digest);
+    if (manifest) await this.shareManifest(repo, manifest);
+    return local;
+  }
+
+  private async shareTag(repo: RepositoryRef, tag: string, record: TagRecord, onlyIfMissing: boolean): Promise<void> {
+    const set: [string, ...(string | number)[]] = ["set", this.repoKey("tag", repo, tag), JSON.stringify(record), "EX", RETENTION_SECONDS];
+    if (onlyIfMissing) set.push("NX");
+    await this.redis.try((c) => SharedRedis.multi(c, [set, ["sadd", this.repoKey("tags", repo), tag]]));
     await this.redis.try((c) => c.sadd(this.redis.key("repos"), this.repoId(repo)));
   }
 
@@ -64,6 +80,10 @@ export class SharedMetaStore implements MetaStore {
 
   async putManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void> {
     await this.local.putManifest(repo, record);
+    await this.shareManifest(repo, record);
+  }
+
+  private async shareManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void> {
     const key = this.repoKey("manifest", repo, record.digest);
     await this.redis.try((c) =>
       SharedRedis.multi(c, [
@@ -97,15 +117,16 @@ export class SharedMetaStore implements MetaStore {
     yield* this.local.manifests();
   }
 
+  /** The shared tags and this replica's own: Redis may have lost some (see restore). */
   async listTags(repo: RepositoryRef): Promise<string[]> {
-    const tags = await this.redis.try((c) => c.smembers(this.repoKey("tags", repo)));
-    return tags ? tags.sort() : this.local.listTags(repo);
+    const [shared, local] = await Promise.all([this.redis.try((c) => c.smembers(this.repoKey("tags", repo))), this.local.listTags(repo)]);
+    return [...new Set([...(shared ?? []), ...local])].sort();
   }
 
   async listRepositories(): Promise<RepositoryRef[]> {
-    const ids = await this.redis.try((c) => c.smembers(this.redis.key("repos")));
-    if (!ids) return this.local.listRepositories();
-    return ids
+    const [ids, local] = await Promise.all([this.redis.try((c) => c.smembers(this.redis.key("repos"))), this.local.listRepositories()]);
+    const all = new Set([...(ids ?? []), ...local.map((r) => this.repoId(r))]);
+    return [...all]
       .map((id) => {
         const slash = id.indexOf("/");
         return { registry: id.slice(0, slash), repository: id.slice(slash + 1) };
