@@ -19,6 +19,8 @@ import type { SharedBlobTier } from "./registry/blobs.ts";
 import { Mirror } from "./registry/mirror.ts";
 import { createApp } from "./server/app.ts";
 import { peerAddresses } from "./server/registry-api.ts";
+import { defaultPeerUrl } from "./registry/peer-blobs.ts";
+import { exemptStreamFromIdleTimeout } from "./server/stream-timeout.ts";
 
 /** Longest a SIGTERM waits for in-flight downloads to finish. */
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -58,6 +60,7 @@ const RESTART_KEYS: [string, (c: Config) => unknown][] = [
   ["cache.dir", (c) => c.cache.dir],
   ["cache.max_size", (c) => c.cache.maxSize],
   ["redis", (c) => c.redis],
+  ["server.peer_url", (c) => c.server.peerUrl],
   ["s3", (c) => c.s3],
 ];
 
@@ -67,10 +70,11 @@ export async function serve(config: Config): Promise<RunningServer> {
   let current = await buildGeneration(config, stores);
   stores.serving = current.mirror;
   // Both listeners dispatch to the current generation, so a reload is one assignment.
-  const dispatch = (request: Request, srv: Server<undefined>): Response | Promise<Response> => {
+  const idleMs = config.server.idleTimeoutSeconds * 1000;
+  const dispatch = async (request: Request, srv: Server<undefined>): Promise<Response> => {
     const peer = srv.requestIP(request)?.address;
     if (peer) peerAddresses.set(request, peer);
-    return current.app.handle(request);
+    return exemptStreamFromIdleTimeout(await current.app.handle(request), request, srv, idleMs);
   };
   const server = Bun.serve({
     hostname: config.server.hostname,
@@ -154,7 +158,7 @@ async function openStores(config: Config): Promise<Stores> {
     sharedBlobs: config.s3
       ? { store: new (await import("./cache/s3-blob-store.ts")).S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds }
       : undefined,
-    locks: redis && redisModules ? new redisModules[2].RedisLocks(redis, config.redis!.lockLeaseMs) : undefined,
+    locks: redis && redisModules ? new redisModules[2].RedisLocks(redis, config.redis!.lockLeaseMs, config.server.peerUrl ?? defaultPeerUrl(config.server.hostname, config.server.port)) : undefined,
     traffic: new TrafficStats(),
     metrics: new Metrics({
       inFlightDownloads: () => stores.serving?.blobs.inFlight.size ?? 0,

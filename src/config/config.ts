@@ -78,7 +78,7 @@ export interface SearchSettings {
 }
 
 export interface Config {
-  server: { hostname: string; port: number; publicUrl?: string; idleTimeoutSeconds: number; tls?: { hostname: string; port: number; cert: string; key: string } };
+  server: { hostname: string; port: number; publicUrl?: string; peerUrl?: string; idleTimeoutSeconds: number; tls?: { hostname: string; port: number; cert: string; key: string } };
   auth?: AuthSettings;
   limits: LimitSettings;
   cache: { dir: string; maxSize?: number; tagTtlMs: number; negativeTtlMs: number };

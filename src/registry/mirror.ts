@@ -26,6 +26,8 @@ export class Mirror {
   readonly traffic: TrafficStats;
   readonly redis: SharedRedis | undefined;
   readonly sharedBlobs: SharedBlobTier | undefined;
+  /** Cross-replica leases; their token also admits a peer to our downloads. */
+  readonly locks: LockService;
 
   constructor(
     readonly config: Config,
@@ -44,7 +46,7 @@ export class Mirror {
       cacheMaxBytes: config.cache.maxSize,
     });
     const tokens = new TokenCache(shared.redis);
-    const locks = shared.locks ?? new LocalLocks();
+    const locks = (this.locks = shared.locks ?? new LocalLocks());
     for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
     const upstreamFor = (name: string) => this.upstreamFor(name);
     this.manifests = new ManifestService(meta, locks, upstreamFor, config.cache.tagTtlMs, config.cache.negativeTtlMs, log);

@@ -8,6 +8,7 @@ import { registryApi } from "./registry-api.ts";
 import { requestLog } from "./request-log.ts";
 import { requestUrl } from "./request-url.ts";
 import { healthApi } from "./health-api.ts";
+import { peerApi } from "./peer-api.ts";
 import { statusApi } from "./status-api.ts";
 import { webUi } from "./web-ui.ts";
 
@@ -25,6 +26,7 @@ export function createApp(mirror: Mirror, access: AccessControl) {
     .use(tokenEndpoint(mirror.config, access, (name) => mirror.upstreamFor(name)))
     .use(registryApi(mirror, access))
     .use(statusApi(mirror))
+    .use(peerApi(mirror))
     .use(healthApi(mirror))
     .get("/metrics", async () => new Response(await mirror.metrics.registry.metrics(), { headers: { "Content-Type": mirror.metrics.registry.contentType } }))
     .use(webUi(mirror));

@@ -1,6 +1,7 @@
 // Registry results → HTTP responses with the headers clients rely on.
 import { contentRange } from "../protocol/range.ts";
 import type { BlobResult, ManifestResult } from "../registry/results.ts";
+import { markStreamed } from "./stream-timeout.ts";
 
 export const API_VERSION_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" } as const;
 
@@ -45,7 +46,7 @@ export function blobResponse(b: BlobResult, extra: Record<string, string>): Resp
       return new Response(b.range ? file.slice(b.range.start, b.range.end + 1) : file, { status, headers });
     }
     case "stream":
-      return new Response(b.body.stream, { status, headers });
+      return new Response(b.body.stream, { status, headers: markStreamed(headers) });
     case "redirect":
       // The client fetches (and ranges) the bytes from the shared store itself.
       return new Response(null, { status: 307, headers: { ...API_VERSION_HEADER, ...extra, Location: b.body.url, "Docker-Content-Digest": b.digest } });

@@ -35,6 +35,8 @@ export interface FerryOptions {
   tagTtl?: string;
   env?: Record<string, string>;
   port?: number;
+  /** Extra [server] lines, e.g. `idle_timeout = "2s"`. */
+  server?: string;
 }
 
 const running = new Set<FerryProcess>();
@@ -53,7 +55,7 @@ export async function startFerry(opts: FerryOptions = {}): Promise<FerryProcess>
   const configPath = join(dir, "config.toml");
   writeFileSync(
     configPath,
-    `[server]\nlisten = "127.0.0.1:${port}"\n[cache]\ndir = "${cacheDir}"\ntag_ttl = "${opts.tagTtl ?? "5m"}"\n[log]\nlevel = "debug"\n${opts.config ?? ""}\n`,
+    `[server]\nlisten = "127.0.0.1:${port}"\n${opts.server ?? ""}\n[cache]\ndir = "${cacheDir}"\ntag_ttl = "${opts.tagTtl ?? "5m"}"\n[log]\nlevel = "debug"\n${opts.config ?? ""}\n`,
   );
   const logPath = join(dir, "ferry.log");
   const proc = Bun.spawn([BUN, join(ROOT, "src/main.ts"), "serve", "--config", configPath], {

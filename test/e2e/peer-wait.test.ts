@@ -1,0 +1,61 @@
+// Issue 17.3: a replica asked for a blob another replica is downloading must not leave
+// its client in silence until the server's idle timeout cuts it off. Two replicas
+// (Redis leases, S3 = the s3rver harness), idle_timeout 2 s, the upstream behind a
+// throttle proxy so the layer takes ~6 s to arrive: the waiting replica streams it from
+// the replica holding the lease, and upstream serves the blob once (its own log).
+import { afterAll, beforeAll, describe, expect, test } from "bun:test";
+import { startThrottleProxy, type ThrottleProxy } from "../../bench/lib/throttle-proxy.ts";
+import { startFerry, type FerryProcess } from "../harness/ferry.ts";
+import { bigLayer, type BuiltImage } from "../harness/images.ts";
+import { sha256 } from "../harness/oci.ts";
+import { waitFor } from "../harness/proc.ts";
+import { startRedis, type RedisServer } from "../harness/redis.ts";
+import { startS3, type S3Server } from "../harness/s3.ts";
+import { startUpstream, type Upstream } from "../harness/upstream.ts";
+
+let upstream: Upstream;
+let redis: RedisServer;
+let s3: S3Server;
+let throttle: ThrottleProxy;
+let image: BuiltImage;
+const replicas: FerryProcess[] = [];
+
+beforeAll(async () => {
+  [upstream, redis, s3, throttle] = await Promise.all([startUpstream(), startRedis(), startS3({ bucket: "ferry-peer" }), startThrottleProxy(1024 * 1024)]);
+  image = await bigLayer({ seed: "peer-wait", sizeMiB: 6 });
+  await upstream.push(image, "library/slow:latest");
+  const config = [
+    `[redis]\nurl = "${redis.url}"\nlock_lease = "3s"`,
+    `[s3]\nendpoint = "${s3.endpoint}"\nbucket = "${s3.bucket}"\nregion = "us-east-1"\naccess_key_id = "${s3.accessKeyId}"\nsecret_access_key = "${s3.secretAccessKey}"\nforce_path_style = true`,
+    `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\nproxy = "${throttle.url}"`,
+  ].join("\n");
+  replicas.push(...(await Promise.all([0, 1].map(() => startFerry({ config, server: `idle_timeout = "2s"` })))));
+}, 120_000);
+
+afterAll(async () => {
+  await Promise.all(replicas.map((r) => r.stop("SIGKILL")));
+  await Promise.all([upstream?.stop(), redis?.dispose(), s3?.stop(), throttle?.stop()]);
+});
+
+describe("waiting for another replica's download", () => {
+  test("a layer slower than idle_timeout reaches the client of the waiting replica, fetched upstream once", async () => {
+    const [a, b] = replicas as [FerryProcess, FerryProcess];
+    const blob = image.blobs.reduce((x, y) => (x.size > y.size ? x : y));
+    upstream.clearLog();
+    const first = fetch(`${a.url}/v2/library/slow/blobs/${blob.digest}`).then(async (r) => ({ status: r.status, digest: sha256(await r.arrayBuffer()) }));
+    // B is asked once A holds the download (it shows among A's downloads in progress).
+    await waitFor(async () => ((await (await fetch(`${a.url}/api/status`)).json()) as { downloads: { digest: string }[] }).downloads.some((d) => d.digest === blob.digest), {
+      timeoutMs: 10_000,
+      intervalMs: 50,
+      what: "A downloading the layer",
+    });
+    const started = performance.now();
+    const second = await fetch(`${b.url}/v2/library/slow/blobs/${blob.digest}`)
+      .then(async (r) => ({ status: r.status, digest: sha256(await r.arrayBuffer()) }))
+      .catch((error: Error) => ({ status: 0, digest: `failed after ${Math.round(performance.now() - started)} ms: ${error.message}` }));
+    if (second.status !== 200) for (const f of [a, b]) console.log(f.logs().split("\n").filter((l) => /"level":(40|50)|peer|blob/.test(l)).join("\n"));
+    expect(second).toEqual({ status: 200, digest: blob.digest });
+    expect(await first).toEqual({ status: 200, digest: blob.digest });
+    expect(upstream.count({ server: "cdn", method: "GET", pathIncludes: blob.digest.slice(7) })).toBe(1);
+  }, 60_000);
+});
