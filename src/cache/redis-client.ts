@@ -29,6 +29,8 @@ export class SharedRedis {
       connectTimeout: 2_000,
       commandTimeout: 1_000,
       retryStrategy: (times) => Math.min(200 * times, 2_000), // keep reconnecting, gently
+      // A master demoted by a failover answers writes with READONLY: reconnect to the new one.
+      reconnectOnError: (error) => error.message.startsWith("READONLY"),
     };
     const hostPort = (s: string) => {
       const [host = "127.0.0.1", port = "6379"] = s.split(/:(?=\d+$)/);
@@ -37,7 +39,8 @@ export class SharedRedis {
     if (config.clusterNodes?.length) {
       this.client = new Cluster(config.clusterNodes.map(hostPort), { redisOptions: common, enableOfflineQueue: false });
     } else if (config.sentinels?.length) {
-      this.client = new Redis({ ...common, sentinels: config.sentinels.map(hostPort), name: config.sentinelName ?? "mymaster" });
+      // failoverDetector: follow Sentinel's +switch-master at once instead of on the next error.
+      this.client = new Redis({ ...common, sentinels: config.sentinels.map(hostPort), name: config.sentinelName ?? "mymaster", failoverDetector: true });
     } else {
       this.client = new Redis(config.url ?? "redis://127.0.0.1:6379", common);
     }

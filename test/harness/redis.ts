@@ -202,3 +202,65 @@ export async function startRedisCluster(opts: { masters?: number } = {}): Promis
   await cluster.waitHealthy();
   return cluster;
 }
+
+export interface RedisSentinelSet {
+  /** "127.0.0.1:PORT" of the sentinel, for ferry's redis.sentinels. */
+  readonly sentinel: string;
+  readonly name: string;
+  /** The two redis-servers; which one is master changes with failover(). */
+  readonly servers: RedisServer[];
+  /** The server Sentinel names as master now. */
+  master(): Promise<RedisServer>;
+  /** SENTINEL FAILOVER: the replica becomes master; resolves once Sentinel says so. */
+  failover(): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * A master, one replica and one redis-sentinel (quorum 1) on loopback, all real
+ * redis-server processes. Used where ferry must follow a failover.
+ */
+export async function startRedisSentinel(name = "ferrymaster"): Promise<RedisSentinelSet> {
+  const primary = await startRedis();
+  const replica = await startRedis({ extraConfig: [`replicaof ${LOOPBACK} ${primary.port}`] });
+  const servers = [primary, replica];
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "ferry-sentinel-"));
+  const unregisterRm = onExit(() => rmSync(dir, { recursive: true, force: true }));
+  const conf = join(dir, "sentinel.conf");
+  writeFileSync(
+    conf,
+    [`port ${port}`, `bind ${LOOPBACK}`, `dir ${dir}`, `sentinel monitor ${name} ${LOOPBACK} ${primary.port} 1`, `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 5000`, "sentinel resolve-hostnames no", ""].join("\n"),
+  );
+  const sentinel = spawnDaemon(["redis-server", conf, "--sentinel"], { logFile: join(dir, "sentinel.log") });
+  const masterPort = async () => Number((await redisCli(port, "SENTINEL", "get-master-addr-by-name", name)).trim().split("\n")[1] ?? 0);
+  // Ready once Sentinel knows the master and its replica is in sync.
+  await waitFor(
+    async () => (await masterPort()) === primary.port && (await redisCli(replica.port, "INFO", "replication")).includes("master_link_status:up") && (await redisCli(port, "SENTINEL", "replicas", name)).includes(String(replica.port)),
+    { timeoutMs: 20_000, intervalMs: 100, what: "redis sentinel with master and replica", onTimeout: () => sentinel.logTail() },
+  );
+  const set: RedisSentinelSet = {
+    sentinel: `${LOOPBACK}:${port}`,
+    name,
+    servers,
+    async master() {
+      const p = await masterPort();
+      return servers.find((s) => s.port === p) ?? primary;
+    },
+    async failover() {
+      const before = await masterPort();
+      const other = servers.find((s) => s.port !== before)!;
+      // The replica must be in sync (e.g. after the master was restarted) before it can be promoted.
+      await waitFor(async () => (await redisCli(other.port, "INFO", "replication")).includes("master_link_status:up"), { timeoutMs: 20_000, intervalMs: 100, what: "replica in sync" });
+      await redisCli(port, "SENTINEL", "FAILOVER", name);
+      await waitFor(async () => (await masterPort()) === other.port && (await redisCli(other.port, "ROLE")).startsWith("master"), { timeoutMs: 20_000, intervalMs: 100, what: "sentinel failover", onTimeout: () => sentinel.logTail() });
+    },
+    async dispose() {
+      await sentinel.stop();
+      await Promise.all(servers.map((s) => s.dispose()));
+      rmSync(dir, { recursive: true, force: true });
+      unregisterRm();
+    },
+  };
+  return set;
+}
