@@ -52,8 +52,10 @@ const images: { name: string; image: BuiltImage; big: boolean }[] = [];
 
 beforeAll(async () => {
   [upstream, s3] = await Promise.all([startUpstream(), startFleetS3("ferry-chaos")]);
-  for (let i = 0; i < 4; i++) images.push({ name: `small${i}`, image: await fiveLayer({ seed: `chaos-small-${i}` }), big: false });
-  for (let i = 0; i < 2; i++) images.push({ name: `big${i}`, image: await bigLayer({ seed: `chaos-big-${i}`, sizeMiB: 24 }), big: true });
+  for (let i = 0; i < 6; i++) {
+    images.push({ name: `small${i}`, image: await fiveLayer({ seed: `chaos-small-${i}` }), big: false });
+    if (i % 3 === 0) images.push({ name: `big${i}`, image: await bigLayer({ seed: `chaos-big-${i}`, sizeMiB: 24 }), big: true });
+  }
   for (const { name, image } of images) await upstream.push(image, `library/${name}:latest`);
   console.log(`chaos: FERRY_SEED=${SEED} FERRY_CHAOS_SECONDS=${SECONDS} (s3: ${s3.kind})`);
 }, 300_000);
@@ -226,10 +228,12 @@ async function chaosRun(mode: string, redis: RedisSide): Promise<void> {
         }
       }
     })();
+    // Images join the pool one by one over the run, so cold pulls meet the faults too.
+    const released = () => Math.min(images.length, 2 + Math.floor(((Date.now() - started) / (SECONDS * 1000)) * (images.length - 1)));
     const clients = Array.from({ length: CLIENTS }, async (_, c) => {
       const pick = rng(SEED + c + 1);
       while (Date.now() < deadline) {
-        const entry = images[Math.floor(pick() * images.length)]!;
+        const entry = images[Math.floor(pick() * released())]!;
         const record = await dockerPull(fleet.lbUrl, entry, warm.has(entry.name));
         pulls.push(record);
         if (record.ok) warm.add(entry.name);
@@ -252,7 +256,7 @@ async function chaosRun(mode: string, redis: RedisSide): Promise<void> {
     const repeated = [...byBlob].filter(([, times]) => times.filter((t) => !inWindow(t)).length > 1).map(([hex, times]) => `${hex.slice(0, 12)}: ${times.map((t) => `+${((t - started) / 1000).toFixed(1)}s`).join(" ")}`);
     const excusedGets = [...byBlob.values()].reduce((n, times) => n + Math.max(0, times.length - 1), 0);
     console.log(
-      `chaos ${mode}: ${pulls.length} pulls (${pulls.filter((p) => p.warm).length} warm), ${pulls.filter((p) => p.ok).length} ok, ${failed.length} failed ` +
+      `chaos ${mode}: ${pulls.length} pulls (${pulls.filter((p) => !p.warm).length} cold, ${pulls.filter((p) => p.warm).length} warm; ${images.length} images, ${images.filter((i) => i.big).length} of 24 MiB), ${pulls.filter((p) => p.ok).length} ok, ${failed.length} failed ` +
         `(${unservable.length} cold during an upstream hang), ${pulls.reduce((n, p) => n + p.retries, 0)} retried steps; ` +
         `${windows.length} faults; ${gets.length} upstream blob GETs for ${byBlob.size} blobs (${excusedGets} repeated, all inside fault windows unless listed); ` +
         `S3 uploads left pending: ${await s3.pendingUploads()}`,
