@@ -1,7 +1,7 @@
 // MetaStore for replicas: Redis is the shared truth, the local SQLite store a write-
 // through copy. Reads try Redis first and fall back to the local copy while Redis is
-// down or has lost the key (and then share it again), so an outage never turns a servable pull into an error, and the replica
-// rejoins by itself when Redis returns.
+// down or has lost the key (and then share it again), so an outage never turns a
+// servable pull into an error, and the replica rejoins by itself when Redis returns.
 //
 // Keys of one repository carry its name as a hash tag ({registry/repo}), so a Redis
 // Cluster keeps them in one slot and a MULTI over them works; the one set spanning
