@@ -24,6 +24,7 @@ export class SharedRedis {
     this.prefix = config.keyPrefix;
     const common: RedisOptions = {
       lazyConnect: false,
+      connectionName: "ferry", // CLIENT LIST shows which connections are ferry's
       enableOfflineQueue: false, // a command while disconnected fails now instead of waiting
       maxRetriesPerRequest: 0,
       connectTimeout: 2_000,
