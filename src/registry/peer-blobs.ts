@@ -27,6 +27,8 @@ export class PeerBlobSource implements BlobSource {
   readonly kind = "peer";
   private lease: Lease | undefined;
   private takenOver: BlobSource | undefined;
+  /** Holders that stopped answering: their lease is waited out, not asked again. */
+  private readonly gone = new Set<string>();
 
   /** Whether this replica took over and fetched from upstream (so the shared copy is its job). */
   get fetchedUpstream(): boolean {
@@ -48,9 +50,11 @@ export class PeerBlobSource implements BlobSource {
     const deadline = Date.now() + this.locks.leaseMs * 2 + 5_000;
     for (let round = 0; round < 1_000 && Date.now() < deadline; round++) {
       if (this.takenOver) return this.takenOver.open(offset, signal);
-      if (this.peer) {
-        const opened = await this.fromPeer(this.peer, offset, signal).catch((error: Error) => {
-          this.log.warn({ blob: `${this.key.registry}/${this.key.digest}`, peer: this.peer?.peerUrl, at: offset, error: error.message }, "peer replica stopped serving its download; taking over");
+      const peer = this.peer;
+      if (peer) {
+        const opened = await this.fromPeer(peer, offset, signal).catch((error: Error) => {
+          this.gone.add(peer.token);
+          this.log.warn({ blob: `${this.key.registry}/${this.key.digest}`, peer: peer.peerUrl, at: offset, error: error.message }, "peer replica stopped serving its download; following the next lease holder");
           return undefined;
         });
         if (opened) return opened;
@@ -62,7 +66,7 @@ export class PeerBlobSource implements BlobSource {
         continue;
       }
       const next = await this.locks.holder(this.leaseName);
-      this.peer = next && next.token !== this.peer?.token ? next : undefined;
+      this.peer = next && !this.gone.has(next.token) ? next : undefined;
       if (!this.peer) await Bun.sleep(250);
     }
     throw new UpstreamError(`peer ${this.peer?.peerUrl ?? "replica"}`, { kind: "network", message: "no replica could serve the download" });

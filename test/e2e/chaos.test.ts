@@ -247,7 +247,8 @@ async function chaosRun(mode: string, redis: RedisSide): Promise<void> {
     const failed = pulls.filter((p) => !p.ok);
     const unservable = failed.filter((p) => !p.warm && overlapsHang(p) && p.corrupt.length === 0);
     const inWindow = (t: number) => windows.some((w) => t >= w.start - 1_000 && t <= w.end + SETTLE_MS);
-    const gets = upstream.entries({ server: "cdn", method: "GET" });
+    // Blob bytes from upstream: CDN GETs, and ranged resumes the harness front answers itself.
+    const gets = upstream.log.filter((e) => e.method === "GET" && e.path.includes("/blobs/") && (e.status === 200 || e.status === 206));
     const byBlob = new Map<string, number[]>();
     for (const e of gets) {
       const hex = /[0-9a-f]{64}/.exec(e.path)?.[0];
