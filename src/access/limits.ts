@@ -1,7 +1,7 @@
 // Abuse limits per client IP: requests per minute, bytes per window, concurrent blob
 // downloads. Counters live in Redis when it is configured (so replicas share one
 // budget) and in memory otherwise, or while Redis is down.
-import { SharedRedis } from "../cache/redis-client.ts";
+import type { SharedRedis } from "../cache/redis-client.ts";
 import type { LimitSettings } from "../config/config.ts";
 import { cidrContains, parseCidr, type Cidr } from "../protocol/ip.ts";
 
@@ -84,8 +84,9 @@ export class RateLimiter {
     const key = `${name}:${windowStart}`;
     if (this.redis) {
       const redisKey = this.redis.key("limit", key);
-      const shared = await this.redis.try(async (c) => {
-        const [count] = await SharedRedis.multi(c, [
+      const redis = this.redis;
+      const shared = await redis.try(async (c) => {
+        const [count] = await redis.multi(c, [
           ["incrby", redisKey, amount],
           ["pexpire", redisKey, windowMs + 1_000],
         ]);

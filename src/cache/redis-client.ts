@@ -91,7 +91,7 @@ export class SharedRedis {
    * A MULTI of `commands` (on a Cluster all their keys must share a hash slot); throws the
    * first failed command's error, named, where ioredis resolves exec() with it instead.
    */
-  static async multi(client: RedisConnection, commands: [name: string, ...args: (string | number | Buffer)[]][]): Promise<unknown[]> {
+  async multi(client: RedisConnection, commands: [name: string, ...args: (string | number | Buffer)[]][]): Promise<unknown[]> {
     const results = (await client.multi(commands).exec()) ?? [];
     for (const [i, [error]] of results.entries()) {
       if (error) throw Object.assign(error, { command: { name: commands[i]![0] } });

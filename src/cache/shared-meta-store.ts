@@ -7,7 +7,7 @@
 // Cluster keeps them in one slot and a MULTI over them works; the one set spanning
 // repositories (repos) is written by a command of its own.
 import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
-import { SharedRedis } from "./redis-client.ts";
+import type { SharedRedis } from "./redis-client.ts";
 
 /** Tag mappings and manifests expire from Redis after this long unused (they are re-fetchable). */
 const RETENTION_SECONDS = 30 * 24 * 3600;
@@ -60,7 +60,7 @@ export class SharedMetaStore implements MetaStore {
   private async shareTag(repo: RepositoryRef, tag: string, record: TagRecord, onlyIfMissing: boolean): Promise<void> {
     const set: [string, ...(string | number)[]] = ["set", this.repoKey("tag", repo, tag), JSON.stringify(record), "EX", RETENTION_SECONDS];
     if (onlyIfMissing) set.push("NX");
-    await this.redis.try((c) => SharedRedis.multi(c, [set, ["sadd", this.repoKey("tags", repo), tag]]));
+    await this.redis.try((c) => this.redis.multi(c, [set, ["sadd", this.repoKey("tags", repo), tag]]));
     await this.redis.try((c) => c.sadd(this.redis.key("repos"), this.repoId(repo)));
   }
 
@@ -86,7 +86,7 @@ export class SharedMetaStore implements MetaStore {
   private async shareManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void> {
     const key = this.repoKey("manifest", repo, record.digest);
     await this.redis.try((c) =>
-      SharedRedis.multi(c, [
+      this.redis.multi(c, [
         ["hset", key, "mediaType", record.mediaType, "body", Buffer.from(record.body)],
         ["expire", key, RETENTION_SECONDS],
       ]),

@@ -5,7 +5,7 @@
 // manifest by digest → GET blobs), cold and warm, small and big, while the run SIGKILLs
 // a replica, restarts Redis empty, fails the Sentinel master over, stops S3 for a while
 // and lets the upstream hang. Seeded and bounded: FERRY_SEED replays a run's choices,
-// FERRY_CHAOS_SECONDS (default 40 per Redis mode) makes it longer.
+// FERRY_CHAOS_SECONDS (default 75 per Redis mode: each fault about once) makes it longer.
 //
 // It fails on: a pull that failed although a healthy tier or a cached copy could serve
 // it (every pull outside an upstream hang, and warm ones during it), a corrupt byte,
@@ -26,12 +26,12 @@ import { startRedisCluster, startRedisSentinel, type RedisCluster, type RedisSen
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
 
 const SEED = Number(process.env.FERRY_SEED ?? Math.floor(Math.random() * 2 ** 31));
-const SECONDS = Number(process.env.FERRY_CHAOS_SECONDS ?? 40);
+const SECONDS = Number(process.env.FERRY_CHAOS_SECONDS ?? 75);
 const CLIENTS = 4;
 const ATTEMPTS = 5; // per step, as docker retries a layer
 const LEASE_MS = 3_000;
 /** After a fault ends: a dead holder's lease expires, replicas reconnect. */
-const SETTLE_MS = LEASE_MS + 4_000;
+const SETTLE_MS = LEASE_MS + 1_000;
 
 /** mulberry32: small, seedable, good enough to pick images and faults. */
 function rng(seed: number): () => number {
@@ -218,7 +218,8 @@ async function chaosRun(mode: string, redis: RedisSide): Promise<void> {
       while (Date.now() < deadline - SETTLE_MS) {
         const order = Object.keys(faults).sort(() => random() - 0.5);
         for (const fault of order) {
-          await Bun.sleep(1_000 + random() * 2_000);
+          // Quiet time between faults, where the one-GET-per-blob rule is held strictly.
+          await Bun.sleep(SETTLE_MS + 2_000 + random() * 3_000);
           if (Date.now() > deadline - SETTLE_MS) break;
           const window: Window = { fault, start: Date.now(), end: 0 };
           windows.push(window);
@@ -256,10 +257,12 @@ async function chaosRun(mode: string, redis: RedisSide): Promise<void> {
     }
     const repeated = [...byBlob].filter(([, times]) => times.filter((t) => !inWindow(t)).length > 1).map(([hex, times]) => `${hex.slice(0, 12)}: ${times.map((t) => `+${((t - started) / 1000).toFixed(1)}s`).join(" ")}`);
     const excusedGets = [...byBlob.values()].reduce((n, times) => n + Math.max(0, times.length - 1), 0);
+    let quietMs = 0;
+    for (let t = started; t < Date.now(); t += 100) if (!inWindow(t)) quietMs += 100;
     console.log(
       `chaos ${mode}: ${pulls.length} pulls (${pulls.filter((p) => !p.warm).length} cold, ${pulls.filter((p) => p.warm).length} warm; ${images.length} images, ${images.filter((i) => i.big).length} of 24 MiB), ${pulls.filter((p) => p.ok).length} ok, ${failed.length} failed ` +
         `(${unservable.length} cold during an upstream hang), ${pulls.reduce((n, p) => n + p.retries, 0)} retried steps; ` +
-        `${windows.length} faults; ${gets.length} upstream blob GETs for ${byBlob.size} blobs (${excusedGets} repeated, all inside fault windows unless listed); ` +
+        `${windows.length} faults, quiet ${(quietMs / 1000).toFixed(0)} s of ${((Date.now() - started) / 1000).toFixed(0)} s; ${gets.length} upstream blob GETs for ${byBlob.size} blobs (${excusedGets} repeated, all inside fault windows unless listed); ` +
         `S3 uploads left pending: ${await s3.pendingUploads()}`,
     );
 
