@@ -252,8 +252,20 @@ export async function startRedisSentinel(name = "ferrymaster"): Promise<RedisSen
       const other = servers.find((s) => s.port !== before)!;
       // The replica must be in sync (e.g. after the master was restarted) before it can be promoted.
       await waitFor(async () => (await redisCli(other.port, "INFO", "replication")).includes("master_link_status:up"), { timeoutMs: 20_000, intervalMs: 100, what: "replica in sync" });
-      await redisCli(port, "SENTINEL", "FAILOVER", name);
-      await waitFor(async () => (await masterPort()) === other.port && (await redisCli(other.port, "ROLE")).startsWith("master"), { timeoutMs: 20_000, intervalMs: 100, what: "sentinel failover", onTimeout: () => sentinel.logTail() });
+      // On a loaded machine Sentinel may enter TILT mode (its timer ran late) and drop the
+      // failover for 30 s: ask again until the switch happened, within a bound.
+      let askedAt = 0;
+      await waitFor(
+        async () => {
+          if ((await masterPort()) === other.port && (await redisCli(other.port, "ROLE")).startsWith("master")) return true;
+          if (Date.now() - askedAt > 6_000) {
+            askedAt = Date.now();
+            await redisCli(port, "SENTINEL", "FAILOVER", name); // "INPROG" while one runs: harmless
+          }
+          return false;
+        },
+        { timeoutMs: 60_000, intervalMs: 100, what: "sentinel failover", onTimeout: () => sentinel.logTail() },
+      );
     },
     async dispose() {
       await sentinel.stop();
