@@ -21,6 +21,8 @@ import { CarriedState, Mirror } from "./registry/mirror.ts";
 import { createApp } from "./server/app.ts";
 import { peerAddresses } from "./access/client-ip.ts";
 import type { Https } from "./tls/https.ts";
+import { defaultPeerUrl } from "./registry/peer-blobs.ts";
+import { exemptStreamFromIdleTimeout } from "./server/stream-timeout.ts";
 
 /** Longest a SIGTERM waits for in-flight downloads to finish. */
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -69,6 +71,7 @@ const RESTART_KEYS: [string, (c: Config) => unknown][] = [
   ["cache.dir", (c) => c.cache.dir],
   ["cache.max_size", (c) => c.cache.maxSize],
   ["redis", (c) => c.redis],
+  ["server.peer_url", (c) => c.server.peerUrl],
   ["s3", (c) => c.s3],
 ];
 
@@ -78,10 +81,11 @@ export async function serve(config: Config): Promise<RunningServer> {
   let current = await buildGeneration(config, stores);
   stores.serving = current.mirror;
   // Both listeners dispatch to the current generation, so a reload is one assignment.
-  const dispatch = (request: Request, srv: Server<undefined>): Response | Promise<Response> => {
+  const idleMs = config.server.idleTimeoutSeconds * 1000;
+  const dispatch = async (request: Request, srv: Server<undefined>): Promise<Response> => {
     const peer = srv.requestIP(request)?.address;
     if (peer) peerAddresses.set(request, peer);
-    return current.app.handle(request);
+    return exemptStreamFromIdleTimeout(await current.app.handle(request), request, srv, idleMs);
   };
   const https = config.server.tls
     ? await (await import("./tls/https.ts")).Https.start(config.server.tls, {
@@ -168,7 +172,7 @@ async function openStores(config: Config): Promise<Stores> {
     sharedBlobs: config.s3
       ? { store: new (await import("./cache/s3-blob-store.ts")).S3BlobStore(config.s3), redirect: config.s3.redirect, urlTtlSeconds: config.s3.redirectTtlSeconds }
       : undefined,
-    carried: new CarriedState(new DownloadSlots(config.cache.maxDownloads), redis, redis && redisModules ? new redisModules[2].RedisLocks(redis, config.redis!.lockLeaseMs) : undefined),
+    carried: new CarriedState(new DownloadSlots(config.cache.maxDownloads), redis, redis && redisModules ? new redisModules[2].RedisLocks(redis, config.redis!.lockLeaseMs, config.server.peerUrl ?? defaultPeerUrl(config.server.hostname, config.server.port)) : undefined),
     limiterCounters: new LimiterCounters(),
     ownTokenSecret: randomBytes(32).toString("hex"),
     traffic: new TrafficStats(),

@@ -140,9 +140,13 @@ export class RateLimiter {
     const key = `${name}:${windowStart}`;
     if (this.redis) {
       const redisKey = this.redis.key("limit", key);
-      const shared = await this.redis.try(async (c) => {
-        const [[, count]] = (await c.multi().incrby(redisKey, amount).pexpire(redisKey, windowMs + 1_000).exec()) as [[Error | null, number]];
-        return count;
+      const redis = this.redis;
+      const shared = await redis.try(async (c) => {
+        const [count] = await redis.multi(c, [
+          ["incrby", redisKey, amount],
+          ["pexpire", redisKey, windowMs + 1_000],
+        ]);
+        return count as number;
       });
       if (shared !== undefined) return { count: shared, resetsInMs };
     }

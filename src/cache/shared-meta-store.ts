@@ -1,7 +1,11 @@
 // MetaStore for replicas: Redis is the shared truth, the local SQLite store a write-
 // through copy. Reads try Redis first and fall back to the local copy while Redis is
-// down, so an outage never turns a servable pull into an error, and the replica
-// rejoins by itself when Redis returns.
+// down or has lost the key (and then share it again), so an outage never turns a
+// servable pull into an error, and the replica rejoins by itself when Redis returns.
+//
+// Keys of one repository carry its name as a hash tag ({registry/repo}), so a Redis
+// Cluster keeps them in one slot and a MULTI over them works; the one set spanning
+// repositories (repos) is written by a command of its own.
 import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
 import type { SharedRedis } from "./redis-client.ts";
 
@@ -18,10 +22,15 @@ export class SharedMetaStore implements MetaStore {
     return `${repo.registry}/${repo.repository}`;
   }
 
+  /** A key of one repository's: its name in braces is the Cluster hash tag. */
+  private repoKey(kind: "tag" | "tags" | "manifest", repo: RepositoryRef, ...rest: string[]): string {
+    return this.redis.key(kind, `{${this.repoId(repo)}}`, ...rest);
+  }
+
   async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
-    const text = await this.redis.try((c) => c.get(this.redis.key("tag", this.repoId(repo), tag)));
+    const text = await this.redis.try((c) => c.get(this.repoKey("tag", repo, tag)));
     if (text === undefined) return this.local.getTag(repo, tag);
-    if (text === null) return undefined;
+    if (text === null) return this.restore(repo, tag);
     const record = JSON.parse(text) as TagRecord;
     await this.local.putTag(repo, tag, record);
     const local = await this.local.getTag(repo, tag);
@@ -30,15 +39,29 @@ export class SharedMetaStore implements MetaStore {
 
   async putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void> {
     await this.local.putTag(repo, tag, record);
-    const id = this.repoId(repo);
-    await this.redis.try((c) =>
-      c
-        .multi()
-        .set(this.redis.key("tag", id, tag), JSON.stringify(record), "EX", RETENTION_SECONDS)
-        .sadd(this.redis.key("tags", id), tag)
-        .sadd(this.redis.key("repos"), id)
-        .exec(),
-    );
+    await this.shareTag(repo, tag, record, false);
+  }
+
+  /**
+   * Redis answered but lost the mapping (restarted without persistence, evicted, expired):
+   * the local copy answers and is shared again, with its manifest, unless another replica
+   * wrote a mapping in the meantime.
+   */
+  private async restore(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
+    const local = await this.local.getTag(repo, tag);
+    if (!local) return undefined;
+    const { pulledAt: _, ...record } = local;
+    await this.shareTag(repo, tag, record, true);
+    const manifest = await this.local.getManifest(repo, local.digest);
+    if (manifest) await this.shareManifest(repo, manifest);
+    return local;
+  }
+
+  private async shareTag(repo: RepositoryRef, tag: string, record: TagRecord, onlyIfMissing: boolean): Promise<void> {
+    const set: [string, ...(string | number)[]] = ["set", this.repoKey("tag", repo, tag), JSON.stringify(record), "EX", RETENTION_SECONDS];
+    if (onlyIfMissing) set.push("NX");
+    await this.redis.try((c) => this.redis.multi(c, [set, ["sadd", this.repoKey("tags", repo), tag]]));
+    await this.redis.try((c) => c.sadd(this.redis.key("repos"), this.repoId(repo)));
   }
 
   touchTag(repo: RepositoryRef, tag: string, at: number): void {
@@ -48,7 +71,7 @@ export class SharedMetaStore implements MetaStore {
   async getManifest(repo: RepositoryRef, digest: string): Promise<ManifestRecord | undefined> {
     const local = await this.local.getManifest(repo, digest);
     if (local) return local; // immutable: a local copy is as good as the shared one
-    const fields = await this.redis.try((c) => c.hgetallBuffer(this.redis.key("manifest", this.repoId(repo), digest)));
+    const fields = await this.redis.try((c) => c.hgetallBuffer(this.repoKey("manifest", repo, digest)));
     if (!fields?.body || !fields.mediaType) return undefined;
     const record = { digest, mediaType: fields.mediaType.toString(), body: new Uint8Array(fields.body) };
     await this.local.putManifest(repo, record);
@@ -57,47 +80,53 @@ export class SharedMetaStore implements MetaStore {
 
   async putManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void> {
     await this.local.putManifest(repo, record);
-    const key = this.redis.key("manifest", this.repoId(repo), record.digest);
-    await this.redis.try((c) =>
-      c
-        .multi()
-        .hset(key, { mediaType: record.mediaType, body: Buffer.from(record.body) })
-        .expire(key, RETENTION_SECONDS)
-        .sadd(this.redis.key("repos"), this.repoId(repo))
-        .exec(),
-    );
+    await this.shareManifest(repo, record);
   }
 
-  /** The shared manifests (all replicas'), then the local ones; duplicates are harmless to callers. */
+  private async shareManifest(repo: RepositoryRef, record: ManifestRecord): Promise<void> {
+    const key = this.repoKey("manifest", repo, record.digest);
+    await this.redis.try((c) =>
+      this.redis.multi(c, [
+        ["hset", key, "mediaType", record.mediaType, "body", Buffer.from(record.body)],
+        ["expire", key, RETENTION_SECONDS],
+      ]),
+    );
+    await this.redis.try((c) => c.sadd(this.redis.key("repos"), this.repoId(repo)));
+  }
+
+  /** The shared manifests (all replicas', every master of a Cluster), then the local ones; duplicates are harmless to callers. */
   async *manifests(): AsyncIterable<RepositoryRef & ManifestRecord> {
     const prefix = this.redis.key("manifest", "");
-    let cursor = "0";
-    for (let round = 0; round < 100_000; round++) {
-      const page = await this.redis.try((c) => (c as import("ioredis").default).scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500));
-      if (!page) break;
-      cursor = page[0];
-      for (const key of page[1]) {
-        const id = key.slice(prefix.length);
-        const at = id.lastIndexOf("@");
-        const slash = id.indexOf("/");
-        const fields = await this.redis.try((c) => c.hgetallBuffer(key));
-        if (!fields?.body || !fields.mediaType || at < 0 || slash < 0) continue;
-        yield { registry: id.slice(0, slash), repository: id.slice(slash + 1, at), digest: id.slice(at + 1), mediaType: fields.mediaType.toString(), body: new Uint8Array(fields.body) };
+    for (const node of this.redis.masters()) {
+      let cursor = "0";
+      for (let round = 0; round < 100_000; round++) {
+        const page = await this.redis.try(() => node.scan(cursor, "MATCH", `${prefix}*`, "COUNT", 500));
+        if (!page) break;
+        cursor = page[0];
+        for (const key of page[1]) {
+          // manifest:{registry/repository}:digest
+          const match = /^\{([^/}]+)\/([^}]+)\}:(.+)$/.exec(key.slice(prefix.length));
+          if (!match) continue;
+          const fields = await this.redis.try(() => node.hgetallBuffer(key));
+          if (!fields?.body || !fields.mediaType) continue;
+          yield { registry: match[1]!, repository: match[2]!, digest: match[3]!, mediaType: fields.mediaType.toString(), body: new Uint8Array(fields.body) };
+        }
+        if (cursor === "0") break;
       }
-      if (cursor === "0") break;
     }
     yield* this.local.manifests();
   }
 
+  /** The shared tags and this replica's own: Redis may have lost some (see restore). */
   async listTags(repo: RepositoryRef): Promise<string[]> {
-    const tags = await this.redis.try((c) => c.smembers(this.redis.key("tags", this.repoId(repo))));
-    return tags ? tags.sort() : this.local.listTags(repo);
+    const [shared, local] = await Promise.all([this.redis.try((c) => c.smembers(this.repoKey("tags", repo))), this.local.listTags(repo)]);
+    return [...new Set([...(shared ?? []), ...local])].sort();
   }
 
   async listRepositories(): Promise<RepositoryRef[]> {
-    const ids = await this.redis.try((c) => c.smembers(this.redis.key("repos")));
-    if (!ids) return this.local.listRepositories();
-    return ids
+    const [ids, local] = await Promise.all([this.redis.try((c) => c.smembers(this.redis.key("repos"))), this.local.listRepositories()]);
+    const all = new Set([...(ids ?? []), ...local.map((r) => this.repoId(r))]);
+    return [...all]
       .map((id) => {
         const slash = id.indexOf("/");
         return { registry: id.slice(0, slash), repository: id.slice(slash + 1) };

@@ -129,7 +129,7 @@ export interface TlsSettings {
 }
 
 export interface Config {
-  server: { hostname: string; port: number; publicUrl?: string; idleTimeoutSeconds: number; tls?: TlsSettings };
+  server: { hostname: string; port: number; publicUrl?: string; peerUrl?: string; idleTimeoutSeconds: number; tls?: TlsSettings };
   auth?: AuthSettings;
   limits: LimitSettings;
   /** maxDownloads: blob downloads (upstream or shared store → local tier) running at once, for everyone. */

@@ -31,6 +31,7 @@ const ENV_KEYS: Record<string, [section: "server" | "cache" | "log" | "redis" | 
   FERRY_S3_SECRET_ACCESS_KEY: ["s3", "secret_access_key"],
   FERRY_LISTEN: ["server", "listen"],
   FERRY_PUBLIC_URL: ["server", "public_url"],
+  FERRY_PEER_URL: ["server", "peer_url"],
   FERRY_CACHE_DIR: ["cache", "dir"],
   FERRY_CACHE_MAX_SIZE: ["cache", "max_size"],
   FERRY_TAG_TTL: ["cache", "tag_ttl"],
@@ -91,11 +92,13 @@ function build(file: ConfigFile): Config {
   const listen = parseListen(file.server?.listen ?? "0.0.0.0:5000");
   const publicUrl = file.server?.public_url;
   if (publicUrl !== undefined && !isHttpUrl(publicUrl)) throw new ConfigError("server.public_url", `must be an http(s) URL (got "${publicUrl}")`);
+  const peerUrl = file.server?.peer_url;
+  if (peerUrl !== undefined && !isHttpUrl(peerUrl)) throw new ConfigError("server.peer_url", `must be an http(s) URL (got "${peerUrl}")`);
   const level = file.log?.level ?? "info";
   if (!LOG_LEVELS.includes(level)) throw new ConfigError("log.level", `must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`);
   const auth = buildAuth(file.auth);
   return {
-    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), idleTimeoutSeconds: idleTimeout(file.server?.idle_timeout), tls: buildTls(file) },
+    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), idleTimeoutSeconds: idleTimeout(file.server?.idle_timeout), tls: buildTls(file), ...(peerUrl ? { peerUrl: peerUrl.replace(/\/+$/, "") } : {}) },
     auth,
     limits: buildLimits(file.limits),
     cache: {

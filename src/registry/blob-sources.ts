@@ -18,7 +18,7 @@ export interface OpenedBody {
 }
 
 export interface BlobSource {
-  readonly kind: "upstream" | "shared-store";
+  readonly kind: "upstream" | "shared-store" | "peer";
   open(offset: number, signal: AbortSignal): Promise<OpenedBody>;
   /** The body opened last broke (or stalled); true when asking again is worthwhile. */
   bodyFailed(error: Error): boolean;

@@ -3,11 +3,12 @@
 //   there: shared-backfill.ts). Shared hit: a 307 to a short-lived URL (redirect mode), or a
 //   download from the shared store into the local tier, streamed to the client.
 // - Miss everywhere: one replica (Redis lease) downloads from upstream, writing the local
-//   tier and the shared store at once; the others wait for the shared copy.
+//   tier and the shared store at once; the others stream it from that replica as it
+//   arrives (peer-blobs.ts), or wait for the shared copy when the holder names no peer.
 // - HEAD on an uncached blob is answered from an upstream HEAD; it never downloads.
 import { CacheWriteError, type BlobKey } from "../cache/blob-store.ts";
 import type { FsBlobStore } from "../cache/fs-blob-store.ts";
-import type { Lease, LockService } from "../cache/locks.ts";
+import type { Lease, LeaseHolder, LockService } from "../cache/locks.ts";
 import type { RemoteBlobStore } from "../cache/remote-blob-store.ts";
 import { TeeBlobWriter } from "../cache/tee-blob-writer.ts";
 import type { Logger } from "../observe/logger.ts";
@@ -18,6 +19,7 @@ import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
 import type { Upstream } from "../upstream/upstream.ts";
 import { BlobDownload, type DownloadSlots } from "./blob-download.ts";
 import type { BlobMembership } from "./blob-membership.ts";
+import { PeerBlobSource, shareLocalCopy } from "./peer-blobs.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
 import { SharedBackfill } from "./shared-backfill.ts";
 import type { BlobResult } from "./results.ts";
@@ -88,15 +90,17 @@ export class BlobService {
       if (inShared) return { digest: req.digest, source: "shared", size: inShared.size, body: { kind: "none" }, cache: "hit" };
       return confirmed ?? this.headUpstream(req, what);
     }
-    if (running) return this.follow(running, req, what, running.sourceKind === "shared-store" ? "shared" : "upstream");
+    if (running) return this.follow(running, req, what, running.sourceKind === "upstream" ? "upstream" : "shared");
     let shared: { size: number } | undefined;
     let lease: Lease | undefined;
+    let peer: LeaseHolder | undefined;
     if (this.shared) {
       // While another replica holds the lease, its upload may be completing: the shared
       // copy is trusted only once the lease is released (after the upload completed).
       if (!(await this.locks.isHeld(leaseName(key)))) shared = await this.sharedStat(key);
-      if (!shared) ({ shared, lease } = await this.leaseOrPeerCopy(key));
+      if (!shared) ({ shared, lease, peer } = await this.leaseOrPeerCopy(key));
     }
+    if (peer) return this.fromPeer(key, req, what, peer);
     if (shared) {
       if (this.shared!.redirect) {
         const url = await this.shared!.store.publicUrl(key, this.shared!.urlTtlSeconds);
@@ -146,6 +150,25 @@ export class BlobService {
     return { digest: req.digest, source: from.kind === "shared-store" ? "shared" : "upstream", size: opened.size, range, body: { kind: "stream", stream }, cache: "bypass" };
   }
 
+  /** Another replica is downloading the blob: stream its download (or take over from it). */
+  private fromPeer(key: BlobKey, req: BlobRequest, what: string, peer: LeaseHolder): Promise<BlobResult> {
+    const takeOver = async (): Promise<BlobSource> => {
+      const shared = await this.sharedStat(key);
+      return shared ? new SharedStoreBlobSource(this.shared!.store, key, shared.size) : new UpstreamBlobSource(this.upstreamFor(key.registry), req.repository, key, req.credentials);
+    };
+    let download = this.downloads.get(keyString(key));
+    if (!download) {
+      const source = new PeerBlobSource(peer, key, this.locks, leaseName(key), takeOver, this.log);
+      download = this.start(key, source, false);
+      const started = download;
+      started.finished.then(async () => {
+        if (source.fetchedUpstream && started.state === "done") await shareLocalCopy(this.local, this.shared!.store, key, this.log);
+        await source.release();
+      });
+    }
+    return this.follow(download, req, what, "shared");
+  }
+
   private start(key: BlobKey, source: BlobSource, fillShared: boolean): BlobDownload {
     const id = keyString(key);
     const shared = fillShared && !this.sharedDown ? this.shared?.store : undefined;
@@ -167,14 +190,17 @@ export class BlobService {
   }
 
   /**
-   * Takes the cross-replica lease for a blob missing everywhere, or waits (bounded) for
-   * the replica holding it to publish the blob in the shared store. A lease left by a
-   * replica that died expires, and then this one takes over.
+   * Takes the cross-replica lease for a blob missing everywhere, or names the replica
+   * holding it (to stream from), or, when the holder names no peer URL, waits (bounded)
+   * for it to publish the blob in the shared store. A lease left by a replica that died
+   * expires, and then this one takes over.
    */
-  private async leaseOrPeerCopy(key: BlobKey): Promise<{ shared?: { size: number }; lease?: Lease }> {
+  private async leaseOrPeerCopy(key: BlobKey): Promise<{ shared?: { size: number }; lease?: Lease; peer?: LeaseHolder }> {
     const name = leaseName(key);
     const deadline = Date.now() + MAX_WAIT_FOR_PEER_MS;
     for (let round = 0; Date.now() < deadline; round++) {
+      // This process started it meanwhile (its own lease): get() follows that download.
+      if (this.downloads.has(keyString(key))) return {};
       const lease = await this.locks.acquire(name);
       if (lease) {
         // The holder may have finished between our look and the lease.
@@ -185,6 +211,8 @@ export class BlobService {
         }
         return { lease };
       }
+      const peer = await this.locks.holder(name);
+      if (peer) return { peer };
       await Bun.sleep(Math.min(100 * 2 ** Math.min(round, 4), 1_000));
       if (await this.locks.isHeld(name)) continue;
       const shared = await this.sharedStat(key);

@@ -57,6 +57,8 @@ export class Mirror {
   readonly traffic: TrafficStats;
   readonly redis: SharedRedis | undefined;
   readonly sharedBlobs: SharedBlobTier | undefined;
+  /** Cross-replica leases; their token also admits a peer to our downloads. */
+  readonly locks: LockService;
 
   constructor(
     readonly config: Config,
@@ -75,7 +77,8 @@ export class Mirror {
       cacheMaxBytes: config.cache.maxSize,
     });
     const carried = shared.carried ?? new CarriedState(new DownloadSlots(config.cache.maxDownloads), shared.redis);
-    const { tokens, locks } = carried;
+    const { tokens } = carried;
+    const locks = (this.locks = carried.locks);
     const healthInUse = new Set<string>();
     for (const registry of config.registries) {
       const healthOf = (url: string, create: () => EndpointHealth) => {

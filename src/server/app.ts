@@ -12,6 +12,7 @@ import { RegistryError } from "../protocol/errors.ts";
 import { requestUrl, unroutableHost } from "../protocol/request-url.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
 import { healthApi } from "./health-api.ts";
+import { peerApi } from "./peer-api.ts";
 import { statusApi } from "./status-api.ts";
 import { webUi } from "./web-ui.ts";
 import type { CertificateState } from "../tls/cert-manager.ts";
@@ -47,6 +48,7 @@ export function createApp(mirror: Mirror, access: AccessControl, certificate: ()
     .use(tokenEndpoint(mirror.config, access, (name) => mirror.upstreamFor(name)))
     .use(registryApi(mirror, access))
     .use(statusApi(mirror, certificate))
+    .use(peerApi(mirror))
     .use(healthApi(mirror))
     .get("/metrics", async () => new Response(await mirror.metrics.registry.metrics(), { headers: { "Content-Type": mirror.metrics.registry.contentType } }))
     .use(webUi(mirror));

@@ -3,6 +3,7 @@ import { contentRange } from "../protocol/range.ts";
 import { MediaType } from "../protocol/media-types.ts";
 import type { ReferrersResult } from "../registry/referrers.ts";
 import type { BlobResult, ManifestResult } from "../registry/results.ts";
+import { markStreamed } from "./stream-timeout.ts";
 
 export const API_VERSION_HEADER = { "Docker-Distribution-API-Version": "registry/2.0" } as const;
 
@@ -66,7 +67,7 @@ export function blobResponse(b: BlobResult, extra: Record<string, string>): Resp
       return new Response(b.range ? file.slice(b.range.start, b.range.end + 1) : file, { status, headers });
     }
     case "stream":
-      return new Response(b.body.stream, { status, headers });
+      return new Response(b.body.stream, { status, headers: markStreamed(headers) });
     case "redirect":
       // The client fetches (and ranges) the bytes from the shared store itself.
       return new Response(null, { status: 307, headers: { ...API_VERSION_HEADER, ...extra, Location: b.body.url, "Docker-Content-Digest": b.digest } });

@@ -28,11 +28,12 @@ export class SharedHealth {
     if (!this.redis.ready) return;
     const endpoints = [...new Set(this.endpoints())];
     const keys = endpoints.map((e) => this.redis.key("health", e.url));
-    const remote = await this.redis.try((c) => c.mget(...keys));
-    if (!remote) return;
+    // One GET per endpoint, not an MGET: on a Redis Cluster the keys live in different slots.
+    const remote = await Promise.all(keys.map((key) => this.redis.try((c) => c.get(key))));
     const now = Date.now();
     await Promise.all(
       endpoints.map(async (endpoint, i) => {
+        if (remote[i] === undefined) return; // Redis did not answer for this key
         const theirs = remote[i] ? (JSON.parse(remote[i]!) as { until: number; reason: "rate-limit" | "failure" }) : undefined;
         if (theirs) endpoint.health.applyRemoteCooldown(theirs.until, theirs.reason);
         const ours = endpoint.health.cooldown();

@@ -60,7 +60,7 @@ describe("Redis Sentinel", () => {
       expect(r.headers.get("docker-content-digest")).toBe(image.manifestDigest);
       const direct = new Redis(master.url);
       try {
-        expect(JSON.parse((await direct.get("ferry:tag:docker.io/library/five:latest"))!).digest).toBe(image.manifestDigest);
+        expect(JSON.parse((await direct.get("ferry:tag:{docker.io/library/five}:latest"))!).digest).toBe(image.manifestDigest);
       } finally {
         direct.disconnect();
       }

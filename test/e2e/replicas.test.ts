@@ -145,7 +145,7 @@ describe("replicas behind a load balancer", () => {
     const client = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 1 });
     try {
       await client.connect();
-      const tagKeys = await client.keys("ferry:tag:docker.io/library/*");
+      const tagKeys = await client.keys("ferry:tag:{docker.io/library/*");
       expect(tagKeys.length).toBeGreaterThan(0);
     } finally {
       client.disconnect();

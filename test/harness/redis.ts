@@ -9,7 +9,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { LOOPBACK, freePort, onExit, spawnDaemon, waitFor, type Daemon } from "./proc.ts";
+import { LOOPBACK, freePort, onExit, pidAlive, run, spawnDaemon, waitFor, type Daemon } from "./proc.ts";
 
 export interface RedisOptions {
   /** Fixed port (default: a free one). */
@@ -134,4 +134,145 @@ export async function startRedis(opts: RedisOptions = {}): Promise<RedisServer> 
     },
     logTail: (bytes?: number) => daemon?.logTail(bytes) ?? "",
   };
+}
+
+export interface RedisCluster {
+  /** "127.0.0.1:PORT" of every master, for ferry's redis.cluster_nodes. */
+  readonly nodes: string[];
+  readonly masters: RedisServer[];
+  /** The master serving a key's hash slot (asked of the cluster itself). */
+  masterFor(key: string): Promise<RedisServer>;
+  /** Waits until every master still running reports cluster_state:ok. */
+  waitHealthy(timeoutMs?: number): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+function redisCli(port: number, ...args: string[]): Promise<string> {
+  return run(["redis-cli", "-h", LOOPBACK, "-p", String(port), ...args], { timeoutMs: 10_000 }).then((r) => r.stdout);
+}
+
+/**
+ * A real Redis Cluster of `masters` redis-servers on loopback, made with
+ * `redis-cli --cluster create` and no replicas. cluster-require-full-coverage is off,
+ * as ferry's README asks: with a master gone, the slots of the others keep answering.
+ */
+export async function startRedisCluster(opts: { masters?: number } = {}): Promise<RedisCluster> {
+  const count = opts.masters ?? 3;
+  const masters = await Promise.all(
+    Array.from({ length: count }, () =>
+      startRedis({ extraConfig: ["cluster-enabled yes", "cluster-config-file nodes.conf", "cluster-node-timeout 1000", "cluster-require-full-coverage no"] }),
+    ),
+  );
+  const nodes = masters.map((m) => `${LOOPBACK}:${m.port}`);
+  await redisCli(masters[0]!.port, "--cluster", "create", ...nodes, "--cluster-replicas", "0", "--cluster-yes");
+  const cluster: RedisCluster = {
+    nodes,
+    masters,
+    async masterFor(key) {
+      const slot = Number((await redisCli(masters[0]!.port, "CLUSTER", "KEYSLOT", key)).trim());
+      for (const m of masters) {
+        if (!pidAlive(m.pid)) continue;
+        // CLUSTER NODES: the line flagged "myself" lists this master's slot ranges from field 9 on.
+        const me = (await redisCli(m.port, "CLUSTER", "NODES")).split("\n").find((l) => l.includes("myself"));
+        const ranges = me?.trim().split(" ").slice(8) ?? [];
+        const owns = ranges.some((r) => {
+          const [a = -1, b = a] = r.split("-").map(Number);
+          return slot >= a && slot <= b;
+        });
+        if (owns) return m;
+      }
+      throw new Error(`no running master owns slot ${slot} of ${key}`);
+    },
+    async waitHealthy(timeoutMs = 20_000) {
+      await waitFor(
+        async () => {
+          for (const m of masters) {
+            if (!pidAlive(m.pid)) continue;
+            if (!(await redisCli(m.port, "CLUSTER", "INFO").catch(() => "")).includes("cluster_state:ok")) return false;
+          }
+          return true;
+        },
+        { timeoutMs, intervalMs: 100, what: "redis cluster state ok" },
+      );
+    },
+    async dispose() {
+      await Promise.all(masters.map((m) => m.dispose()));
+    },
+  };
+  await cluster.waitHealthy();
+  return cluster;
+}
+
+export interface RedisSentinelSet {
+  /** "127.0.0.1:PORT" of the sentinel, for ferry's redis.sentinels. */
+  readonly sentinel: string;
+  readonly name: string;
+  /** The two redis-servers; which one is master changes with failover(). */
+  readonly servers: RedisServer[];
+  /** The server Sentinel names as master now. */
+  master(): Promise<RedisServer>;
+  /** SENTINEL FAILOVER: the replica becomes master; resolves once Sentinel says so. */
+  failover(): Promise<void>;
+  dispose(): Promise<void>;
+}
+
+/**
+ * A master, one replica and one redis-sentinel (quorum 1) on loopback, all real
+ * redis-server processes. Used where ferry must follow a failover.
+ */
+export async function startRedisSentinel(name = "ferrymaster"): Promise<RedisSentinelSet> {
+  const primary = await startRedis();
+  const replica = await startRedis({ extraConfig: [`replicaof ${LOOPBACK} ${primary.port}`] });
+  const servers = [primary, replica];
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), "ferry-sentinel-"));
+  const unregisterRm = onExit(() => rmSync(dir, { recursive: true, force: true }));
+  const conf = join(dir, "sentinel.conf");
+  writeFileSync(
+    conf,
+    [`port ${port}`, `bind ${LOOPBACK}`, `dir ${dir}`, `sentinel monitor ${name} ${LOOPBACK} ${primary.port} 1`, `sentinel down-after-milliseconds ${name} 1000`, `sentinel failover-timeout ${name} 5000`, "sentinel resolve-hostnames no", ""].join("\n"),
+  );
+  const sentinel = spawnDaemon(["redis-server", conf, "--sentinel"], { logFile: join(dir, "sentinel.log") });
+  const masterPort = async () => Number((await redisCli(port, "SENTINEL", "get-master-addr-by-name", name)).trim().split("\n")[1] ?? 0);
+  // Ready once Sentinel knows the master and its replica is in sync.
+  await waitFor(
+    async () => (await masterPort()) === primary.port && (await redisCli(replica.port, "INFO", "replication")).includes("master_link_status:up") && (await redisCli(port, "SENTINEL", "replicas", name)).includes(String(replica.port)),
+    { timeoutMs: 20_000, intervalMs: 100, what: "redis sentinel with master and replica", onTimeout: () => sentinel.logTail() },
+  );
+  const set: RedisSentinelSet = {
+    sentinel: `${LOOPBACK}:${port}`,
+    name,
+    servers,
+    async master() {
+      const p = await masterPort();
+      return servers.find((s) => s.port === p) ?? primary;
+    },
+    async failover() {
+      const before = await masterPort();
+      const other = servers.find((s) => s.port !== before)!;
+      // The replica must be in sync (e.g. after the master was restarted) before it can be promoted.
+      await waitFor(async () => (await redisCli(other.port, "INFO", "replication")).includes("master_link_status:up"), { timeoutMs: 20_000, intervalMs: 100, what: "replica in sync" });
+      // On a loaded machine Sentinel may enter TILT mode (its timer ran late) and drop the
+      // failover for 30 s: ask again until the switch happened, within a bound.
+      let askedAt = 0;
+      await waitFor(
+        async () => {
+          if ((await masterPort()) === other.port && (await redisCli(other.port, "ROLE")).startsWith("master")) return true;
+          if (Date.now() - askedAt > 6_000) {
+            askedAt = Date.now();
+            await redisCli(port, "SENTINEL", "FAILOVER", name); // "INPROG" while one runs: harmless
+          }
+          return false;
+        },
+        { timeoutMs: 60_000, intervalMs: 100, what: "sentinel failover", onTimeout: () => sentinel.logTail() },
+      );
+    },
+    async dispose() {
+      await sentinel.stop();
+      await Promise.all(servers.map((s) => s.dispose()));
+      rmSync(dir, { recursive: true, force: true });
+      unregisterRm();
+    },
+  };
+  return set;
 }

@@ -200,6 +200,9 @@ describe("tiers", () => {
     const locks: LockService = {
       isHeld: async (name) => held.has(name),
       acquire: async (name) => (held.add(name), { release: async () => void held.delete(name) }),
+      holder: async () => undefined,
+      ownsToken: () => false,
+      leaseMs: 15_000,
     };
     const { manifests } = service([endpointConfig(stall.url, { timeoutMs: 300 })], { locks });
     const e = await failure(get(manifests, "1"));
@@ -250,7 +253,7 @@ describe("single-flight", () => {
     const gate = new Promise<void>((r) => (letGo = r));
     let leased!: () => void;
     const leaseTaken = new Promise<void>((r) => (leased = r));
-    const locks: LockService = { isHeld: async () => false, acquire: async (): Promise<Lease> => ({ release: async () => (leased(), await gate) }) };
+    const locks: LockService = { isHeld: async () => false, acquire: async (): Promise<Lease> => ({ release: async () => (leased(), await gate) }), holder: async () => undefined, ownsToken: () => false, leaseMs: 15_000 };
     const { manifests, meta } = service([up.url], { tagTtlMs: 0, locks });
     const miss = get(manifests, "1");
     await leaseTaken;
