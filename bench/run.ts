@@ -62,9 +62,9 @@ const P = {
   largeStartupRuns: QUICK ? 3 : 7,
   apiRequests: QUICK ? 10 : 30,
   /** Scenario 10: the tier at max_size, and wrk's window after the cold GET that overflows it. */
-  evictionBlobs: QUICK ? 5_000 : 20_000,
-  evictionBlobKiB: QUICK ? 32 : 64,
-  evictionWrkSeconds: QUICK ? 2 : 5,
+  evictionBlobs: QUICK ? 10_000 : 65_536,
+  evictionBlobKiB: 16,
+  evictionWrkSeconds: QUICK ? 1 : 2,
   startupRuns: QUICK ? 5 : 15,
   economyImages: 10,
 };
@@ -973,9 +973,9 @@ async function main(): Promise<void> {
   }
 
   // 10. Eviction under max_size pressure while serving --------------------------------------
-  // A tier filled to max_size; a cold pull of the big blob pushes it over, and ferry deletes
-  // the oldest files (to 90% of max_size) while wrk asks for a small cached blob. Without
-  // eviction: the same tier and the same cold pull with no max_size.
+  // A tier filled to max_size; a cold GET of the big blob pushes it over, and from its commit
+  // ferry deletes the oldest files (to 90% of max_size: thousands of them) while wrk asks
+  // for a small cached blob. Without eviction: the same tier and cold GET, no max_size.
   if (ONLY.has("10")) {
     log(`10. eviction: ${P.evictionBlobs} blobs of ${P.evictionBlobKiB} KiB at max_size, wrk during a cold GET's eviction vs no eviction`);
     const runs: Record<string, (WrkResult & { evictedFiles?: number; evictionEndMs?: number; peakMiB?: number })[]> = {};
@@ -990,13 +990,16 @@ async function main(): Promise<void> {
             await getBlob(hotUrl, 1, hot.size); // now the newest in LRU order
             await waitQuiet();
             await getBlob(blobUrl(f.url, bigRepo, layer.digest), 1, layer.size);
-            // The commit (fsync, rename) and the eviction it starts follow the last byte.
+            // The commit (fsync, rename) follows the last byte, and starts the eviction.
+            await waitFor(ferryStored(f.cacheDir, [layer.digest]), { timeoutMs: 60_000, intervalMs: 5, what: "the cold blob's commit" });
             const t0 = Date.now();
             const r = await runWrk({ url: hotUrl, connections: P.wrkConnections, threads: 1, seconds: P.evictionWrkSeconds });
-            const evicted = readFileSync(f.logFile, "utf8")
-              .split("\n")
-              .filter((l) => l.includes("evicted least recently used"))
-              .map((l) => JSON.parse(l) as { time: string; evictedFiles: number })[0];
+            const evictionLine = () =>
+              readFileSync(f.logFile, "utf8")
+                .split("\n")
+                .filter((l) => l.includes("evicted least recently used"))
+                .map((l) => JSON.parse(l) as { time: string; evictedFiles: number })[0];
+            const evicted = name === "eviction" ? await waitFor(evictionLine, { timeoutMs: 60_000, intervalMs: 50, what: "ferry's eviction log line" }) : undefined;
             (runs[name] ??= []).push({ ...r, evictedFiles: evicted?.evictedFiles, evictionEndMs: evicted ? Date.parse(evicted.time) - t0 : undefined, peakMiB: peakRssMiB(f.pid) });
           });
         } finally {
