@@ -6,12 +6,15 @@
 // nginx serving ferry's cached blob file with sendfile (in scenario 3: nginx as a
 // store-and-forward proxy, two bare Bun relays, bench/lib/bun-relay.ts, and a bare C
 // relay, bench/lib/c-relay.c, as floors of the machine, of the runtime and of a native byte
-// path). Each scenario runs against each peer in alternating order for several rounds;
-// medians go into a table of absolute figures and ferry/peer ratios, written to
-// bench/results/latest.{json,md}.
+// path); s3rver for the S3 tier (scenario 8); large local tiers written in ferry's
+// on-disk format (bench/lib/cache-fixture.ts, scenarios 9 to 11). Each scenario runs
+// against each peer in alternating order for several rounds; medians go into a table of
+// absolute figures and ferry/peer ratios, written to bench/results/latest.{json,md}.
+// The scenarios and issue 21's targets are described in bench/README.md.
 //
 // Options: --quick (small sizes, 1 round), --check (exit 1 when a target is missed),
-// --rounds N, --source (run `bun src/main.ts` instead of the binary), --only 1,3,7,
+// --rounds N, --source (run `bun src/main.ts` instead of the binary),
+// --only 1,3,3c,7 (3 includes 3b; default all: 1,2,3,3c,4,5,6,7,8,9,10,11),
 // --render (re-render latest.md from latest.json).
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { cpus, release, tmpdir, totalmem } from "node:os";
@@ -890,7 +893,7 @@ async function main(): Promise<void> {
       const { getSignedUrl } = await import("@aws-sdk/s3-request-presigner");
       const { GetObjectCommand } = await import("@aws-sdk/client-s3");
       const direct = await getSignedUrl(s3.client(), new GetObjectCommand({ Bucket: s3.bucket, Key: key }), { expiresIn: 3600 });
-      const runs: Record<string, { mibPerSec: number; wallMs: number; cpuS?: number; peakMiB?: number; upstreamBlobRequests: number }[]> = {};
+      const runs: Record<string, { mibPerSec: number; wallMs: number; firstByteMs?: number; cpuS?: number; peakMiB?: number; upstreamBlobRequests: number }[]> = {};
       for (let round = 0; round < P.rounds; round++) {
         for (const name of rotate(["ferry", "direct"], round)) {
           const once = async (url: string, pid?: number) => {
@@ -901,6 +904,7 @@ async function main(): Promise<void> {
             (runs[name] ??= []).push({
               mibPerSec: r.mibPerSec,
               wallMs: r.wallMs,
+              firstByteMs: r.requests[0]?.firstByteMs,
               cpuS: pid && cpu0 !== undefined ? (cpuSeconds(pid) ?? 0) - cpu0 : undefined,
               peakMiB: pid ? peakRssMiB(pid) : undefined,
               upstreamBlobRequests: up.count({ pathIncludes: hex }),
@@ -921,7 +925,7 @@ async function main(): Promise<void> {
         ferry: rate("ferry"),
         direct: rate("direct"),
         ratio: { value: rate("ferry") / rate("direct"), of: "direct S3 GET" },
-        note: `direct: a presigned GET of the same object from s3rver; ferry streams it from S3 to the client and into its local tier, hashing it; ferry CPU ${median(runs.ferry!.map((r) => r.cpuS ?? NaN)).toFixed(2)} s per GET; issue 21 names no figure for this row`,
+        note: `direct: a presigned GET of the same object from s3rver; ferry streams it from S3 to the client and into its local tier, hashing it; ferry CPU ${median(runs.ferry!.map((r) => r.cpuS ?? NaN)).toFixed(2)} s per GET; first byte after ${median(runs.ferry!.map((r) => r.firstByteMs ?? NaN)).toFixed(0)} ms through ferry (a fresh process: its first S3 request), ${median(runs.direct!.map((r) => r.firstByteMs ?? NaN)).toFixed(0)} ms direct; issue 21 names no figure for this row`,
       });
       rows.push({
         id: "8",

@@ -85,12 +85,14 @@ function pipedThenRead(response: Response, hex: string, path: string): ReadableS
   const size = Number(response.headers.get("content-length") ?? NaN);
   let written: number | undefined; // set when the native write has finished
   let failed: Error | undefined;
+  // The file exists before the write starts, so the reader can open it at once (Bun.write
+  // truncates the same inode).
+  const fd = openSync(path, "w+");
   const done = Bun.write(path, response).then(
     (n) => void (written = n),
     (e: Error) => void (failed = e),
   );
   const hasher = new Bun.CryptoHasher("sha256");
-  let fd: number | undefined;
   let offset = 0;
   let held: Uint8Array | undefined;
   return new ReadableStream<Uint8Array>(
@@ -98,7 +100,6 @@ function pipedThenRead(response: Response, hex: string, path: string): ReadableS
       async pull(controller) {
         for (let spins = 0; spins < 100_000; spins++) {
           if (failed) return controller.error(failed);
-          fd ??= openSync(path, "r");
           const end = written ?? fstatSync(fd).size;
           if (end > offset) {
             const chunk = new Uint8Array(Math.min(READ_CHUNK, end - offset));
@@ -106,9 +107,14 @@ function pipedThenRead(response: Response, hex: string, path: string): ReadableS
             offset += n;
             const data = n === chunk.byteLength ? chunk : chunk.subarray(0, n);
             hasher.update(data);
-            if (held) controller.enqueue(held);
+            const previous = held;
             held = data;
-            if (written === undefined || offset < written) return;
+            // A pull that enqueues nothing is not called again: return only after an enqueue.
+            if (previous) {
+              controller.enqueue(previous);
+              if (written === undefined || offset < written) return;
+            }
+            continue;
           }
           if (written !== undefined && offset >= written) {
             closeSync(fd);
