@@ -486,12 +486,12 @@ async function main(): Promise<void> {
     };
     const cRelay = buildCRelay(work);
     if ("error" in cRelay) log(`the C relay can't be built here, its row stays empty: ${cRelay.error}`);
-    const peers = ["ferry", "direct", "distribution", "nginx", "bun-relay", "bun-relay-store", "bun-relay-native", ...("binary" in cRelay ? ["c-relay-store"] : [])];
+    const peers = ["ferry", "direct", "distribution", "nginx", "bun-relay", "bun-relay-store", "bun-relay-native", "bun-relay-worker", ...("binary" in cRelay ? ["c-relay-store"] : [])];
     for (let round = 0; round < P.rounds; round++) {
       for (const name of rotate(peers, round)) {
         if (name === "direct") await measure(name, up.url);
         else if (name === "c-relay-store" && "binary" in cRelay) await withPeer(startCRelay(cRelay.binary, up.url), (r) => measure(name, r.url, r.pid));
-        else if (name.startsWith("bun-relay")) await withPeer(startBunRelay(up.url, name === "bun-relay" ? "relay" : name === "bun-relay-store" ? "store" : "native"), (r) => measure(name, r.url, r.pid));
+        else if (name.startsWith("bun-relay")) await withPeer(startBunRelay(up.url, name === "bun-relay" ? "relay" : (name.slice("bun-relay-".length) as "store" | "native" | "worker")), (r) => measure(name, r.url, r.pid));
         else if (name === "ferry") await withPeer(startFerryPeer(ferryOpts()), (f) => measure(name, f.url, f.pid, ferryStored(f.cacheDir, [layer.digest])));
         else if (name === "nginx") await withPeer(startNginxStoreForward(up.url), (n) => measure(name, n.url, n.pid));
         else await withPeer(startDistributionProxy(up.url), (d) => measure(name, d.url, d.pid, distributionStored(d.dataDir, [layer.digest])));
@@ -549,6 +549,15 @@ async function main(): Promise<void> {
       direct: pullS("direct"),
       ratio: { value: pullS("ferry") / pullS("bun-relay-native"), of: "piped-to-file Bun relay" },
       note: `bench/lib/bun-relay.ts native: Bun.write(file, response), the client served from 4 MiB preads of the file, hashed as read, the last chunk held until verified: ${relay("bun-relay-native")}`,
+    });
+    // Another: hashing and the file write on a worker thread, so the event loop's share falls.
+    coldRow({
+      metric: "total pull time, against a Bun relay that hashes and writes on a worker",
+      unit: "s",
+      ferry: pullS("ferry"),
+      direct: pullS("direct"),
+      ratio: { value: pullS("ferry") / pullS("bun-relay-worker"), of: "worker-hashing Bun relay" },
+      note: `bench/lib/bun-relay.ts worker: chunks to the client as they come, copies to bench/lib/hash-worker.ts in 1 MiB batches, the last chunk held until the worker's digest matches: ${relay("bun-relay-worker")}`,
     });
     // And for a native byte path (bench/lib/c-relay.c): the same obligatory work in C, so
     // what a mirror would gain by taking blob bytes out of the runtime is measured, not guessed.

@@ -7,6 +7,11 @@
 //                                 and the file is hashed and served from the page cache in
 //                                 large preads behind the write, the last chunk held until
 //                                 the digest is verified
+//   bun bench/lib/bun-relay.ts <port> <upstream> <store dir> worker
+//                                 the JS-stream relay with hashing and the file write on a
+//                                 worker thread (bench/lib/hash-worker.ts), fed copies of
+//                                 the chunks in ~1 MiB batches, the last chunk held until
+//                                 the worker's digest matches
 // Each request goes to the upstream; a blob redirect is followed here (without the
 // Authorization header, which the CDN refuses). Relay only: the upstream's body goes to
 // Bun.serve as it is, which pipes it natively: no cache, no digest check, no disk. With
@@ -36,7 +41,13 @@ Bun.serve({
     }
     const blob = /\/blobs\/sha256:([0-9a-f]{64})$/.exec(url.pathname)?.[1];
     const stored = storeDir && blob && response.ok && response.body;
-    const body = !stored ? response.body : mode === "native" ? pipedThenRead(response, blob, join(storeDir, blob)) : hashedAndStored(response.body!, blob, join(storeDir, blob));
+    const body = !stored
+      ? response.body
+      : mode === "native"
+        ? pipedThenRead(response, blob, join(storeDir, blob))
+        : mode === "worker"
+          ? hashedOnWorker(response.body!, blob, join(storeDir, blob))
+          : hashedAndStored(response.body!, blob, join(storeDir, blob));
     return new Response(body, { status: response.status, headers: response.headers });
   },
 });
@@ -126,6 +137,54 @@ function pipedThenRead(response: Response, hex: string, path: string): ReadableS
           await Promise.race([done, Bun.sleep(1)]);
         }
         controller.error(new Error("the native write stalled"));
+      },
+    },
+    { highWaterMark: 0 },
+  );
+}
+
+const BATCH = 1024 * 1024;
+
+/** Chunks go to the client as they come (the last one held); a worker hashes and writes copies. */
+function hashedOnWorker(body: ReadableStream<Uint8Array>, hex: string, path: string): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  const worker = new Worker(new URL("./hash-worker.ts", import.meta.url).href);
+  const digest = new Promise<string>((resolve) => worker.addEventListener("message", (e: MessageEvent<{ digest: string }>) => resolve(e.data.digest), { once: true }));
+  worker.postMessage({ open: path });
+  let batch = new Uint8Array(BATCH);
+  let filled = 0;
+  const flush = () => {
+    if (filled === 0) return;
+    worker.postMessage({ batch: batch.buffer, length: filled }, [batch.buffer]);
+    batch = new Uint8Array(BATCH);
+    filled = 0;
+  };
+  let held: Uint8Array | undefined;
+  return new ReadableStream<Uint8Array>(
+    {
+      async pull(controller) {
+        for (;;) {
+          const { done, value } = await reader.read();
+          if (done) {
+            flush();
+            worker.postMessage({ end: true });
+            const ok = (await digest) === hex;
+            void worker.terminate();
+            if (!ok) return controller.error(new Error("digest mismatch"));
+            if (held) controller.enqueue(held);
+            return controller.close();
+          }
+          for (let at = 0; at < value.byteLength; ) {
+            const n = Math.min(BATCH - filled, value.byteLength - at);
+            batch.set(value.subarray(at, at + n), filled);
+            filled += n;
+            at += n;
+            if (filled === BATCH) flush();
+          }
+          const previous = held;
+          held = value;
+          if (previous) return controller.enqueue(previous);
+        }
       },
     },
     { highWaterMark: 0 },

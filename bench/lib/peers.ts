@@ -258,10 +258,11 @@ export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer>
 
 /**
  * bench/lib/bun-relay.ts: Bun relaying the upstream; "store" also hashes and stores blobs
- * through a JS stream, "native" does that work on the piped-to-file data path.
+ * through a JS stream, "native" does that work on the piped-to-file data path, "worker"
+ * hashes and writes on a worker thread.
  */
-export function startBunRelay(upstreamUrl: string, mode: "relay" | "store" | "native" = "relay"): Promise<Peer> {
-  const extra = mode === "relay" ? [] : mode === "store" ? ["DIR"] : ["DIR", "native"];
+export function startBunRelay(upstreamUrl: string, mode: "relay" | "store" | "native" | "worker" = "relay"): Promise<Peer> {
+  const extra = mode === "relay" ? [] : mode === "store" ? ["DIR"] : ["DIR", mode];
   return startRelay(mode === "relay" ? "bun-relay" : `bun-relay-${mode}`, (port, dir) => [BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...extra.map((a) => (a === "DIR" ? dir : a))]);
 }
 
