@@ -436,6 +436,7 @@ async function main(): Promise<void> {
         }
       }
       raw.manifest = { runs, upstreamCalls, ferryCpuUsPerRequest, ferryPeakRssMiB: peakRssMiB(ferry.pid) };
+      memory.push({ scenario: "2 warm tag manifest", peakMiB: peakRssMiB(ferry.pid) ?? NaN });
       const rps = (n: string) => median(runs[n]!.map((r) => r.rps));
       const p99 = (n: string) => median(runs[n]!.map((r) => r.p99Ms));
       const errs = (n: string) => runs[n]!.reduce((a, r) => a + r.errors + r.non2xx, 0);
@@ -622,6 +623,7 @@ async function main(): Promise<void> {
     log(`3b. cold pull through an upstream link of ${P.linkMiBps} MiB/s: direct vs ferry`);
     await withPeer(startThrottleProxy(P.linkMiBps * 1048576), async (proxy) => {
       const runs: Record<string, number[]> = {};
+      const peaks: number[] = [];
       const measure = async (name: string, base: string, via?: string) => {
         await waitQuiet();
         const r = await client<Extract<ClientResult, { mode: "pull" }>>({ mode: "pull", base, repo: bigRepo, tag: "latest", proxy: via });
@@ -630,10 +632,15 @@ async function main(): Promise<void> {
       for (let round = 0; round < P.rounds; round++) {
         for (const name of rotate(["ferry", "direct"], round)) {
           if (name === "direct") await measure(name, up.url, proxy.url);
-          else await withPeer(startFerryPeer(ferryOpts({ proxy: proxy.url })), (f) => measure(name, f.url));
+          else
+            await withPeer(startFerryPeer(ferryOpts({ proxy: proxy.url })), async (f) => {
+              await measure(name, f.url);
+              peaks.push(peakRssMiB(f.pid) ?? NaN);
+            });
         }
       }
       raw.coldPullLimitedLink = runs;
+      memory.push({ scenario: "3b cold pull on a link", peakMiB: max(peaks) });
       const med = (n: string) => median(runs[n]!) / 1000;
       const ratio = med("ferry") / med("direct");
       rows.push({
@@ -782,7 +789,7 @@ async function main(): Promise<void> {
   if (ONLY.has("4")) {
     log(`4b. fan-in through an upstream link of ${P.linkMiBps} MiB/s: one cold GET vs ${P.fanClients}`);
     await withPeer(startThrottleProxy(P.linkMiBps * 1048576), async (proxy) => {
-      const runs: Record<string, { wallMs: number; upstreamGets: number }[]> = {};
+      const runs: Record<string, { wallMs: number; upstreamGets: number; peakMiB?: number }[]> = {};
       for (let round = 0; round < P.rounds; round++) {
         for (const conc of round % 2 ? [P.fanClients, 1] : [1, P.fanClients]) {
           await withPeer(startFerryPeer(ferryOpts({ proxy: proxy.url })), async (f) => {
@@ -790,11 +797,12 @@ async function main(): Promise<void> {
             up.clearLog();
             const r = await getBlob(blobUrl(f.url, bigRepo, layer.digest), conc, layer.size);
             const upstreamGets = up.entries({ server: "front", method: "GET", pathIncludes: `/blobs/${layer.digest}` }).filter((e) => e.status !== 401).length;
-            (runs[String(conc)] ??= []).push({ wallMs: r.wallMs, upstreamGets });
+            (runs[String(conc)] ??= []).push({ wallMs: r.wallMs, upstreamGets, peakMiB: peakRssMiB(f.pid) });
           });
         }
       }
       raw.fanInLimitedLink = runs;
+      memory.push({ scenario: "4b fan-in on a link", peakMiB: max(runs[String(P.fanClients)]!.map((r) => r.peakMiB ?? NaN)) });
       const one = median(runs["1"]!.map((r) => r.wallMs)) / 1000;
       const fan = median(runs[String(P.fanClients)]!.map((r) => r.wallMs)) / 1000;
       rows.push({
