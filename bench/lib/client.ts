@@ -4,12 +4,21 @@
 //
 //   {"mode":"get","url":…,"concurrency":16,"expectBytes":…}   N concurrent GETs, bytes counted
 //   {"mode":"pull","base":…,"repo":…,"tag":…[,"proxy":…]}      a docker-style pull of one image
+//   {"mode":"pulls","base":…,"images":[{"repo","tag"}…]}        several such pulls at once
 import { request, type HttpResponse } from "./http.ts";
 import { pull, RegistryClient, type PullResult } from "./registry-client.ts";
 
 export type ClientSpec =
   | { mode: "get"; url: string; concurrency: number; expectBytes?: number; timeoutMs?: number; headers?: Record<string, string>; repeat?: number }
-  | { mode: "pull"; base: string; repo: string; tag: string; timeoutMs?: number; proxy?: string };
+  | { mode: "pull"; base: string; repo: string; tag: string; timeoutMs?: number; proxy?: string }
+  | { mode: "pulls"; base: string; images: { repo: string; tag: string }[]; timeoutMs?: number };
+
+/** Concurrent pulls: wall time over all of them, and each one's result. */
+export interface PullsResult {
+  mode: "pulls";
+  wallMs: number;
+  pulls: PullResult[];
+}
 
 export interface GetResult {
   mode: "get";
@@ -21,7 +30,7 @@ export interface GetResult {
   errors: string[];
 }
 
-export type ClientResult = (GetResult | ({ mode: "pull" } & PullResult)) & { /** CPU seconds (user + system) this client process used. */ cpuS?: number };
+export type ClientResult = (GetResult | ({ mode: "pull" } & PullResult) | PullsResult) & { /** CPU seconds (user + system) this client process used. */ cpuS?: number };
 
 /** `concurrency` GETs at once, `repeat` times in a row (default 1); wall time covers all. */
 async function runGet(spec: Extract<ClientSpec, { mode: "get" }>): Promise<GetResult> {
@@ -58,6 +67,12 @@ async function runGet(spec: Extract<ClientSpec, { mode: "get" }>): Promise<GetRe
 
 export async function runClient(spec: ClientSpec): Promise<ClientResult> {
   if (spec.mode === "get") return runGet(spec);
+  if (spec.mode === "pulls") {
+    const t0 = performance.now();
+    // A client (and its tokens) per image, as on separate machines.
+    const pulls = await Promise.all(spec.images.map((i) => pull(new RegistryClient(spec.base, spec.timeoutMs ?? 600_000), i.repo, i.tag)));
+    return { mode: "pulls", wallMs: performance.now() - t0, pulls };
+  }
   const client = new RegistryClient(spec.base, spec.timeoutMs ?? 300_000, spec.proxy);
   return { mode: "pull", ...(await pull(client, spec.repo, spec.tag)) };
 }

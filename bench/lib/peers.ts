@@ -72,10 +72,14 @@ export interface FerryOptions {
   logLevel?: string;
   /** Egress HTTP proxy for the upstream (the bandwidth-limited link of scenario 4b). */
   proxy?: string;
-  /** More keys of the docker.io [[registry]] (scenario 8: max_bandwidth). */
+  /** More keys of the docker.io [[registry]] (scenario 12: max_bandwidth). */
   registryExtra?: string;
-  /** More tables after it (scenario 8: [limits] bandwidth). */
+  /** More tables after it (scenario 12: [limits] bandwidth). */
   tablesExtra?: string;
+  /** [cache] max_size in bytes (the eviction scenario). */
+  maxSize?: number;
+  /** The shared blob tier (the S3 scenario). */
+  s3?: { endpoint: string; bucket: string; accessKeyId: string; secretAccessKey: string; prefix: string };
 }
 
 export function ferryConfig(port: number, cacheDir: string, opts: FerryOptions): string {
@@ -85,6 +89,10 @@ export function ferryConfig(port: number, cacheDir: string, opts: FerryOptions):
     "[cache]",
     `dir = ${JSON.stringify(cacheDir)}`,
     `tag_ttl = "${opts.tagTtl}"`,
+    ...(opts.maxSize !== undefined ? [`max_size = ${opts.maxSize}`] : []),
+    ...(opts.s3
+      ? ["[s3]", `endpoint = ${JSON.stringify(opts.s3.endpoint)}`, `bucket = ${JSON.stringify(opts.s3.bucket)}`, 'region = "us-east-1"', `access_key_id = ${JSON.stringify(opts.s3.accessKeyId)}`, `secret_access_key = ${JSON.stringify(opts.s3.secretAccessKey)}`, "force_path_style = true", `prefix = ${JSON.stringify(opts.s3.prefix)}`]
+      : []),
     "[log]",
     `level = "${opts.logLevel ?? "info"}"`,
     "[[registry]]",
@@ -254,9 +262,14 @@ export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer>
   );
 }
 
-/** bench/lib/bun-relay.ts: Bun relaying the upstream; with `store`, also hashing and storing blobs. */
-export function startBunRelay(upstreamUrl: string, store = false): Promise<Peer> {
-  return startRelay(store ? "bun-relay-store" : "bun-relay", (port, dir) => [BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...(store ? [dir] : [])]);
+/**
+ * bench/lib/bun-relay.ts: Bun relaying the upstream; "store" also hashes and stores blobs
+ * through a JS stream, "native" does that work on the piped-to-file data path, "worker"
+ * hashes and writes on a worker thread.
+ */
+export function startBunRelay(upstreamUrl: string, mode: "relay" | "store" | "native" | "worker" = "relay"): Promise<Peer> {
+  const extra = mode === "relay" ? [] : mode === "store" ? ["DIR"] : ["DIR", mode];
+  return startRelay(mode === "relay" ? "bun-relay" : `bun-relay-${mode}`, (port, dir) => [BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...extra.map((a) => (a === "DIR" ? dir : a))]);
 }
 
 /**

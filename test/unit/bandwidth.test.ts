@@ -1,5 +1,5 @@
 // Issue 19.5: the token bucket behind max_bandwidth and [limits] bandwidth. Rates are
-// measured in bench/ (scenario 8); here only what can't pass on an error: bytes intact,
+// measured in bench/ (scenario 12); here only what can't pass on an error: bytes intact,
 // a lower bound on time, and that concurrent transfers take turns.
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
