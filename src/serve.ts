@@ -180,7 +180,7 @@ async function buildGeneration(config: Config, stores: Stores): Promise<Generati
     traffic: stores.traffic,
   });
   const auth = config.auth ? { secret: await tokenSecret(config, stores.redis), users: await loadUsers(config) } : undefined;
-  const access = new AccessControl(config, (name) => mirror.upstreamFor(name), auth, stores.redis);
+  const access = new AccessControl(config, mirror, auth, stores.redis);
   return { config, mirror, app: createApp(mirror, access, () => stores.https?.state) };
 }
 

@@ -11,6 +11,8 @@ import { TrafficStats } from "../observe/traffic.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
+import { RegistryClient } from "../upstream/registry-client.ts";
+import type { Credentials } from "../upstream/auth.ts";
 import { BlobMembership } from "./blob-membership.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
 import { ManifestService } from "./manifests.ts";
@@ -27,6 +29,7 @@ export class Mirror {
   readonly tagPolicy: TagPolicy;
   readonly referrers: ReferrersService;
   private readonly upstreams = new Map<string, Upstream>();
+  private readonly clients = new Map<string, RegistryClient>();
 
   private readonly sharedHealth: SharedHealth | undefined;
   readonly metrics: Metrics;
@@ -52,14 +55,19 @@ export class Mirror {
     });
     const tokens = new TokenCache(shared.redis);
     const locks = shared.locks ?? new LocalLocks();
-    for (const registry of config.registries) this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics));
+    for (const registry of config.registries) {
+      const upstream = new Upstream(registry, tokens, log, this.metrics);
+      this.upstreams.set(registry.name, upstream);
+      this.clients.set(registry.name, new RegistryClient(upstream));
+    }
     const upstreamFor = (name: string) => this.upstreamFor(name);
+    const clientFor = (name: string) => this.clientFor(name);
     this.tagPolicy = new TagPolicy(config.cache.tagTtlMs, config.registries);
-    this.manifests = new ManifestService(meta, locks, upstreamFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
+    this.manifests = new ManifestService(meta, locks, clientFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
     this.membership = new BlobMembership(meta);
     this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, this.membership);
-    this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
-    this.referrers = new ReferrersService(upstreamFor, config.cache.referrersTtlMs, log);
+    this.tags = new TagService(meta, clientFor, config.cache.tagTtlMs, log);
+    this.referrers = new ReferrersService(clientFor, config.cache.referrersTtlMs, log);
     if (shared.redis) {
       this.sharedHealth = new SharedHealth(shared.redis, () => [...this.upstreams.values()].flatMap((u) => [...u.endpoints, ...u.blobEndpoints]));
       this.sharedHealth.start();
@@ -117,6 +125,17 @@ export class Mirror {
     const upstream = this.upstreams.get(name);
     if (!upstream) throw new Error(`no upstream for registry ${name}`);
     return upstream;
+  }
+
+  clientFor(name: string): RegistryClient {
+    const client = this.clients.get(name);
+    if (!client) throw new Error(`no upstream for registry ${name}`);
+    return client;
+  }
+
+  /** Whether a registry's upstream accepts these credentials: for reading `repository`, or (none named) for a login. */
+  upstreamAccepts(registry: string, credentials: Credentials | undefined, repository?: string): Promise<boolean> {
+    return this.clientFor(registry).accepts(credentials, repository);
   }
 
   /** Each registry's tiers and their health, for the status API. */
