@@ -15,6 +15,7 @@ import pkg from "../../package.json" with { type: "json" };
 import type { SearchSettings } from "../config/config.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import type { Mirror } from "../registry/mirror.ts";
+import { SingleFlight } from "../shared/single-flight.ts";
 import { ASSETS } from "../ui/assets.ts";
 import { renderDashboardShell } from "../ui/dashboard.ts";
 import { PLAIN_TEXT_ANSWER, renderLanding } from "../ui/landing.ts";
@@ -104,7 +105,8 @@ const MAX_BODY = 4 * 1024 * 1024;
 /** GET /v1/search?q=&n=&page= → the configured index, at most once a minute per query. */
 export class SearchRelay {
   private readonly cache: LRUCache<string, Answer>;
-  private readonly pending = new Map<string, Promise<Answer>>();
+  /** Concurrent identical searches share one request to the index. */
+  private readonly fetches = new SingleFlight<Answer>();
 
   constructor(
     private readonly settings: SearchSettings,
@@ -124,12 +126,7 @@ export class SearchRelay {
     const key = query.toString();
     const cached = this.cache.get(key);
     if (cached) return { answer: cached, cache: "hit" };
-    let pending = this.pending.get(key);
-    if (!pending) {
-      pending = this.fetch(query).finally(() => this.pending.delete(key));
-      this.pending.set(key, pending);
-    }
-    const answer = await pending;
+    const answer = await this.fetches.run(key, () => this.fetch(query));
     return { answer, cache: "miss" };
   }
 

@@ -4,8 +4,7 @@
 // (a hanging or stalling answer, an HTML page, a 429). A stand-in for unit tests only:
 // the e2e tests use the real distribution (test/harness/upstream.ts).
 import type { Server } from "bun";
-import { DEFAULT_USER_AGENT, type EndpointConfig, type RegistryConfig } from "../../../src/config/config.ts";
-import type { HealthPolicy } from "../../../src/upstream/health.ts";
+import { DEFAULT_USER_AGENT, type EndpointConfig, type HealthPolicy, type RegistryConfig } from "../../../src/config/config.ts";
 
 export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
