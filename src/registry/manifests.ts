@@ -46,7 +46,7 @@ export class ManifestService {
   constructor(
     private readonly meta: MetaStore,
     private readonly locks: LockService,
-    private readonly upstreamFor: (registry: string) => RegistryClient,
+    private readonly clientFor: (registry: string) => RegistryClient,
     private readonly tagTtlMs: (repo: RepositoryRef, tag: string) => number,
     negativeTtlMs: number,
     private readonly log: Logger,
@@ -142,7 +142,7 @@ export class ManifestService {
     let head: Awaited<ReturnType<RegistryClient["headManifest"]>>;
     try {
       // Resting tiers are not asked: the cached copy is the answer until one is free.
-      head = await this.upstreamFor(repo.registry).headManifest(repo.repository, tag, { accept: ALL_MANIFEST_TYPES, credentials, ifAllResting: "fail" });
+      head = await this.clientFor(repo.registry).headManifest(repo.repository, tag, { accept: ALL_MANIFEST_TYPES, credentials, ifAllResting: "fail" });
     } catch (error) {
       this.log.warn({ registry: repo.registry, repository: repo.repository, tag, error: (error as Error).message }, "upstream unavailable; serving cached tag (stale-if-error)");
       return this.stale(repo, tag, record);
@@ -173,7 +173,7 @@ export class ManifestService {
 
   /** GET a manifest upstream, verify its digest, cache it by digest. */
   private async fetch(repo: RepositoryRef, reference: string, accept: readonly string[], credentials?: Credentials): Promise<FetchedManifest> {
-    const fetched = await this.upstreamFor(repo.registry).getManifest(repo.repository, reference, { accept, credentials });
+    const fetched = await this.clientFor(repo.registry).getManifest(repo.repository, reference, { accept, credentials });
     if (!fetched.found) throw fetched.error;
     const { body, contentType } = fetched;
     const expected = parseDigest(reference) ?? parseDigest(fetched.digest ?? "");

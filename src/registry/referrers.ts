@@ -45,7 +45,7 @@ export class ReferrersService {
   private readonly fetches = new SingleFlight<Answer>();
 
   constructor(
-    private readonly upstreamFor: (registry: string) => RegistryClient,
+    private readonly clientFor: (registry: string) => RegistryClient,
     private readonly ttlMs: number,
     private readonly log: Logger,
   ) {}
@@ -73,7 +73,7 @@ export class ReferrersService {
   }
 
   private async fetch(repo: RepositoryRef, digest: string, search: string, credentials?: Credentials): Promise<Answer> {
-    const index = await this.upstreamFor(repo.registry).referrers(repo.repository, digest, search, { credentials });
+    const index = await this.clientFor(repo.registry).referrers(repo.repository, digest, search, { credentials });
     // No referrers API upstream (or no such repository): clients fall back to the tag schema.
     if (!index.found) return { found: false, error: toRegistryError(index.error, "MANIFEST_UNKNOWN", `referrers of ${digest}`) };
     return { found: true, body: index.body, filtersApplied: index.filtersApplied, nextQuery: index.nextQuery };

@@ -28,7 +28,7 @@ export class TagService {
 
   constructor(
     private readonly meta: MetaStore,
-    private readonly upstreamFor: (registry: string) => RegistryClient,
+    private readonly clientFor: (registry: string) => RegistryClient,
     tagTtlMs: number,
     private readonly log: Logger,
   ) {
@@ -62,7 +62,7 @@ export class TagService {
   }
 
   private async fetchAll(repo: RepositoryRef, credentials: Credentials | undefined, ifAllResting: "probe" | "fail"): Promise<string[]> {
-    const listed = await this.upstreamFor(repo.registry).listTags(repo.repository, { credentials, ifAllResting });
+    const listed = await this.clientFor(repo.registry).listTags(repo.repository, { credentials, ifAllResting });
     if (!listed.found) throw listed.error;
     return listed.tags.sort();
   }

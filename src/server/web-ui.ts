@@ -34,12 +34,15 @@ const PAGE_HEADERS = {
   "Referrer-Policy": "no-referrer",
 };
 
-export function webUi(mirror: Mirror) {
-  return new Elysia({ name: "web-ui" }).use(publicPages(mirror)).use(searchRelay(mirror)).use(dashboardPages(mirror));
+/** What the pages use: the served registries, the config and the log. */
+type PageServices = Pick<Mirror, "registries" | "config" | "log">;
+
+export function webUi(mirror: PageServices) {
+  return new Elysia({ name: "web-ui" }).use(publicPages(mirror)).use(searchRelay(mirror)).use(dashboardPages());
 }
 
 /** /, /assets/*: public. */
-export function publicPages(mirror: Mirror) {
+export function publicPages(mirror: PageServices) {
   const registries = () => mirror.registries.map((r) => ({ name: r.name, hosts: r.hosts }));
   return new Elysia({ name: "web-ui-public" })
     .get("/", ({ request }) => {
@@ -65,7 +68,7 @@ export function publicPages(mirror: Mirror) {
  * /ui: the operator dashboard. Put an auth guard here (e.g. `.onBeforeHandle(...)` on
  * this instance) to protect it; its data comes from /api/status and /api/repositories.
  */
-export function dashboardPages(_mirror: Mirror) {
+export function dashboardPages() {
   const shell = () => new Response(renderDashboardShell(pkg.version), { headers: PAGE_HEADERS });
   return new Elysia({ name: "web-ui-dashboard" }).get("/ui", shell).get("/ui/", shell);
 }
@@ -184,7 +187,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 }
 
 /** /v1/_ping and /v1/search: what the Docker daemon calls for `docker search MIRROR/term`. */
-export function searchRelay(mirror: Mirror) {
+export function searchRelay(mirror: PageServices) {
   const relay = new SearchRelay(mirror.config.search ?? DEFAULT_SEARCH, `ferry/${pkg.version}`);
   return new Elysia({ name: "web-ui-search" })
     .get("/v1/_ping", () => new Response("{}", { headers: { "Content-Type": "application/json; charset=utf-8", "X-Docker-Registry-Standalone": "true" } }))
