@@ -1,4 +1,4 @@
-// A tiny in-process registry for unit tests of the manifest service and the upstream
+// A tiny in-process registry for unit tests of the manifest service, the registry client and the upstream
 // tiers: it answers manifest HEAD/GET like distribution 2.8 does (including the 404 for
 // an Accept that excludes the stored type), and a test can put a fault in front of it
 // (a hanging or stalling answer, an HTML page, a 429). A stand-in for unit tests only:
