@@ -127,7 +127,7 @@ export class Mirror {
     return upstream;
   }
 
-  clientFor(name: string): RegistryClient {
+  private clientFor(name: string): RegistryClient {
     const client = this.clients.get(name);
     if (!client) throw new Error(`no upstream for registry ${name}`);
     return client;
