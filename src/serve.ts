@@ -196,7 +196,7 @@ async function buildGeneration(config: Config, stores: Stores): Promise<Generati
     carried: stores.carried,
   });
   const auth = config.auth ? { secret: await tokenSecret(config, stores.redis, stores.ownTokenSecret), users: await loadUsers(config) } : undefined;
-  const access = new AccessControl(config, (name) => mirror.upstreamFor(name), auth, stores.redis, stores.limiterCounters);
+  const access = new AccessControl(config, mirror, auth, stores.redis, stores.limiterCounters);
   return { config, mirror, app: createApp(mirror, access, () => stores.https?.state) };
 }
 

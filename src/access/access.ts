@@ -8,12 +8,11 @@ import { RegistryError } from "../protocol/errors.ts";
 import { withLibraryPrefix } from "../protocol/names.ts";
 import { BandwidthPool } from "../upstream/bandwidth.ts";
 import { requestUrl } from "../protocol/request-url.ts";
-import type { Upstream } from "../upstream/upstream.ts";
 import { ANONYMOUS, Authenticator, type Identified, type LoginGuard, type Principal } from "./authenticator.ts";
 import { ClientIpResolver } from "./client-ip.ts";
 import type { Htpasswd } from "./htpasswd.ts";
 import { onStreamEnd, RateLimiter, type LimiterCounters, type LimitVerdict, type PageBudget } from "./limits.ts";
-import { PassthroughChecker } from "./passthrough.ts";
+import { PassthroughChecker, type UpstreamCredentialCheck } from "./passthrough.ts";
 import { RepositoryPolicy, userAgentBlocker } from "./policy.ts";
 
 export interface Client {
@@ -34,7 +33,7 @@ export class AccessControl {
 
   constructor(
     private readonly config: Config,
-    upstreamFor: (registry: string) => Upstream,
+    upstream: UpstreamCredentialCheck,
     auth: { secret: string; users: Htpasswd } | undefined,
     redis?: SharedRedis,
     limiterCounters?: LimiterCounters,
@@ -46,7 +45,7 @@ export class AccessControl {
     this.ips = new ClientIpResolver(config.limits.trustedProxies);
     for (const r of config.registries) this.policies.set(r.name, new RepositoryPolicy(r.allow, r.deny));
     this.blocked = userAgentBlocker(config.limits.blockUserAgents);
-    this.passthrough = new PassthroughChecker(upstreamFor);
+    this.passthrough = new PassthroughChecker(upstream);
   }
 
   /** Everything decided before routing: who, from where, and whether they may ask at all. */

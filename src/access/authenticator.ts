@@ -4,7 +4,7 @@
 import { LRUCache } from "lru-cache";
 import type { AuthSettings } from "../config/config.ts";
 import { timingSafeEqual } from "node:crypto";
-import type { Credentials } from "../upstream/auth.ts";
+import { credentialKey, type Credentials } from "../upstream/auth.ts";
 import { verifyPassword, type Htpasswd } from "./htpasswd.ts";
 import { TokenSigner, type TokenClaims } from "./tokens.ts";
 
@@ -80,7 +80,7 @@ export class Authenticator {
   /** htpasswd user, or any user name with a static token as password. */
   async login(username: string, password: string, guard?: LoginGuard): Promise<Principal | undefined> {
     if (this.isStaticToken(password)) return { kind: "token", name: username || "static-token" };
-    const key = new Bun.CryptoHasher("sha256").update(`${username}:${password}`).digest("hex");
+    const key = credentialKey({ username, password });
     const known = this.verified.get(key);
     if (known) return known;
     if (this.rejected.has(key)) return undefined;

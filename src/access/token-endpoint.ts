@@ -7,13 +7,13 @@ import type { Config } from "../config/config.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { requestUrl } from "../protocol/request-url.ts";
 import { routeName } from "../routing/route.ts";
-import type { Upstream } from "../upstream/upstream.ts";
 import type { AccessControl } from "./access.ts";
 import { peerOf } from "./client-ip.ts";
 import { ANONYMOUS, type Principal } from "./authenticator.ts";
+import type { UpstreamCredentialCheck } from "./passthrough.ts";
 import { parseScope } from "./tokens.ts";
 
-export function tokenEndpoint(config: Config, access: AccessControl, upstreamFor: (registry: string) => Upstream) {
+export function tokenEndpoint(config: Config, access: AccessControl, upstream: UpstreamCredentialCheck) {
   const authenticator = access.authenticator;
   const unauthorized = (message: string) =>
     new Response(JSON.stringify(new RegistryError("UNAUTHORIZED", message).toJSON()), {
@@ -73,7 +73,7 @@ export function tokenEndpoint(config: Config, access: AccessControl, upstreamFor
     if (registries.size === 0) return false;
     for (const registry of registries) {
       try {
-        if (await upstreamFor(registry).acceptsLogin(principal.upstream!)) return true;
+        if (await upstream.upstreamAccepts(registry, principal.upstream!)) return true;
       } catch {
         // unreachable: this registry can't vouch for them; another may
       }

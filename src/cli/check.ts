@@ -4,14 +4,14 @@ import { mkdir } from "node:fs/promises";
 import { FsBlobStore } from "../cache/fs-blob-store.ts";
 import { SharedRedis } from "../cache/redis-client.ts";
 import { S3BlobStore } from "../cache/s3-blob-store.ts";
-import type { Config } from "../config/config.ts";
+import { DEFAULT_HEALTH_POLICY, type Config } from "../config/config.ts";
 import { createLogger } from "../observe/logger.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
-import { DEFAULT_HEALTH_POLICY, EndpointHealth } from "../upstream/health.ts";
+import { EndpointHealth } from "../upstream/health.ts";
 import { TagPolicy } from "../registry/tag-policy.ts";
 import { formatDuration } from "../ui/format.ts";
-import { parseReference } from "../ui/reference.ts";
+import { parseReference } from "../protocol/image-reference.ts";
 import { certificateProbes } from "../tls/https-check.ts";
 import { table } from "./table.ts";
 

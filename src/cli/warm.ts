@@ -1,12 +1,12 @@
 // `ferry warm IMAGE…`: pre-fetch images into a running ferry's cache, by pulling them
 // through it like a client would (so replicas' shared Redis/S3 fill up too): the
 // manifest, every (or one) platform's manifest, and every blob, bytes discarded.
-import { DEFAULT_USER_AGENT } from "../config/config.ts";
+import { DEFAULT_HEALTH_POLICY, DEFAULT_USER_AGENT } from "../config/config.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import { Endpoint } from "../upstream/endpoint.ts";
-import { DEFAULT_HEALTH_POLICY, EndpointHealth } from "../upstream/health.ts";
+import { EndpointHealth } from "../upstream/health.ts";
 import { ALL_MANIFEST_TYPES } from "../protocol/media-types.ts";
-import { parseReference } from "../ui/reference.ts";
+import { parseReference } from "../protocol/image-reference.ts";
 import { bytes } from "./table.ts";
 
 export interface WarmOptions {

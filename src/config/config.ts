@@ -1,7 +1,6 @@
 // The validated, typed configuration every other module reads.
 
 import pkg from "../../package.json" with { type: "json" };
-import type { HealthPolicy } from "../upstream/health.ts";
 
 /** What ferry says it is upstream: Cloudflare (Docker Hub's front) answers requests without a User-Agent with an HTML 403. */
 export const DEFAULT_USER_AGENT = `ferry/${pkg.version}`;
@@ -21,6 +20,21 @@ export interface EndpointConfig {
   maxBandwidth?: number; // bytes per second for blob bodies from this endpoint, shared by its downloads
   userAgent: string; // sent on every request to this endpoint, token fetches included
 }
+
+/** Cooldowns and the circuit breaker of each upstream endpoint (see upstream/health.ts). */
+export interface HealthPolicy {
+  rateLimitCooldownMs: number; // 429 without Retry-After / reset headers
+  failureCooldownMs: number; // first failure; doubles per consecutive failure
+  maxCooldownMs: number;
+  failureThreshold: number; // consecutive failures that open the circuit
+}
+
+export const DEFAULT_HEALTH_POLICY: HealthPolicy = {
+  rateLimitCooldownMs: 60_000,
+  failureCooldownMs: 10_000,
+  maxCooldownMs: 5 * 60_000,
+  failureThreshold: 3,
+};
 
 export interface RegistryConfig {
   name: string; // "docker.io", "ghcr.io", …: also the path prefix and the ?ns= value

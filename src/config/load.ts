@@ -1,9 +1,8 @@
 // Config file (TOML) + environment → one validated Config. Errors name the key.
 import { Value } from "@sinclair/typebox/value";
 import { BUILTIN_REGISTRIES } from "./builtin-registries.ts";
-import { DEFAULT_USER_AGENT, type Config, type EndpointConfig, type RegistryConfig, type TagPolicySettings } from "./config.ts";
+import { DEFAULT_HEALTH_POLICY, DEFAULT_USER_AGENT, type Config, type EndpointConfig, type RegistryConfig, type TagPolicySettings } from "./config.ts";
 import { parseCidr } from "../protocol/ip.ts";
-import { DEFAULT_HEALTH_POLICY } from "../upstream/health.ts";
 import { ConfigFileSchema, type ConfigFile, type EndpointFile, type RegistryFile, type TagPolicyFile } from "./schema.ts";
 import { parseDuration, parseRate, parseSize } from "./units.ts";
 

@@ -1,9 +1,8 @@
 // The access log: one JSON line per request, in the shape pino writes every other line
 // ({"level":30,"time":…,"service":"ferry",…,"msg":"request"}), so one parser reads both.
 //
-// Why not pino here: at tens of thousands of cached-manifest requests a second, pino's
-// general serialiser and one write(2) per line were about a third of ferry's CPU per
-// request (bench/, scenario 2). The fields are few and known, so the line is built
+// Why not pino here: its general serialiser and one write(2) per line weigh on the
+// cached-manifest path (bench/, scenario 2). The fields are few and known, so the line is built
 // directly, and lines are written in batches: once per event-loop turn (setImmediate),
 // so a quiet server logs at once and a busy one writes many lines per syscall. What is
 // pending is written on exit.

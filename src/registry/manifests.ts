@@ -14,8 +14,8 @@ import { RegistryError } from "../protocol/errors.ts";
 import { acceptsMediaType, ALL_MANIFEST_TYPES, mediaTypeFromBody } from "../protocol/media-types.ts";
 import { manifestDigest } from "../protocol/schema1.ts";
 import type { Credentials } from "../upstream/auth.ts";
-import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
-import type { Upstream } from "../upstream/upstream.ts";
+import { UpstreamError } from "../upstream/errors.ts";
+import type { RegistryClient } from "../upstream/registry-client.ts";
 import type { CacheResult, ManifestResult } from "./results.ts";
 import { toRegistryError } from "./upstream-errors.ts";
 
@@ -31,8 +31,6 @@ export interface ManifestRequest {
   credentials?: Credentials;
 }
 
-/** Manifests are small; anything bigger than this from upstream is refused. */
-const MAX_MANIFEST_BYTES = 4 * 1024 * 1024;
 /** Rounds (about 0.5 s each, at most) a replica waits for another one's manifest fetch. */
 const MAX_PEER_WAIT_ROUNDS = 120;
 
@@ -49,7 +47,7 @@ export class ManifestService {
   constructor(
     private readonly meta: MetaStore,
     private readonly locks: LockService,
-    private readonly upstreamFor: (registry: string) => Upstream,
+    private readonly clientFor: (registry: string) => RegistryClient,
     private readonly tagTtlMs: (repo: RepositoryRef, tag: string) => number,
     negativeTtlMs: number,
     private readonly log: Logger,
@@ -142,21 +140,18 @@ export class ManifestService {
 
   /** HEAD the tag upstream; on failure keep serving the known mapping (stale-if-error). */
   private async revalidate(repo: RepositoryRef, tag: string, record: TagRecord, credentials?: Credentials): Promise<Revalidation> {
-    let response: Response;
-    let endpointUrl: string;
+    let head: Awaited<ReturnType<RegistryClient["headManifest"]>>;
     try {
       // Resting tiers are not asked: the cached copy is the answer until one is free.
-      const answer = await this.upstreamFor(repo.registry).request({ method: "HEAD", path: `/v2/${repo.repository}/manifests/${tag}`, repository: repo.repository, accept: ALL_MANIFEST_TYPES, credentials }, "manifest", undefined, "fail");
-      response = answer.response;
-      endpointUrl = answer.endpoint.url;
+      head = await this.clientFor(repo.registry).headManifest(repo.repository, tag, { accept: ALL_MANIFEST_TYPES, credentials, ifAllResting: "fail" });
     } catch (error) {
       this.log.warn({ registry: repo.registry, repository: repo.repository, tag, error: (error as Error).message }, "upstream unavailable; serving cached tag (stale-if-error)");
       return this.stale(repo, tag, record);
     }
-    if (response.status === 404) throw new UpstreamError(endpointUrl, await failureFromResponse(response));
-    const digest = response.headers.get("docker-content-digest");
-    if (!response.ok || !digest || !parseDigest(digest)) {
-      this.log.warn({ registry: repo.registry, repository: repo.repository, tag, status: response.status }, "tag revalidation failed; serving cached tag (stale-if-error)");
+    if (!head.found) throw head.error;
+    const digest = head.digest;
+    if (!digest) {
+      this.log.warn({ registry: repo.registry, repository: repo.repository, tag }, "tag revalidation answered no digest; serving cached tag (stale-if-error)");
       return this.stale(repo, tag, record);
     }
     if (digest === record.digest) {
@@ -179,22 +174,15 @@ export class ManifestService {
 
   /** GET a manifest upstream, verify its digest, cache it by digest. */
   private async fetch(repo: RepositoryRef, reference: string, accept: readonly string[], credentials?: Credentials): Promise<FetchedManifest> {
-    const { response, endpoint } = await this.upstreamFor(repo.registry).request({ method: "GET", path: `/v2/${repo.repository}/manifests/${reference}`, repository: repo.repository, accept, credentials });
-    if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
-    const length = Number(response.headers.get("content-length") ?? 0);
-    if (length > MAX_MANIFEST_BYTES) {
-      await response.body?.cancel();
-      throw new RegistryError("MANIFEST_INVALID", `upstream manifest too large (${length} bytes)`, { status: 502 });
-    }
-    const body = new Uint8Array(await response.arrayBuffer());
-    if (body.byteLength > MAX_MANIFEST_BYTES) throw new RegistryError("MANIFEST_INVALID", "upstream manifest too large", { status: 502 });
-    const expected = parseDigest(reference) ?? parseDigest(response.headers.get("docker-content-digest") ?? "");
+    const fetched = await this.clientFor(repo.registry).getManifest(repo.repository, reference, { accept, credentials });
+    if (!fetched.found) throw fetched.error;
+    const { body, contentType } = fetched;
+    const expected = parseDigest(reference) ?? parseDigest(fetched.digest ?? "");
     const actual = manifestDigest(body, expected?.algorithm ?? "sha256");
     if (expected && expected.text !== actual) {
       // Never cache or serve bytes that don't match the digest they were fetched for.
       throw new RegistryError("MANIFEST_INVALID", `upstream manifest does not match its digest (expected ${expected.text}, got ${actual})`, { status: 502 });
     }
-    const contentType = response.headers.get("content-type")?.split(";")[0]?.trim();
     const mediaType = contentType && contentType !== "application/json" && contentType !== "text/plain" ? contentType : (mediaTypeFromBody(body) ?? "application/vnd.oci.image.manifest.v1+json");
     const manifest = { digest: actual, mediaType, body };
     await this.meta.putManifest(repo, manifest);

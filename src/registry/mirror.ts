@@ -12,6 +12,8 @@ import { TokenCache } from "../upstream/auth.ts";
 import type { EndpointHealth } from "../upstream/health.ts";
 import { SharedHealth } from "../upstream/shared-health.ts";
 import { Upstream } from "../upstream/upstream.ts";
+import { RegistryClient } from "../upstream/registry-client.ts";
+import type { Credentials } from "../upstream/auth.ts";
 import { BlobMembership } from "./blob-membership.ts";
 import { DownloadSlots, type BlobDownload } from "./blob-download.ts";
 import { BlobService, type SharedBlobTier } from "./blobs.ts";
@@ -51,6 +53,7 @@ export class Mirror {
   readonly tagPolicy: TagPolicy;
   readonly referrers: ReferrersService;
   private readonly upstreams = new Map<string, Upstream>();
+  private readonly clients = new Map<string, RegistryClient>();
 
   private readonly sharedHealth: SharedHealth | undefined;
   readonly metrics: Metrics;
@@ -88,16 +91,19 @@ export class Mirror {
         carried.health.set(key, known);
         return known;
       };
-      this.upstreams.set(registry.name, new Upstream(registry, tokens, log, this.metrics, healthOf));
+      const upstream = new Upstream(registry, tokens, log, this.metrics, healthOf);
+      this.upstreams.set(registry.name, upstream);
+      this.clients.set(registry.name, new RegistryClient(upstream));
     }
     for (const key of carried.health.keys()) if (!healthInUse.has(key)) carried.health.delete(key);
     const upstreamFor = (name: string) => this.upstreamFor(name);
+    const clientFor = (name: string) => this.clientFor(name);
     this.tagPolicy = new TagPolicy(config.cache.tagTtlMs, config.registries);
-    this.manifests = new ManifestService(meta, locks, upstreamFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
+    this.manifests = new ManifestService(meta, locks, clientFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
     this.membership = new BlobMembership(meta);
     this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, this.membership, carried.downloadSlots, carried.downloads);
-    this.tags = new TagService(meta, upstreamFor, config.cache.tagTtlMs, log);
-    this.referrers = new ReferrersService(upstreamFor, config.cache.referrersTtlMs, log);
+    this.tags = new TagService(meta, clientFor, config.cache.tagTtlMs, log);
+    this.referrers = new ReferrersService(clientFor, config.cache.referrersTtlMs, log);
     if (shared.redis) {
       this.sharedHealth = new SharedHealth(shared.redis, () => [...this.upstreams.values()].flatMap((u) => [...u.endpoints, ...u.blobEndpoints]));
       this.sharedHealth.start();
@@ -155,6 +161,17 @@ export class Mirror {
     const upstream = this.upstreams.get(name);
     if (!upstream) throw new Error(`no upstream for registry ${name}`);
     return upstream;
+  }
+
+  private clientFor(name: string): RegistryClient {
+    const client = this.clients.get(name);
+    if (!client) throw new Error(`no upstream for registry ${name}`);
+    return client;
+  }
+
+  /** Whether a registry's upstream accepts these credentials: for reading `repository`, or (none named) for a login. */
+  upstreamAccepts(registry: string, credentials: Credentials | undefined, repository?: string): Promise<boolean> {
+    return this.clientFor(registry).accepts(credentials, repository);
   }
 
   /** Each registry's tiers and their health, for the status API. */

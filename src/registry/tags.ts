@@ -4,11 +4,8 @@ import { LRUCache } from "lru-cache";
 import type { MetaStore, RepositoryRef } from "../cache/meta-store.ts";
 import type { Logger } from "../observe/logger.ts";
 import { credentialKey, type Credentials } from "../upstream/auth.ts";
-import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
-import type { Upstream } from "../upstream/upstream.ts";
+import type { RegistryClient } from "../upstream/registry-client.ts";
 import { toRegistryError } from "./upstream-errors.ts";
-
-const MAX_PAGES = 100;
 
 export interface Page<T> {
   items: T[];
@@ -31,7 +28,7 @@ export class TagService {
 
   constructor(
     private readonly meta: MetaStore,
-    private readonly upstreamFor: (registry: string) => Upstream,
+    private readonly clientFor: (registry: string) => RegistryClient,
     tagTtlMs: number,
     private readonly log: Logger,
   ) {
@@ -65,24 +62,8 @@ export class TagService {
   }
 
   private async fetchAll(repo: RepositoryRef, credentials: Credentials | undefined, ifAllResting: "probe" | "fail"): Promise<string[]> {
-    const upstream = this.upstreamFor(repo.registry);
-    const tags = new Set<string>();
-    let path: string | undefined = `/v2/${repo.repository}/tags/list`;
-    for (let page = 0; path && page < MAX_PAGES; page++) {
-      const { response, endpoint } = await upstream.request({ method: "GET", path, repository: repo.repository, credentials }, "manifest", undefined, ifAllResting);
-      if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
-      const body = (await response.json()) as { tags?: unknown };
-      if (Array.isArray(body.tags)) for (const t of body.tags) if (typeof t === "string") tags.add(t);
-      path = nextPagePath(response.headers.get("link"));
-    }
-    return [...tags].sort();
+    const listed = await this.clientFor(repo.registry).listTags(repo.repository, { credentials, ifAllResting });
+    if (!listed.found) throw listed.error;
+    return listed.tags.sort();
   }
-}
-
-/** `Link: </v2/x/tags/list?last=a&n=100>; rel="next"` → its path, if it stays on /v2/. */
-export function nextPagePath(link: string | null): string | undefined {
-  const m = link ? /<([^>]+)>\s*;\s*rel="?next"?/.exec(link) : null;
-  if (!m) return undefined;
-  const url = new URL(m[1]!, "http://upstream.invalid");
-  return url.pathname.startsWith("/v2/") ? url.pathname + url.search : undefined;
 }

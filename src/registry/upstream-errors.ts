@@ -3,10 +3,11 @@
 // in front of the registry is a 502, and only a real upstream 404 becomes *_UNKNOWN.
 import { isErrorCode, RegistryError, type ErrorCode } from "../protocol/errors.ts";
 import { TokenFetchError } from "../upstream/auth.ts";
-import { UpstreamError } from "../upstream/errors.ts";
+import { InvalidAnswer, UpstreamError } from "../upstream/errors.ts";
 
 export function toRegistryError(error: unknown, notFound: ErrorCode, what: string): RegistryError {
   if (error instanceof RegistryError) return error;
+  if (error instanceof InvalidAnswer) return new RegistryError("MANIFEST_INVALID", error.message, { status: 502 });
   if (error instanceof TokenFetchError) {
     return new RegistryError("UNAUTHORIZED", `upstream refused ferry's credentials for ${what}: ${error.message}`, { status: error.status === 401 ? 401 : 502 });
   }

@@ -45,7 +45,7 @@ export function createApp(mirror: Mirror, access: AccessControl, certificate: ()
       }
       return new Response("authentication required\n", { status: 401, headers: { "WWW-Authenticate": `Basic realm="${mirror.config.auth?.service ?? "ferry"}"`, "Content-Type": "text/plain" } });
     })
-    .use(tokenEndpoint(mirror.config, access, (name) => mirror.upstreamFor(name)))
+    .use(tokenEndpoint(mirror.config, access, mirror))
     .use(registryApi(mirror, access))
     .use(statusApi(mirror, certificate))
     .use(peerApi(mirror))

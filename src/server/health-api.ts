@@ -4,7 +4,7 @@
 import { Elysia } from "elysia";
 import type { Mirror } from "../registry/mirror.ts";
 
-export function healthApi(mirror: Mirror) {
+export function healthApi(mirror: Pick<Mirror, "readiness">) {
   return new Elysia({ name: "health-api" })
     .get("/healthz", () => new Response("ok\n", { headers: { "Content-Type": "text/plain" } }))
     .get("/readyz", async () => {

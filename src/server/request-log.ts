@@ -22,10 +22,6 @@ export function annotate(request: Request, extra: Partial<Omit<RequestNotes, "id
   if (n) Object.assign(n, extra);
 }
 
-export function requestId(request: Request): string | undefined {
-  return notes.get(request)?.id;
-}
-
 export function requestLog(general: Logger, metrics: Metrics) {
   const log = createAccessLog(general.level);
   return new Elysia({ name: "request-log" })

@@ -15,6 +15,7 @@ import pkg from "../../package.json" with { type: "json" };
 import type { SearchSettings } from "../config/config.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import type { Mirror } from "../registry/mirror.ts";
+import { SingleFlight } from "../shared/single-flight.ts";
 import { ASSETS } from "../ui/assets.ts";
 import { renderDashboardShell } from "../ui/dashboard.ts";
 import { PLAIN_TEXT_ANSWER, renderLanding } from "../ui/landing.ts";
@@ -33,12 +34,15 @@ const PAGE_HEADERS = {
   "Referrer-Policy": "no-referrer",
 };
 
-export function webUi(mirror: Mirror) {
-  return new Elysia({ name: "web-ui" }).use(publicPages(mirror)).use(searchRelay(mirror)).use(dashboardPages(mirror));
+/** What the pages use: the served registries, the config and the log. */
+type PageServices = Pick<Mirror, "registries" | "config" | "log">;
+
+export function webUi(mirror: PageServices) {
+  return new Elysia({ name: "web-ui" }).use(publicPages(mirror)).use(searchRelay(mirror)).use(dashboardPages());
 }
 
 /** /, /assets/*: public. */
-export function publicPages(mirror: Mirror) {
+export function publicPages(mirror: PageServices) {
   const registries = () => mirror.registries.map((r) => ({ name: r.name, hosts: r.hosts }));
   return new Elysia({ name: "web-ui-public" })
     .get("/", ({ request }) => {
@@ -64,7 +68,7 @@ export function publicPages(mirror: Mirror) {
  * /ui: the operator dashboard. Put an auth guard here (e.g. `.onBeforeHandle(...)` on
  * this instance) to protect it; its data comes from /api/status and /api/repositories.
  */
-export function dashboardPages(_mirror: Mirror) {
+export function dashboardPages() {
   const shell = () => new Response(renderDashboardShell(pkg.version), { headers: PAGE_HEADERS });
   return new Elysia({ name: "web-ui-dashboard" }).get("/ui", shell).get("/ui/", shell);
 }
@@ -104,7 +108,8 @@ const MAX_BODY = 4 * 1024 * 1024;
 /** GET /v1/search?q=&n=&page= → the configured index, at most once a minute per query. */
 export class SearchRelay {
   private readonly cache: LRUCache<string, Answer>;
-  private readonly pending = new Map<string, Promise<Answer>>();
+  /** Concurrent identical searches share one request to the index. */
+  private readonly fetches = new SingleFlight<Answer>();
 
   constructor(
     private readonly settings: SearchSettings,
@@ -124,12 +129,7 @@ export class SearchRelay {
     const key = query.toString();
     const cached = this.cache.get(key);
     if (cached) return { answer: cached, cache: "hit" };
-    let pending = this.pending.get(key);
-    if (!pending) {
-      pending = this.fetch(query).finally(() => this.pending.delete(key));
-      this.pending.set(key, pending);
-    }
-    const answer = await pending;
+    const answer = await this.fetches.run(key, () => this.fetch(query));
     return { answer, cache: "miss" };
   }
 
@@ -187,7 +187,7 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
 }
 
 /** /v1/_ping and /v1/search: what the Docker daemon calls for `docker search MIRROR/term`. */
-export function searchRelay(mirror: Mirror) {
+export function searchRelay(mirror: PageServices) {
   const relay = new SearchRelay(mirror.config.search ?? DEFAULT_SEARCH, `ferry/${pkg.version}`);
   return new Elysia({ name: "web-ui-search" })
     .get("/v1/_ping", () => new Response("{}", { headers: { "Content-Type": "application/json; charset=utf-8", "X-Docker-Registry-Standalone": "true" } }))

@@ -1,6 +1,7 @@
 // The client configuration people copy from the landing page, for one mirror URL and
 // the registries it serves. Pure text builders (no HTML): landing.ts escapes them.
-import { DOCKER_HUB, mirrorHostOf, type ServedRegistry } from "./reference.ts";
+import { DOCKER_HUB } from "../protocol/image-reference.ts";
+import { mirrorHostOf, type ServedRegistry } from "./reference.ts";
 
 export interface MirrorSite {
   url: string; // "https://mirror.example.com" (no trailing slash)

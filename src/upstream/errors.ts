@@ -74,3 +74,11 @@ function registryErrorBody(text: string): { code?: string; message?: string } | 
     return undefined;
   }
 }
+
+/** An upstream answer that is not what was asked for (too large, not the expected document): never cached or passed on. */
+export class InvalidAnswer extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "InvalidAnswer";
+  }
+}

@@ -8,20 +8,7 @@
 //   `failureThreshold` consecutive failures the circuit is reported open; when the
 //   cooldown ends one request at a time is let through as a half-open probe, and a
 //   success closes the circuit again.
-
-export interface HealthPolicy {
-  rateLimitCooldownMs: number; // 429 without Retry-After / reset headers
-  failureCooldownMs: number; // first failure; doubles per consecutive failure
-  maxCooldownMs: number;
-  failureThreshold: number; // consecutive failures that open the circuit
-}
-
-export const DEFAULT_HEALTH_POLICY: HealthPolicy = {
-  rateLimitCooldownMs: 60_000,
-  failureCooldownMs: 10_000,
-  maxCooldownMs: 5 * 60_000,
-  failureThreshold: 3,
-};
+import type { HealthPolicy } from "../config/config.ts";
 
 export type CircuitState = "closed" | "open" | "half-open";
 

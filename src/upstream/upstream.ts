@@ -5,7 +5,7 @@
 import type { EndpointConfig, RegistryConfig } from "../config/config.ts";
 import type { Logger } from "../observe/logger.ts";
 import type { Metrics } from "../observe/metrics.ts";
-import { TokenCache, TokenFetchError, type Credentials } from "./auth.ts";
+import { TokenCache } from "./auth.ts";
 import { Bandwidth } from "./bandwidth.ts";
 import { Endpoint, type UpstreamRequest } from "./endpoint.ts";
 import { failureFrom, isFailoverStatus, UpstreamError, type UpstreamFailure } from "./errors.ts";
@@ -164,33 +164,6 @@ export class Upstream {
     const resting = tiers.map((e) => e.health.cooldown()?.until ?? 0).filter((t) => t > 0);
     const next = resting.length ? ` (next attempt in ${Math.ceil((Math.min(...resting) - Date.now()) / 1000)}s)` : "";
     return new UpstreamError(tiers[0]?.url ?? this.registry.name, { kind: "network", message: tiers.length ? `every upstream tier is resting after failures${next}` : "no endpoints" });
-  }
-
-  /**
-   * Whether these credentials (undefined: anonymous) may read a repository upstream.
-   * A one-tag listing is the cheapest request that needs read access (and not a pull).
-   */
-  async canRead(repository: string, credentials: Credentials | undefined): Promise<boolean> {
-    try {
-      const { response } = await this.request({ method: "GET", path: `/v2/${repository}/tags/list?n=1`, repository, credentials });
-      await response.body?.cancel();
-      return response.ok;
-    } catch (error) {
-      if (error instanceof TokenFetchError && error.status !== undefined && error.status < 500) return false;
-      throw error;
-    }
-  }
-
-  /** Whether the upstream's token service accepts these credentials (a `docker login` through ferry). */
-  async acceptsLogin(credentials: Credentials): Promise<boolean> {
-    try {
-      const { response } = await this.request({ method: "GET", path: "/v2/", credentials });
-      await response.body?.cancel();
-      return response.ok;
-    } catch (error) {
-      if (error instanceof TokenFetchError && error.status !== undefined && error.status < 500) return false;
-      throw error;
-    }
   }
 
   /** A blob body from `endpoint`, paced by its max_bandwidth (manifests are never shaped). */

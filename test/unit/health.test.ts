@@ -1,5 +1,6 @@
 import { describe, expect, test } from "bun:test";
-import { EndpointHealth, rateLimitCooldownMs, type HealthPolicy } from "../../src/upstream/health.ts";
+import type { HealthPolicy } from "../../src/config/config.ts";
+import { EndpointHealth, rateLimitCooldownMs } from "../../src/upstream/health.ts";
 
 const policy: HealthPolicy = { rateLimitCooldownMs: 60_000, failureCooldownMs: 1_000, maxCooldownMs: 8_000, failureThreshold: 3 };
 

@@ -11,6 +11,7 @@ import { createLogger } from "../../src/observe/logger.ts";
 import { RegistryError } from "../../src/protocol/errors.ts";
 import { ManifestService, type ManifestRequest } from "../../src/registry/manifests.ts";
 import { TokenCache } from "../../src/upstream/auth.ts";
+import { RegistryClient } from "../../src/upstream/registry-client.ts";
 import { Upstream } from "../../src/upstream/upstream.ts";
 import { ALL_TYPES, DOCKER_MANIFEST, endpointConfig, errorJson, hanging, htmlPage, OCI_INDEX, OCI_MANIFEST, refusedUrl, registryConfig, stallingBody, startTinyRegistry, type TinyRegistry } from "./support/tiny-registry.ts";
 
@@ -34,7 +35,7 @@ function service(endpoints: Parameters<typeof registryConfig>[0], opts: { tagTtl
     rmSync(dir, { recursive: true, force: true });
   });
   const upstream = new Upstream(registryConfig(endpoints), new TokenCache(), log);
-  const manifests = new ManifestService(meta, opts.locks ?? new LocalLocks(), () => upstream, () => opts.tagTtlMs ?? 60_000, opts.negativeTtlMs ?? 60_000, log);
+  const manifests = new ManifestService(meta, opts.locks ?? new LocalLocks(), () => new RegistryClient(upstream), () => opts.tagTtlMs ?? 60_000, opts.negativeTtlMs ?? 60_000, log);
   return { manifests, meta, upstream };
 }
 
@@ -109,7 +110,7 @@ describe("stale-if-error", () => {
     // confirmed two hours ago, past its TTL.
     const record = (await meta.getTag(repo, "1"))!;
     await meta.putTag(repo, "1", { ...record, checkedAt: Date.now() - 2 * 60 * 60_000 });
-    const later = new ManifestService(meta, new LocalLocks(), () => new Upstream(registryConfig([up.url]), new TokenCache(), log), () => 60 * 60_000, 60_000, log);
+    const later = new ManifestService(meta, new LocalLocks(), () => new RegistryClient(new Upstream(registryConfig([up.url]), new TokenCache(), log)), () => 60 * 60_000, 60_000, log);
     up.fault = () => errorJson(503, "UNAVAILABLE", "down for maintenance");
     up.log.length = 0;
     const before = Date.now();

@@ -7,7 +7,8 @@ import type { Server } from "bun";
 import { DEFAULT_USER_AGENT, type EndpointConfig } from "../../src/config/config.ts";
 import { TokenCache } from "../../src/upstream/auth.ts";
 import { Endpoint } from "../../src/upstream/endpoint.ts";
-import { EndpointHealth, DEFAULT_HEALTH_POLICY } from "../../src/upstream/health.ts";
+import { DEFAULT_HEALTH_POLICY } from "../../src/config/config.ts";
+import { EndpointHealth } from "../../src/upstream/health.ts";
 import { pinTarget, TargetRefused, type Resolver } from "../../src/upstream/pinned-target.ts";
 
 const servers: Server<undefined>[] = [];

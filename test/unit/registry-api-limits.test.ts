@@ -24,9 +24,12 @@ function app(get: () => Promise<BlobResult>) {
     traffic: new TrafficStats(),
     log: createLogger("silent"),
   } as unknown as Mirror;
-  const access = new AccessControl(config, () => {
-    throw new Error("no upstream in this test");
-  }, undefined);
+  const noUpstream = {
+    upstreamAccepts: async (): Promise<boolean> => {
+      throw new Error("no upstream in this test");
+    },
+  };
+  const access = new AccessControl(config, noUpstream, undefined);
   return registryApi(mirror, access);
 }
 

@@ -9,6 +9,7 @@ import { SqliteMetaStore } from "../../src/cache/sqlite-meta-store.ts";
 import { createLogger } from "../../src/observe/logger.ts";
 import { TagService } from "../../src/registry/tags.ts";
 import type { UpstreamRequest } from "../../src/upstream/endpoint.ts";
+import { RegistryClient } from "../../src/upstream/registry-client.ts";
 import type { Upstream } from "../../src/upstream/upstream.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ferry-tags-"));
@@ -27,7 +28,7 @@ test("tags/list carries the client's credentials and is cached per credential", 
       return { response: Response.json({ name: "org/app", tags }), endpoint: { url: "http://upstream.test" } };
     },
   } as unknown as Upstream;
-  const tags = new TagService(meta, () => upstream, 60_000, createLogger("silent"));
+  const tags = new TagService(meta, () => new RegistryClient(upstream), 60_000, createLogger("silent"));
   const repo = { registry: "quay.io", repository: "org/app" };
   expect((await tags.list(repo, { username: "owner", password: "p" })).tags).toEqual(["1", "2-private"]);
   expect((await tags.list(repo, { username: "guest", password: "g" })).tags).toEqual(["1"]);
@@ -47,7 +48,7 @@ test("an upstream that refuses the client (401/403) is not answered from the cac
       endpoint: { url: "http://upstream.test" },
     }),
   } as unknown as Upstream;
-  const tags = new TagService(meta, () => upstream, 60_000, createLogger("silent"));
+  const tags = new TagService(meta, () => new RegistryClient(upstream), 60_000, createLogger("silent"));
   for (status of [401, 403]) {
     const error = await tags.list(repo, { username: "guest", password: String(status) }).then(() => undefined, (e: { status?: number }) => e);
     expect(error?.status).toBe(status);

@@ -1,6 +1,7 @@
-// The landing page's reference converter (src/ui/reference.ts), also run in the browser.
+// The image-reference parser (src/protocol/image-reference.ts) and the landing page's converter (src/ui/reference.ts), also run in the browser.
 import { describe, expect, test } from "bun:test";
-import { mirrorHostOf, parseReference, toMirrorReference, type ServedRegistry } from "../../src/ui/reference.ts";
+import { parseReference } from "../../src/protocol/image-reference.ts";
+import { mirrorHostOf, toMirrorReference, type ServedRegistry } from "../../src/ui/reference.ts";
 
 const MIRROR = "mirror.example.com";
 const REGISTRIES: ServedRegistry[] = [

@@ -1,11 +1,10 @@
-// A tiny in-process registry for unit tests of the manifest service and the upstream
+// A tiny in-process registry for unit tests of the manifest service, the registry client and the upstream
 // tiers: it answers manifest HEAD/GET like distribution 2.8 does (including the 404 for
 // an Accept that excludes the stored type), and a test can put a fault in front of it
 // (a hanging or stalling answer, an HTML page, a 429). A stand-in for unit tests only:
 // the e2e tests use the real distribution (test/harness/upstream.ts).
 import type { Server } from "bun";
-import { DEFAULT_USER_AGENT, type EndpointConfig, type RegistryConfig } from "../../../src/config/config.ts";
-import type { HealthPolicy } from "../../../src/upstream/health.ts";
+import { DEFAULT_USER_AGENT, type EndpointConfig, type HealthPolicy, type RegistryConfig } from "../../../src/config/config.ts";
 
 export const OCI_INDEX = "application/vnd.oci.image.index.v1+json";
 export const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
