@@ -1,10 +1,11 @@
 // The single executable: `bun build --compile` → dist/ferry, and its command line.
 import { beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import pkg from "../../package.json" with { type: "json" };
 import { freePort } from "../harness/ferry.ts";
+import { waitFor } from "../harness/proc.ts";
 
 const ROOT = resolve(import.meta.dir, "../..");
 const BIN = join(ROOT, "dist/ferry");
@@ -54,10 +55,13 @@ describe("dist/ferry", () => {
   test("serve with no config file: embedded defaults, env overrides, JSON request log", async () => {
     const dir = mkdtempSync(join(tmpdir(), "ferry-bin-"));
     const port = await freePort();
+    // stdout goes to a file, so the test can wait for a line while ferry runs.
+    const stdoutPath = join(dir, "stdout.log");
+    const stdout = () => readFileSync(stdoutPath, "utf8");
     const proc = Bun.spawn([BIN, "serve"], {
       cwd: dir,
       env: { ...process.env, FERRY_LISTEN: `127.0.0.1:${port}`, FERRY_CONFIG: "" },
-      stdout: "pipe",
+      stdout: Bun.file(stdoutPath),
       stderr: "pipe",
     });
     try {
@@ -73,11 +77,11 @@ describe("dist/ferry", () => {
       const bad = await fetch(`http://127.0.0.1:${port}/v2/Bad/manifests/x`);
       expect(bad.status).toBe(400);
       await bad.arrayBuffer();
-      // The access line is written once the response has gone out; give it a moment.
-      await Bun.sleep(300);
+      // The access line is written once the response has gone out: wait for it.
+      await waitFor(() => stdout().includes('"path":"/v2/Bad/manifests/x"'), { what: "the access line of /v2/Bad/manifests/x", onTimeout: stdout });
       proc.kill("SIGTERM");
       expect(await proc.exited).toBe(0);
-      const lines = (await new Response(proc.stdout).text()).split("\n").filter(Boolean).map((l) => JSON.parse(l));
+      const lines = stdout().split("\n").filter(Boolean).map((l) => JSON.parse(l));
       const started = lines.find((l) => l.msg === "ferry listening");
       expect(started.cache).toBe("./data"); // the embedded default, relative to the working dir
       const request = lines.find((l) => l.msg === "request" && l.path === "/v2/Bad/manifests/x");

@@ -1,13 +1,14 @@
 // Issue 6, the command line: check, warm, prune and SIGHUP reload, run as real processes
 // against a real upstream, Redis and S3.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { Database } from "bun:sqlite";
+import { closeSync, existsSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { PutObjectCommand } from "@aws-sdk/client-s3";
 import { ferryCli, startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { fiveLayer, multiArch, type BuiltImage } from "../harness/images.ts";
-import { freePort } from "../harness/proc.ts";
+import { freePort, waitFor } from "../harness/proc.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startS3, type S3Server } from "../harness/s3.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
@@ -141,8 +142,36 @@ describe("ferry warm and prune", () => {
     const bySize = await ferryCli(["prune", "--config", config, "--max-size", String(Math.floor(total / 2))]);
     expect(bySize.code).toBe(0);
     expect(bySize.stdout).toMatch(/removed [1-9]\d* blobs .* to fit/);
-    await Bun.sleep(1_100);
-    const byAge = await ferryCli(["prune", "--config", config, "--older-than", "1s"]);
+    // Everything is made an hour old rather than waited for: blob mtimes (last use) and the
+    // database's times. The running ferry writes last-pull times behind (every few seconds):
+    // wait until it has (/api/repositories shows pending ones), or a late write makes a tag young.
+    const metaPath = join(ferry.cacheDir, "meta.sqlite");
+    await waitFor(
+      async () => {
+        const { repositories } = (await (await fetch(`${ferry.url}/api/repositories`)).json()) as { repositories: { registry: string; repository: string; tags: { tag: string; pulledAt: string | null }[] }[] };
+        const db = new Database(metaPath);
+        try {
+          const row = db.query<{ pulled_at: number | null }, [string, string, string]>("SELECT pulled_at FROM tags WHERE registry = ? AND repository = ? AND tag = ?");
+          return repositories.length > 0 && repositories.every((r) => r.tags.every((t) => (row.get(r.registry, r.repository, t.tag)?.pulled_at ?? null) === (t.pulledAt ? Date.parse(t.pulledAt) : null)));
+        } finally {
+          db.close();
+        }
+      },
+      { timeoutMs: 20_000, what: "ferry to write its pending last-pull times" },
+    );
+    const hourMs = 3_600_000;
+    const db = new Database(metaPath);
+    try {
+      db.exec("PRAGMA busy_timeout = 5000");
+      db.query("UPDATE tags SET checked_at = checked_at - ?1, pulled_at = pulled_at - ?1").run(hourMs);
+      db.query("UPDATE manifests SET created_at = created_at - ?1").run(hourMs);
+    } finally {
+      db.close();
+    }
+    const hourAgo = (Date.now() - hourMs) / 1000;
+    const blobsDir = join(ferry.cacheDir, "blobs");
+    for (const e of readdirSync(blobsDir, { recursive: true, withFileTypes: true })) if (e.isFile()) utimesSync(join(e.parentPath, e.name), hourAgo, hourAgo);
+    const byAge = await ferryCli(["prune", "--config", config, "--older-than", "30m"]);
     expect(byAge.stdout).toMatch(/removed [1-9]\d* blobs/);
     expect(byAge.stdout).toMatch(/metadata: removed [1-9]\d* tags and \d+ manifests/); // five:latest, multi:latest
     const left = five.blobs.filter((b) => existsSync(join(ferry.cacheDir, "blobs/docker.io/sha256", b.digest.slice(7, 9), b.digest.slice(7))));
@@ -182,7 +211,13 @@ describe("SIGHUP", () => {
     const base = `[server]\nlisten = "127.0.0.1:${port}"\n[cache]\ndir = "${join(dir, "data")}"\n`;
     const hub = (extra: string) => `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n${extra}\n${OTHER_REGISTRIES_OFF}\n`;
     writeFileSync(configPath, base + hub(""));
-    const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/main.ts"), "serve", "--config", configPath], { stdout: "pipe", stderr: "pipe" });
+    // Output goes to a file, so the test can wait for a log line while ferry runs.
+    const logPath = join(dir, "ferry.log");
+    const logs = () => readFileSync(logPath, "utf8");
+    const logged = (...parts: string[]) => logs().split("\n").some((line) => parts.every((p) => line.includes(p)));
+    const logFd = openSync(logPath, "a");
+    const proc = Bun.spawn([join(ROOT, "node_modules/.bin/bun"), join(ROOT, "src/main.ts"), "serve", "--config", configPath], { stdout: logFd, stderr: logFd });
+    closeSync(logFd);
     const url = `http://127.0.0.1:${port}`;
     try {
       for (let i = 0; i < 100 && !(await fetch(`${url}/healthz`).then(() => true, () => false)); i++) await Bun.sleep(50);
@@ -202,19 +237,18 @@ describe("SIGHUP", () => {
       // An invalid config, and one that changes a restart-only key, are refused.
       writeFileSync(configPath, base + hub('deny = ["library/five"]') + "[cache\n");
       proc.kill("SIGHUP");
-      await Bun.sleep(300);
+      await waitFor(() => logged("config reload failed", "not valid TOML"), { what: "the invalid config's reload to be refused", onTimeout: logs });
       writeFileSync(configPath, base.replace(`dir = "${join(dir, "data")}"`, `dir = "${join(dir, "elsewhere")}"`) + hub(""));
       proc.kill("SIGHUP");
-      await Bun.sleep(300);
+      await waitFor(() => logged("config reload failed", "need a restart: cache.dir"), { what: "the restart-only change's reload to be refused", onTimeout: logs });
       expect((await fetch(`${url}/v2/library/five/manifests/latest`)).status).toBe(403);
     } finally {
       proc.kill("SIGTERM");
       await proc.exited;
     }
-    const logs = await new Response(proc.stdout).text();
-    expect(logs).toContain("config reloaded");
-    expect(logs).toContain("not valid TOML");
-    expect(logs).toContain("need a restart: cache.dir");
+    expect(logs()).toContain("config reloaded");
+    expect(logs()).toContain("not valid TOML");
+    expect(logs()).toContain("need a restart: cache.dir");
   }, 60_000);
 });
 
@@ -277,19 +311,23 @@ describe("SIGTERM", () => {
     await upstream.push(big, "library/drain:latest");
     const ferry = await startFerry({ config: `[redis]\nurl = "${redis.url}"\n[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\nstall_timeout = "2s"\n${OTHER_REGISTRIES_OFF}` });
     const blob = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
-    // Slow the upstream body so the download is surely in flight when SIGTERM arrives.
-    await upstream.setFault({ kind: "stall", afterBytes: 4 * 1024 * 1024, times: 1, match: new RegExp(blob.digest.slice(7)) });
+    // The upstream body stalls after 4 MiB, so the download is surely in flight when SIGTERM arrives.
+    const stallAt = 4 * 1024 * 1024;
+    await upstream.setFault({ kind: "stall", afterBytes: stallAt, times: 1, match: new RegExp(blob.digest.slice(7)) });
     const response = await fetch(`${ferry.url}/v2/library/drain/blobs/${blob.digest}`);
     const reading = response.arrayBuffer();
-    await Bun.sleep(300);
-    await upstream.setFault(null);
-    process.kill(ferry.pid, "SIGTERM");
-    await Bun.sleep(100);
-    const refused = await fetch(`${ferry.url}/healthz`).then(
-      () => "answered",
-      () => "refused",
+    // Fresh connections (keepalive: false): a pooled one would not show the listener closing.
+    const once = { keepalive: false } as const;
+    await waitFor(
+      async () => {
+        const status = (await (await fetch(`${ferry.url}/api/status`, once)).json()) as { downloads: { digest: string; bytes: number }[] };
+        return status.downloads.some((d) => d.digest === blob.digest && d.bytes >= stallAt);
+      },
+      { what: "the download to reach the upstream's stall", onTimeout: () => ferry.logs().slice(-3000) },
     );
-    expect(refused).toBe("refused");
+    process.kill(ferry.pid, "SIGTERM");
+    await waitFor(() => fetch(`${ferry.url}/healthz`, once).then(() => false, () => true), { what: "new connections to be refused", onTimeout: () => ferry.logs().slice(-3000) });
+    await upstream.setFault(null); // drops the held connection: ferry resumes the download
     const bytes = await reading;
     expect(bytes.byteLength).toBe(blob.size);
     expect(`sha256:${new Bun.CryptoHasher("sha256").update(new Uint8Array(bytes)).digest("hex")}`).toBe(blob.digest);

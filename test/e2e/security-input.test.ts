@@ -273,7 +273,8 @@ describe("redirects, TLS and secrets", () => {
       for (const path of ["/api/status", "/api/repositories", "/metrics", "/readyz"]) {
         bodies.push(await (await fetch(ferry.url + path, { headers: { Authorization: `Basic ${btoa("ops:ops-password-9876")}` } })).text());
       }
-      await Bun.sleep(300);
+      // Access lines are written after the response: wait for the last request's.
+      expect(await ferry.waitForLog('"method":"GET","path":"/readyz"', 10_000)).toBe(true);
       const everything = bodies.join("\n") + ferry.logs();
       for (const s of [...secrets, "ops-password-9876"]) expect({ secret: s, found: everything.includes(s) }).toEqual({ secret: s, found: false });
       expect(everything).not.toContain(btoa(`pusher:${secrets[0]}`));

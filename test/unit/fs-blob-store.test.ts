@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobIntegrityError } from "../../src/cache/blob-store.ts";
@@ -131,8 +131,11 @@ describe("FsBlobStore", () => {
     const big = new FsBlobStore(dir);
     await big.init();
     const first = await put(big, blob(400, 1));
-    await Bun.sleep(20);
     const second = await put(big, blob(400, 2));
+    // The index orders by mtime (last use): make `first` the older one by an hour, not by waiting.
+    const hourAgo = Date.now() / 1000 - 3600;
+    utimesSync(big.pathOf({ registry: "docker.io", digest: first }), hourAgo - 60, hourAgo - 60);
+    utimesSync(big.pathOf({ registry: "docker.io", digest: second }), hourAgo, hourAgo);
     const small = new FsBlobStore(dir, { maxSize: 500 });
     await small.init();
     expect(small.usage.size).toBe(400);
