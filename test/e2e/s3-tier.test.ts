@@ -225,9 +225,9 @@ describe("ferry's S3 tier on Ceph RGW", () => {
     expect(await s3.listKeys(objectKey(layer.digest))).toEqual([]);
   }, 90_000);
 
-  test("the lifecycle rule the README shows (and config.example.toml repeats) is taken by RGW", async () => {
-    const readme = readFileSync(join(ROOT, "README.md"), "utf8");
-    const block = /```json\n\s*(\{"Rules": \[\{"ID": "ferry-abort-incomplete-uploads"[\s\S]*?)```/.exec(readme)?.[1];
+  test("the lifecycle rule docs/high-availability.md shows (and config.example.toml repeats) is taken by RGW", async () => {
+    const doc = readFileSync(join(ROOT, "docs/high-availability.md"), "utf8");
+    const block = /```json\n\s*(\{"Rules": \[\{"ID": "ferry-abort-incomplete-uploads"[\s\S]*?)```/.exec(doc)?.[1];
     expect(block).toBeDefined();
     const rule = JSON.parse(block!) as { Rules: { ID: string; Status: "Enabled"; Filter: { Prefix: string }; AbortIncompleteMultipartUpload: { DaysAfterInitiation: number } }[] };
     const example = readFileSync(join(ROOT, "config.example.toml"), "utf8");
