@@ -7,7 +7,7 @@ import { LimiterCounters } from "./access/limits.ts";
 import { parseHtpasswd, type Htpasswd } from "./access/htpasswd.ts";
 import { FsBlobStore } from "./cache/fs-blob-store.ts";
 import type { MetaStore } from "./cache/meta-store.ts";
-import type { SharedRedis } from "./cache/redis-client.ts";
+import type { SharedRedis } from "./redis/redis-client.ts";
 import { ConfigError } from "./config/load.ts";
 import { SqliteMetaStore } from "./cache/sqlite-meta-store.ts";
 import type { Config } from "./config/config.ts";
@@ -158,7 +158,7 @@ async function openStores(config: Config): Promise<Stores> {
   const localMeta = new SqliteMetaStore(config.cache.dir);
   // Redis and S3 clients are loaded only when configured: the embedded default starts faster.
   const redisModules = config.redis
-    ? await Promise.all([import("./cache/redis-client.ts"), import("./cache/shared-meta-store.ts"), import("./cache/locks.ts")])
+    ? await Promise.all([import("./redis/redis-client.ts"), import("./cache/shared-meta-store.ts"), import("./cache/locks.ts")])
     : undefined;
   const redis = redisModules ? new redisModules[0].SharedRedis(config.redis!, log) : undefined;
   // A moment for Redis to connect, so a (re)started replica's first requests use the

@@ -1,7 +1,7 @@
 // Access control on the request path, in one place: User-Agent block list, per-client
 // limits, authentication, per-registry allow/deny lists, anonymous access and
 // passthrough checks. The registry API asks; this answers with a client or an OCI error.
-import type { SharedRedis } from "../cache/redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 import type { Config, RegistryConfig } from "../config/config.ts";
 import { formatBearerChallenge } from "../protocol/challenge.ts";
 import { RegistryError } from "../protocol/errors.ts";

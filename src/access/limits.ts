@@ -4,7 +4,7 @@
 // Redis when it is configured (so replicas share one budget) and in memory otherwise, or
 // while Redis is down.
 import { LRUCache } from "lru-cache";
-import type { SharedRedis } from "../cache/redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 import type { LimitSettings } from "../config/config.ts";
 import { cidrContains, ipToBigInt, parseCidr, type Cidr } from "../protocol/ip.ts";
 

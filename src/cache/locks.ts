@@ -5,7 +5,7 @@
 // the holder's peer URL and a token, so a replica waiting for the holder's download can
 // stream it from the holder (registry/peer-blobs.ts) instead of waiting in silence.
 import { randomUUID, timingSafeEqual } from "node:crypto";
-import type { SharedRedis } from "./redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 
 export interface Lease {
   release(): Promise<void>;

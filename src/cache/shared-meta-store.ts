@@ -7,7 +7,7 @@
 // Cluster keeps them in one slot and a MULTI over them works; the one set spanning
 // repositories (repos) is written by a command of its own.
 import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
-import type { SharedRedis } from "./redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 
 /** Tag mappings and manifests expire from Redis after this long unused (they are re-fetchable). */
 const RETENTION_SECONDS = 30 * 24 * 3600;

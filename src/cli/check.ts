@@ -2,7 +2,7 @@
 // upstream endpoint, Redis, S3 and the HTTPS certificate is probed, and a table says what works.
 import { mkdir } from "node:fs/promises";
 import { FsBlobStore } from "../cache/fs-blob-store.ts";
-import { SharedRedis } from "../cache/redis-client.ts";
+import { SharedRedis } from "../redis/redis-client.ts";
 import { S3BlobStore } from "../cache/s3-blob-store.ts";
 import { DEFAULT_HEALTH_POLICY, type Config } from "../config/config.ts";
 import { createLogger } from "../observe/logger.ts";

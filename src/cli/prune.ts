@@ -5,7 +5,7 @@
 // serves: a pruned blob or tag is a miss, and the server stops counting deleted blobs.
 import { FsBlobStore } from "../cache/fs-blob-store.ts";
 import type { MetaStore } from "../cache/meta-store.ts";
-import { SharedRedis } from "../cache/redis-client.ts";
+import { SharedRedis } from "../redis/redis-client.ts";
 import type { RemoteStoreError } from "../cache/remote-blob-store.ts";
 import { S3BlobStore } from "../cache/s3-blob-store.ts";
 import { SharedMetaStore } from "../cache/shared-meta-store.ts";

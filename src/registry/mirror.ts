@@ -4,7 +4,7 @@ import type { Config, RegistryConfig } from "../config/config.ts";
 import type { FsBlobStore } from "../cache/fs-blob-store.ts";
 import { LocalLocks, type LockService } from "../cache/locks.ts";
 import type { MetaStore } from "../cache/meta-store.ts";
-import type { SharedRedis } from "../cache/redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 import type { Logger } from "../observe/logger.ts";
 import { Metrics } from "../observe/metrics.ts";
 import { TrafficStats } from "../observe/traffic.ts";

@@ -3,7 +3,7 @@
 // replica restarted while Redis is down still serves its still-valid certificate.
 import { mkdir, readFile, rename, writeFile } from "node:fs/promises";
 import { join } from "node:path";
-import type { SharedRedis } from "../cache/redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 
 export interface CertStorage {
   read(name: string): Promise<string | undefined>;

@@ -1,6 +1,6 @@
 // `ferry check` for HTTPS: the certificate ferry would serve (static files, or the one
 // stored by ACME) with its expiry, and whether the ACME directory answers.
-import { SharedRedis } from "../cache/redis-client.ts";
+import { SharedRedis } from "../redis/redis-client.ts";
 import type { Config } from "../config/config.ts";
 import { createLogger } from "../observe/logger.ts";
 import { certificateInfo, type IssuedCertificate } from "./acme-order.ts";

@@ -2,7 +2,7 @@
 // static files (tls_cert/tls_key, read again on SIGHUP) or ACME ([server.acme]). The
 // plain listener asks intercept() first: ACME's HTTP-01 challenges, and the redirect of
 // registry API requests to HTTPS once a certificate is served.
-import type { SharedRedis } from "../cache/redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 import { LocalLocks, type LockService } from "../cache/locks.ts";
 import type { TlsSettings } from "../config/config.ts";
 import { ConfigError } from "../config/load.ts";

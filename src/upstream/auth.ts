@@ -1,7 +1,7 @@
 // Upstream token auth (the Docker registry token flow): on a Bearer challenge, ask the
 // realm for a token for the scope, cache it until shortly before it expires.
 import { LRUCache } from "lru-cache";
-import type { SharedRedis } from "../cache/redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 import type { Challenge } from "../protocol/challenge.ts";
 import type { PinnedTarget } from "./pinned-target.ts";
 import { SingleFlight } from "../shared/single-flight.ts";

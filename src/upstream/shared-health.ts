@@ -1,7 +1,7 @@
 // Endpoint cooldowns shared across replicas through Redis: when one replica is told
 // "429, retry after 60 s", the others stop asking that endpoint too. Each replica
 // publishes its cooldowns and polls the others' once a second (off the request path).
-import type { SharedRedis } from "../cache/redis-client.ts";
+import type { SharedRedis } from "../redis/redis-client.ts";
 import type { Endpoint } from "./endpoint.ts";
 
 const POLL_MS = 1_000;
