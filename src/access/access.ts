@@ -6,7 +6,7 @@ import type { Config, RegistryConfig } from "../config/config.ts";
 import { formatBearerChallenge } from "../protocol/challenge.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { withLibraryPrefix } from "../protocol/names.ts";
-import { BandwidthPool } from "../upstream/bandwidth.ts";
+import { BandwidthPool } from "../shared/bandwidth.ts";
 import { requestUrl } from "../protocol/request-url.ts";
 import { ANONYMOUS, Authenticator, type Identified, type LoginGuard, type Principal } from "./authenticator.ts";
 import { ClientIpResolver } from "./client-ip.ts";

@@ -4,7 +4,7 @@
 import { LRUCache } from "lru-cache";
 import type { AuthSettings } from "../config/config.ts";
 import { timingSafeEqual } from "node:crypto";
-import { credentialKey, type Credentials } from "../upstream/auth.ts";
+import { credentialKey, type Credentials } from "../shared/credentials.ts";
 import { verifyPassword, type Htpasswd } from "./htpasswd.ts";
 import { TokenSigner, type TokenClaims } from "./tokens.ts";
 

@@ -3,7 +3,7 @@
 // Decisions are cached briefly, so a pull is one check, not one per blob.
 import { LRUCache } from "lru-cache";
 import { SingleFlight } from "../shared/single-flight.ts";
-import { credentialKey, type Credentials } from "../upstream/auth.ts";
+import { credentialKey, type Credentials } from "../shared/credentials.ts";
 
 const DECISION_TTL_MS = 60_000;
 

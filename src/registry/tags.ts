@@ -3,7 +3,7 @@
 import { LRUCache } from "lru-cache";
 import type { MetaStore, RepositoryRef } from "../cache/meta-store.ts";
 import type { Logger } from "../observe/logger.ts";
-import { credentialKey, type Credentials } from "../upstream/auth.ts";
+import { credentialKey, type Credentials } from "../shared/credentials.ts";
 import type { RegistryClient } from "../upstream/registry-client.ts";
 import { toRegistryError } from "./upstream-errors.ts";
 

@@ -5,11 +5,8 @@ import type { SharedRedis } from "../redis/redis-client.ts";
 import type { Challenge } from "../protocol/challenge.ts";
 import type { PinnedTarget } from "./pinned-target.ts";
 import { SingleFlight } from "../shared/single-flight.ts";
-
-export interface Credentials {
-  username: string;
-  password: string;
-}
+import { credentialKey, type Credentials } from "../shared/credentials.ts";
+export type { Credentials };
 
 export interface Token {
   value: string;
@@ -56,14 +53,6 @@ export class TokenCache {
 
 export function pullScope(repository: string): string {
   return `repository:${repository}:pull`;
-}
-
-/**
- * Who a cache entry is for: a hash of the whole credential ("" for anonymous), so a wrong
- * password never hits what a right one earned, and no secret sits in a key.
- */
-export function credentialKey(credentials?: Credentials): string {
-  return credentials ? new Bun.CryptoHasher("sha256").update(`${credentials.username}:${credentials.password}`).digest("hex") : "";
 }
 
 export function tokenCacheKey(challenge: Challenge, scope: string, credentials?: Credentials): string {

@@ -6,7 +6,7 @@ import type { EndpointConfig, RegistryConfig } from "../config/config.ts";
 import type { Logger } from "../observe/logger.ts";
 import type { Metrics } from "../observe/metrics.ts";
 import { TokenCache } from "./auth.ts";
-import { Bandwidth } from "./bandwidth.ts";
+import { Bandwidth } from "../shared/bandwidth.ts";
 import { Endpoint, type UpstreamRequest } from "./endpoint.ts";
 import { failureFrom, isFailoverStatus, UpstreamError, type UpstreamFailure } from "./errors.ts";
 import { EndpointHealth, rateLimitCooldownMs, type HealthSnapshot } from "./health.ts";

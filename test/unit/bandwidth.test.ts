@@ -4,7 +4,7 @@
 import { describe, expect, test } from "bun:test";
 import { parseConfig } from "../../src/config/load.ts";
 import { parseRate } from "../../src/config/units.ts";
-import { Bandwidth, BandwidthPool } from "../../src/upstream/bandwidth.ts";
+import { Bandwidth, BandwidthPool } from "../../src/shared/bandwidth.ts";
 
 function source(bytes: number, chunk = 100_000): ReadableStream<Uint8Array> {
   let sent = 0;

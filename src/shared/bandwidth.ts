@@ -2,7 +2,7 @@
 // endpoint's blob downloads, or one client's blob deliveries). Bodies are cut into
 // slices of at most SLICE bytes and each slice waits its turn in a FIFO, so concurrent
 // transfers take turns and share the rate evenly. Only blob bodies are shaped: manifests
-// and everything else never wait here. Lives at the bottom (upstream/) so that both
+// and everything else never wait here. Lives in shared/ so that both
 // upstream tiers and access (client delivery) can use it.
 
 /** Fairness grain: a transfer's turn is at most this many bytes. */
