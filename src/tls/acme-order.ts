@@ -1,7 +1,7 @@
 // One certificate order against an RFC 8555 CA, through acme-client (JWS, nonces, polling
 // and retries are the library's). Only HTTP-01 is offered: Bun's TLS server can neither
 // negotiate the acme-tls/1 protocol nor pick a certificate by ALPN, so TLS-ALPN-01 cannot
-// be answered (README, "HTTPS by itself").
+// be answered (docs/deployment.md).
 import { Agent } from "node:https";
 import * as acme from "acme-client";
 import type { AcmeSettings } from "../config/config.ts";

@@ -1,6 +1,6 @@
 // Issue 17: a chaos run of the whole fleet. Three replicas behind nginx, Redis (behind
-// Sentinel, then separately a 3-master Cluster), S3 (test/harness/fleet-s3.ts: s3rver
-// until the Ceph RGW harness is merged) and the harness upstream (distribution with
+// Sentinel, then separately a 3-master Cluster), S3 (test/harness/fleet-s3.ts: Debian's
+// Ceph radosgw) and the harness upstream (distribution with
 // token auth and CDN redirects). Several clients pull docker-style (HEAD tag → GET
 // manifest by digest → GET blobs), cold and warm, small and big, while the run SIGKILLs
 // a replica, restarts Redis empty, fails the Sentinel master over, stops S3 for a while
@@ -24,26 +24,15 @@ import { ACCEPT, sha256 } from "../harness/oci.ts";
 import { freePort, waitFor } from "../harness/proc.ts";
 import { startRedisCluster, startRedisSentinel, type RedisCluster, type RedisSentinelSet } from "../harness/redis.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { prng, runSeed } from "../harness/seeded.ts";
 
-const SEED = Number(process.env.FERRY_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = runSeed();
 const SECONDS = Number(process.env.FERRY_CHAOS_SECONDS ?? 75);
 const CLIENTS = 4;
 const ATTEMPTS = 5; // per step, as docker retries a layer
 const LEASE_MS = 3_000;
 /** After a fault ends: a dead holder's lease expires, replicas reconnect. */
 const SETTLE_MS = LEASE_MS + 1_000;
-
-/** mulberry32: small, seedable, good enough to pick images and faults. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 let upstream: Upstream;
 let s3: FleetS3;
@@ -182,7 +171,7 @@ interface RedisSide {
 
 async function chaosRun(mode: string, redis: RedisSide): Promise<void> {
   const fleet = await startFleet(mode, redis.toml);
-  const random = rng(SEED ^ mode.length);
+  const random = prng(SEED ^ mode.length);
   const windows: Window[] = [];
   const pulls: PullRecord[] = [];
   const warm = new Set<string>(); // images pulled whole since the run began
@@ -232,7 +221,7 @@ async function chaosRun(mode: string, redis: RedisSide): Promise<void> {
     // Images join the pool one by one over the run, so cold pulls meet the faults too.
     const released = () => Math.min(images.length, 2 + Math.floor(((Date.now() - started) / (SECONDS * 1000)) * (images.length - 1)));
     const clients = Array.from({ length: CLIENTS }, async (_, c) => {
-      const pick = rng(SEED + c + 1);
+      const pick = prng(SEED + c + 1);
       while (Date.now() < deadline) {
         const entry = images[Math.floor(pick() * released())]!;
         const record = await dockerPull(fleet.lbUrl, entry, warm.has(entry.name));

@@ -19,8 +19,9 @@ import { ociFetch } from "../harness/oci-client.ts";
 import { waitFor } from "../harness/proc.ts";
 import { startRedis, type RedisServer } from "../harness/redis.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { prng, runSeed } from "../harness/seeded.ts";
 
-const SEED = Number(process.env.FERRY_SEED ?? Math.floor(Math.random() * 2 ** 31));
+const SEED = runSeed();
 const MAX_REQUESTS = Number(process.env.FERRY_DIFF_REQUESTS ?? 300);
 const TAG_TTL = SEED % 2 === 0 ? "0s" : "1s";
 const MAX_MS = Number(process.env.FERRY_DIFF_SECONDS ?? 80) * 1000;
@@ -31,18 +32,6 @@ const FAILURE_COOLDOWN = "10s";
 const CONCURRENT_DOWNLOADS = 4;
 /** Longest any single answer may take: both tiers' timeouts plus stalled-body resumes. */
 const MAX_ANSWER_MS = 2 * (TIMEOUT_MS + STALL_MS) + 6_000;
-
-/** mulberry32: small, fast, and the same sequence for the same seed everywhere. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const ACCEPTS: { name: string; types: string[] }[] = [
   { name: "full", types: [MT.ociIndex, MT.ociManifest, MT.dockerList, MT.dockerManifest] },

@@ -15,6 +15,7 @@ import { waitFor } from "../harness/proc.ts";
 import { startRedis } from "../harness/redis.ts";
 import { startS3, type S3Server } from "../harness/s3.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
+import { runSeed } from "../harness/seeded.ts";
 
 const SECRET = "d".repeat(40);
 const STATIC_TOKEN = "doors-static-token-0123456789";
@@ -315,7 +316,7 @@ describe("ferry's own tokens, attacked", () => {
 
 describe("header mutation fuzz", () => {
   test("Accept, Authorization, Range, X-Forwarded-For and Host mutated: no 5xx, OCI errors well-formed", async () => {
-    const seed = Number(process.env.FERRY_SEED ?? Math.floor(Math.random() * 2 ** 31));
+    const seed = runSeed();
     console.log(`header fuzz seed: ${seed} (FERRY_SEED=${seed} replays it)`);
     let x = seed || 1;
     const rng = () => ((x ^= x << 13), (x ^= x >>> 17), (x ^= x << 5), (x >>> 0) / 4294967296);

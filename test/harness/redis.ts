@@ -154,7 +154,7 @@ function redisCli(port: number, ...args: string[]): Promise<string> {
 /**
  * A real Redis Cluster of `masters` redis-servers on loopback, made with
  * `redis-cli --cluster create` and no replicas. cluster-require-full-coverage is off,
- * as ferry's README asks: with a master gone, the slots of the others keep answering.
+ * as docs/high-availability.md asks: with a master gone, the slots of the others keep answering.
  */
 export async function startRedisCluster(opts: { masters?: number } = {}): Promise<RedisCluster> {
   const count = opts.masters ?? 3;
