@@ -10,7 +10,8 @@
 // It fails on: a pull that failed although a healthy tier or a cached copy could serve
 // it (every pull outside an upstream hang, and warm ones during it), a corrupt byte,
 // more than one upstream GET of a blob outside the fault windows (the upstream's own
-// log), a lease in Redis or a temp file on a replica's disk left once the run is over.
+// log), a lease in Redis or a temp file on a replica's disk left once the run is over,
+// or an object in S3 that is not the whole blob its key names.
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import Redis, { Cluster } from "ioredis";
 import { mkdtempSync, readdirSync, rmSync } from "node:fs";
@@ -269,12 +270,19 @@ async function chaosRun(mode: string, redis: RedisSide): Promise<void> {
     let leases: string[] = [];
     await waitFor(async () => (leases = await redis.lockKeys()).length === 0, { timeoutMs: 1_000, intervalMs: 100, what: "leases released" }).catch(() => {});
     const temps = fleet.cacheDirs.flatMap((dir) => readdirSync(join(dir, "tmp")).map((f) => `${dir}/tmp/${f}`));
+    // Nothing in S3 that is not whole: every object visible there hashes to the digest it is stored under.
+    const partial: string[] = [];
+    for (const key of await s3.listKeys()) {
+      const hex = /[0-9a-f]{64}/.exec(key)?.[0];
+      if (hex && sha256(await s3.read(key)) !== `sha256:${hex}`) partial.push(key);
+    }
 
     expect(failed.filter((p) => !unservable.includes(p)).map((p) => `${p.name} (warm: ${p.warm}) at +${((p.start - started) / 1000).toFixed(1)}s: ${p.corrupt.join("; ") || p.error}`)).toEqual([]);
     expect(pulls.flatMap((p) => p.corrupt)).toEqual([]);
     expect(repeated).toEqual([]);
     expect(leases).toEqual([]);
     expect(temps).toEqual([]);
+    expect(partial).toEqual([]);
     expect(pulls.filter((p) => p.ok).length).toBeGreaterThan(0);
   } finally {
     await upstream.setFault(null);

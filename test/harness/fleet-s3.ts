@@ -1,6 +1,7 @@
 // The S3 server the fleet-wide tests run against, behind one small shape: Debian's Ceph
 // radosgw (test/harness/ceph.ts), a real S3 implementation that checks SigV4 and keeps a
 // multipart object invisible until it is completed.
+import { GetObjectCommand } from "@aws-sdk/client-s3";
 import { startCeph } from "./ceph.ts";
 
 export interface FleetS3 {
@@ -17,6 +18,8 @@ export interface FleetS3 {
   listKeys(prefix?: string): Promise<string[]>;
   /** Multipart uploads neither completed nor aborted. */
   pendingUploads(): Promise<number>;
+  /** The bytes of an object, read back. */
+  read(key: string): Promise<Uint8Array>;
   dispose(): Promise<void>;
 }
 
@@ -33,6 +36,10 @@ export async function startFleetS3(bucket: string): Promise<FleetS3> {
     start: () => s3.startGateway(),
     listKeys: (prefix) => s3.listKeys(prefix),
     pendingUploads: async () => (await s3.pendingUploads()).length,
+    read: async (key) => {
+      const object = await s3.client().send(new GetObjectCommand({ Bucket: s3.bucket, Key: key }));
+      return object.Body!.transformToByteArray();
+    },
     dispose: () => s3.stop(),
   };
 }
