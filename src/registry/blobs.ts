@@ -15,8 +15,7 @@ import type { Logger } from "../observe/logger.ts";
 import { RegistryError } from "../protocol/errors.ts";
 import { parseRange, type ByteRange } from "../protocol/range.ts";
 import type { Credentials } from "../upstream/auth.ts";
-import { failureFromResponse, UpstreamError } from "../upstream/errors.ts";
-import type { Upstream } from "../upstream/upstream.ts";
+import type { RegistryClient } from "../upstream/registry-client.ts";
 import { BlobDownload, type DownloadSlots } from "./blob-download.ts";
 import type { BlobMembership } from "./blob-membership.ts";
 import { PeerBlobSource, shareLocalCopy } from "./peer-blobs.ts";
@@ -54,7 +53,7 @@ export class BlobService {
     private readonly local: FsBlobStore,
     private readonly shared: SharedBlobTier | undefined,
     private readonly locks: LockService,
-    private readonly upstreamFor: (registry: string) => Upstream,
+    private readonly clientFor: (registry: string) => RegistryClient,
     private readonly log: Logger,
     private readonly membership: BlobMembership,
     private readonly slots: DownloadSlots,
@@ -72,7 +71,7 @@ export class BlobService {
   async get(req: BlobRequest): Promise<BlobResult> {
     const key: BlobKey = { registry: req.registry, digest: req.digest };
     const what = `blob ${req.digest} of ${req.repository}`;
-    const confirmed = this.upstreamFor(req.registry).registry.passthroughAuth ? await this.confirmMember(req, what) : undefined;
+    const confirmed = this.clientFor(req.registry).upstream.registry.passthroughAuth ? await this.confirmMember(req, what) : undefined;
     // The download in progress first, then the store: a download leaves the map only once
     // its blob is in the store, so in this order a request can't miss both (the other way
     // round, a download that finished during the stat was started again).
@@ -110,7 +109,7 @@ export class BlobService {
       const download = this.downloads.get(keyString(key)) ?? this.start(key, new SharedStoreBlobSource(this.shared!.store, key, shared.size), false);
       return this.follow(download, req, what, "shared");
     }
-    const download = this.downloads.get(keyString(key)) ?? this.start(key, new UpstreamBlobSource(this.upstreamFor(key.registry), req.repository, key, req.credentials), true);
+    const download = this.downloads.get(keyString(key)) ?? this.start(key, new UpstreamBlobSource(this.clientFor(key.registry), req.repository, key, req.credentials), true);
     if (lease) download.finished.then(() => lease.release());
     return this.follow(download, req, what, "upstream");
   }
@@ -154,7 +153,7 @@ export class BlobService {
   private fromPeer(key: BlobKey, req: BlobRequest, what: string, peer: LeaseHolder): Promise<BlobResult> {
     const takeOver = async (): Promise<BlobSource> => {
       const shared = await this.sharedStat(key);
-      return shared ? new SharedStoreBlobSource(this.shared!.store, key, shared.size) : new UpstreamBlobSource(this.upstreamFor(key.registry), req.repository, key, req.credentials);
+      return shared ? new SharedStoreBlobSource(this.shared!.store, key, shared.size) : new UpstreamBlobSource(this.clientFor(key.registry), req.repository, key, req.credentials);
     };
     let download = this.downloads.get(keyString(key));
     if (!download) {
@@ -252,10 +251,9 @@ export class BlobService {
 
   private async headUpstream(req: BlobRequest, what: string): Promise<BlobResult> {
     try {
-      const { response, endpoint } = await this.upstreamFor(req.registry).request({ method: "HEAD", path: `/v2/${req.repository}/blobs/${req.digest}`, repository: req.repository, credentials: req.credentials }, "blob");
-      if (!response.ok) throw new UpstreamError(endpoint.url, await failureFromResponse(response));
-      const length = response.headers.get("content-length");
-      return { digest: req.digest, source: "upstream", size: length && /^\d+$/.test(length) ? Number(length) : undefined, body: { kind: "none" }, cache: "miss" };
+      const head = await this.clientFor(req.registry).headBlob(req.repository, req.digest, { credentials: req.credentials });
+      if (!head.found) throw head.error;
+      return { digest: req.digest, source: "upstream", size: head.size, body: { kind: "none" }, cache: "miss" };
     } catch (error) {
       throw toRegistryError(error, "BLOB_UNKNOWN", what);
     }

@@ -96,12 +96,11 @@ export class Mirror {
       this.clients.set(registry.name, new RegistryClient(upstream));
     }
     for (const key of carried.health.keys()) if (!healthInUse.has(key)) carried.health.delete(key);
-    const upstreamFor = (name: string) => this.upstreamFor(name);
     const clientFor = (name: string) => this.clientFor(name);
     this.tagPolicy = new TagPolicy(config.cache.tagTtlMs, config.registries);
     this.manifests = new ManifestService(meta, locks, clientFor, (repo, tag) => this.tagPolicy.ttlMs(repo, tag), config.cache.negativeTtlMs, log);
     this.membership = new BlobMembership(meta);
-    this.blobs = new BlobService(blobStore, shared.blobs, locks, upstreamFor, log, this.membership, carried.downloadSlots, carried.downloads);
+    this.blobs = new BlobService(blobStore, shared.blobs, locks, clientFor, log, this.membership, carried.downloadSlots, carried.downloads);
     this.tags = new TagService(meta, clientFor, config.cache.tagTtlMs, log);
     this.referrers = new ReferrersService(clientFor, config.cache.referrersTtlMs, log);
     if (shared.redis) {

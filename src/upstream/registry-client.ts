@@ -3,12 +3,13 @@
 // caching policy. Tier choice, auth, redirects and deadlines stay in Upstream/Endpoint.
 // A registry's answer is a value (Found, or NotFound for its 404); every other failure is
 // thrown as UpstreamError (or TokenFetchError, or InvalidAnswer for bytes that are not what
-// was asked for). Blobs come later as `openBlob(repo, digest, from)` returning
-// Found<{ body, size, endpoint }> | NotFound, where `from` (a byte offset) resumes a broken
-// download on the next tier; today blob-sources.ts still asks Upstream itself.
+// was asked for). `openBlob(repo, digest, { from })` resumes a broken download at a byte
+// offset (on the next tier, with `skip`), whether or not the registry honours Range.
 import { parseDigest } from "../protocol/digest.ts";
 import { MediaType } from "../protocol/media-types.ts";
+import { parseContentRange } from "../protocol/range.ts";
 import { TokenFetchError, type Credentials } from "./auth.ts";
+import type { Endpoint } from "./endpoint.ts";
 import { failureFromResponse, InvalidAnswer, UpstreamError } from "./errors.ts";
 import type { Upstream } from "./upstream.ts";
 
@@ -44,6 +45,29 @@ export interface ReferrersIndex {
   filtersApplied?: string;
   /** The query of the next page (ns dropped: the mirror adds its own). */
   nextQuery?: string;
+}
+
+export interface BlobHead {
+  /** Content-Length, when the registry sent one. */
+  size: number | undefined;
+}
+
+export interface OpenBlobOptions {
+  /** Byte offset to start at (a resume); the body always starts there. */
+  from?: number;
+  signal?: AbortSignal;
+  credentials?: Credentials;
+  /** The tier that just failed, passed over when another one serves blobs. */
+  skip?: Endpoint;
+}
+
+export interface OpenedBlob {
+  /** Total size of the blob (not of the part sent), when the registry said. */
+  size: number | undefined;
+  /** Bytes from `from` to the end, paced by the endpoint's max_bandwidth. */
+  body: ReadableStream<Uint8Array>;
+  /** The tier that answered (its stall timeout; where to report a body that broke). */
+  endpoint: Endpoint;
 }
 
 /** Manifests and referrers indexes are small; anything bigger than this from upstream is refused. */
@@ -91,6 +115,38 @@ export class RegistryClient {
     return { found: true, body, filtersApplied: response.headers.get("oci-filters-applied") ?? undefined, nextQuery: nextPageQuery(response.headers.get("link")) };
   }
 
+  async headBlob(repository: string, digest: string, options: { credentials?: Credentials } = {}): Promise<Found<BlobHead> | NotFound> {
+    const { response, endpoint } = await this.upstream.request({ method: "HEAD", path: `/v2/${repository}/blobs/${digest}`, repository, credentials: options.credentials }, "blob");
+    if (!response.ok) return this.notFoundOrThrow(response, endpoint.url);
+    return { found: true, size: contentLength(response) };
+  }
+
+  async openBlob(repository: string, digest: string, options: OpenBlobOptions = {}): Promise<Found<OpenedBlob> | NotFound> {
+    const from = options.from ?? 0;
+    const { response, endpoint } = await this.upstream.request(
+      { method: "GET", path: `/v2/${repository}/blobs/${digest}`, repository, range: from > 0 ? `bytes=${from}-` : undefined, signal: options.signal, credentials: options.credentials },
+      "blob",
+      options.skip,
+    );
+    if (response.status !== 200 && response.status !== 206) return this.notFoundOrThrow(response, endpoint.url);
+    if (!response.body) throw new UpstreamError(endpoint.url, { kind: "network", message: "empty body" });
+    let size: number | undefined;
+    let body = response.body;
+    if (response.status === 206) {
+      const range = parseContentRange(response.headers.get("content-range"));
+      if (!range || range.start !== from) {
+        await response.body.cancel();
+        throw new UpstreamError(endpoint.url, { kind: "network", message: "upstream answered a different range" });
+      }
+      size = range.size;
+    } else {
+      size = contentLength(response);
+      // An upstream that ignores Range sends the whole blob again: drop what we have.
+      if (from > 0) body = body.pipeThrough(skipBytes(from));
+    }
+    return { found: true, size, body: this.upstream.shapeBlobBody(endpoint, body), endpoint };
+  }
+
   /**
    * Whether the upstream accepts these credentials (undefined: anonymous): for reading
    * `repository`, or with none named, at all (a `docker login` through ferry). A one-tag
@@ -114,6 +170,25 @@ export class RegistryClient {
     if (response.status === 404) return { found: false, error };
     throw error;
   }
+}
+
+function contentLength(response: Response): number | undefined {
+  const length = response.headers.get("content-length");
+  return length !== null && /^\d+$/.test(length) ? Number(length) : undefined;
+}
+
+function skipBytes(count: number): TransformStream<Uint8Array, Uint8Array> {
+  let remaining = count;
+  return new TransformStream({
+    transform(chunk, controller) {
+      if (remaining >= chunk.byteLength) {
+        remaining -= chunk.byteLength;
+        return;
+      }
+      controller.enqueue(remaining > 0 ? chunk.subarray(remaining) : chunk);
+      remaining = 0;
+    },
+  });
 }
 
 function validDigest(header: string | null): string | undefined {

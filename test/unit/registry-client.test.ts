@@ -115,3 +115,96 @@ test("Link headers: the next page's path on /v2/ only, and a referrers cursor wi
   expect(nextPagePath(null)).toBeUndefined();
   expect(nextPageQuery('</v2/x/referrers/sha256:a?ns=ghcr.io>; rel="next"')).toBeUndefined();
 });
+
+const BLOB = new TextEncoder().encode("0123456789abcdef");
+const text = async (body: ReadableStream<Uint8Array>) => new TextDecoder().decode(await new Response(body).arrayBuffer());
+const thrown = (p: Promise<unknown>) => p.then(() => undefined, (e: unknown) => e);
+
+test("headBlob: the size from Content-Length, the registry's 404 as NotFound, a 401 thrown", async () => {
+  const { up, client } = setup();
+  const digest = up.putBlob("library/alpine", BLOB);
+  expect(await client.headBlob("library/alpine", digest)).toEqual({ found: true, size: BLOB.byteLength });
+  const missing = await client.headBlob("library/other", digest);
+  expect(missing.found).toBe(false);
+  if (!missing.found) expect(missing.error.failure).toMatchObject({ kind: "status", status: 404 });
+  up.fault = () => errorJson(401, "UNAUTHORIZED", "authentication required");
+  const error = await thrown(client.headBlob("library/alpine", digest));
+  expect(error).toBeInstanceOf(UpstreamError);
+  expect((error as UpstreamError).failure).toMatchObject({ kind: "status", status: 401 });
+  expect(up.count({ method: "HEAD", pathIncludes: `/blobs/${digest}` })).toBe(3);
+});
+
+test("openBlob: the whole blob, a resume by Range (206), and the endpoint that answered with its stall timeout", async () => {
+  const { up, client } = setup();
+  const digest = up.putBlob("library/alpine", BLOB);
+  const whole = await client.openBlob("library/alpine", digest);
+  expect(whole.found).toBe(true);
+  if (!whole.found) return;
+  expect(whole.size).toBe(BLOB.byteLength);
+  expect(await text(whole.body)).toBe("0123456789abcdef");
+  expect(whole.endpoint.url).toBe(up.url);
+  expect(whole.endpoint.config.stallTimeoutMs).toBe(2_000);
+  const ranges: (string | null)[] = [];
+  up.fault = (req) => void ranges.push(req.headers.get("range"));
+  const rest = await client.openBlob("library/alpine", digest, { from: 10 });
+  expect(rest.found).toBe(true);
+  if (!rest.found) return;
+  expect(rest.size).toBe(BLOB.byteLength); // the blob's size, not the part's
+  expect(await text(rest.body)).toBe("abcdef");
+  expect(ranges).toEqual(["bytes=10-"]);
+  const missing = await client.openBlob("library/other", digest);
+  expect(missing.found).toBe(false);
+  if (!missing.found) expect(missing.error.failure).toMatchObject({ kind: "status", status: 404 });
+});
+
+test("openBlob: an upstream that ignores Range (200, whole body) has the bytes before the offset dropped; a different 206 range is refused", async () => {
+  const { up, client } = setup();
+  const digest = up.putBlob("library/alpine", BLOB);
+  up.fault = () => new Response(BLOB, { headers: { "Content-Length": String(BLOB.byteLength) } });
+  const ignored = await client.openBlob("library/alpine", digest, { from: 10 });
+  expect(ignored.found).toBe(true);
+  if (ignored.found) {
+    expect(ignored.size).toBe(BLOB.byteLength);
+    expect(await text(ignored.body)).toBe("abcdef");
+  }
+  up.fault = () => new Response(BLOB.subarray(4), { status: 206, headers: { "Content-Range": `bytes 4-15/${BLOB.byteLength}` } });
+  const error = await thrown(client.openBlob("library/alpine", digest, { from: 10 }));
+  expect(error).toBeInstanceOf(UpstreamError);
+  expect((error as UpstreamError).failure).toMatchObject({ kind: "network", message: "upstream answered a different range" });
+});
+
+test("openBlob: `skip` passes over the tier that just failed when another serves blobs", async () => {
+  const first = startTinyRegistry();
+  const second = startTinyRegistry();
+  running.push(first, second);
+  const client = new RegistryClient(new Upstream(registryConfig([first.url, second.url]), new TokenCache(), createLogger("silent")));
+  const digest = first.putBlob("library/alpine", BLOB);
+  second.putBlob("library/alpine", BLOB);
+  const skipped = client.upstream.blobEndpoints.find((e) => e.url === first.url)!;
+  const opened = await client.openBlob("library/alpine", digest, { from: 4, skip: skipped });
+  expect(opened.found).toBe(true);
+  if (!opened.found) return;
+  expect(opened.endpoint.url).toBe(second.url);
+  expect(await text(opened.body)).toBe("456789abcdef");
+  expect(first.count({ pathIncludes: "/blobs/" })).toBe(0);
+  expect(second.count({ method: "GET", pathIncludes: `/blobs/${digest}` })).toBe(1);
+});
+
+test("openBlob: a 401 with a Bearer challenge is answered with a token, then the blob", async () => {
+  const { up, client } = setup();
+  const digest = up.putBlob("org/app", BLOB);
+  const scopes: (string | null)[] = [];
+  up.fault = (req, url) => {
+    if (url.pathname === "/token") {
+      scopes.push(url.searchParams.get("scope"));
+      return Response.json({ token: "t0k" });
+    }
+    if (req.headers.get("authorization") === "Bearer t0k") return undefined;
+    return errorJson(401, "UNAUTHORIZED", "authentication required", { "WWW-Authenticate": `Bearer realm="${up.url}/token",service="tiny",scope="repository:org/app:pull"` });
+  };
+  const opened = await client.openBlob("org/app", digest);
+  expect(opened.found).toBe(true);
+  if (opened.found) expect(await text(opened.body)).toBe("0123456789abcdef");
+  expect(scopes).toEqual(["repository:org/app:pull"]);
+  expect(up.log.filter((l) => l.path.includes("/blobs/")).map((l) => l.status)).toEqual([401, 200]);
+});

@@ -1,6 +1,7 @@
 // A tiny in-process registry for unit tests of the manifest service, the registry client and the upstream
 // tiers: it answers manifest HEAD/GET like distribution 2.8 does (including the 404 for
-// an Accept that excludes the stored type), and a test can put a fault in front of it
+// an Accept that excludes the stored type), and blob HEAD/GET with `Range: bytes=N-`
+// (206 and Content-Range, as distribution does), and a test can put a fault in front of it
 // (a hanging or stalling answer, an HTML page, a 429). A stand-in for unit tests only:
 // the e2e tests use the real distribution (test/harness/upstream.ts).
 import type { Server } from "bun";
@@ -26,6 +27,8 @@ export interface TinyRegistry {
   log: Logged[];
   /** Stores a manifest under a tag; returns its digest. */
   put(repository: string, tag: string, mediaType: string, body: string): string;
+  /** Stores a blob under a repository; returns its digest. */
+  putBlob(repository: string, body: Uint8Array): string;
   fault: Fault | undefined;
   count(filter?: { method?: string; pathIncludes?: string }): number;
   stop(): void;
@@ -37,6 +40,7 @@ export function sha256(text: string | Uint8Array): string {
 
 export function startTinyRegistry(): TinyRegistry {
   const manifests = new Map<string, { mediaType: string; body: string; digest: string }>();
+  const blobs = new Map<string, Uint8Array>();
   const log: Logged[] = [];
   const registry: TinyRegistry = {
     url: "",
@@ -47,6 +51,11 @@ export function startTinyRegistry(): TinyRegistry {
       const m = { mediaType, body, digest };
       manifests.set(`${repository}:${tag}`, m);
       manifests.set(`${repository}@${digest}`, m);
+      return digest;
+    },
+    putBlob(repository, body) {
+      const digest = sha256(body);
+      blobs.set(`${repository}@${digest}`, body);
       return digest;
     },
     count(filter = {}) {
@@ -61,6 +70,8 @@ export function startTinyRegistry(): TinyRegistry {
     const faulted = await registry.fault?.(req, url);
     if (faulted) return faulted;
     if (url.pathname === "/v2/") return Response.json({});
+    const b = /^\/v2\/(.+)\/blobs\/([^/]+)$/.exec(url.pathname);
+    if (b) return blobAnswer(req, blobs.get(`${b[1]}@${b[2]}`));
     const m = /^\/v2\/(.+)\/manifests\/([^/]+)$/.exec(url.pathname);
     if (!m) return errorJson(404, "NAME_UNKNOWN", "repository name not known to registry");
     const [, repository, reference] = m;
@@ -85,6 +96,17 @@ export function startTinyRegistry(): TinyRegistry {
   });
   registry.url = `http://127.0.0.1:${server.port}`;
   return registry;
+}
+
+function blobAnswer(req: Request, blob: Uint8Array | undefined): Response {
+  if (!blob) return errorJson(404, "BLOB_UNKNOWN", "blob unknown to registry");
+  const headers = { "Content-Type": "application/octet-stream", "Content-Length": String(blob.byteLength) };
+  const range = /^bytes=(\d+)-$/.exec(req.headers.get("range") ?? "");
+  if (req.method === "HEAD" || !range) return new Response(req.method === "HEAD" ? null : blob, { headers });
+  const start = Number(range[1]);
+  if (start >= blob.byteLength) return new Response(null, { status: 416, headers: { "Content-Range": `bytes */${blob.byteLength}` } });
+  const part = blob.subarray(start);
+  return new Response(part, { status: 206, headers: { ...headers, "Content-Length": String(part.byteLength), "Content-Range": `bytes ${start}-${blob.byteLength - 1}/${blob.byteLength}` } });
 }
 
 export function errorJson(status: number, code: string, message: string, headers: Record<string, string> = {}): Response {
