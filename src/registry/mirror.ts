@@ -11,7 +11,7 @@ import { TrafficStats } from "../observe/traffic.ts";
 import { TokenCache } from "../upstream/auth.ts";
 import type { EndpointHealth } from "../upstream/health.ts";
 import { SharedHealth } from "../upstream/shared-health.ts";
-import { Upstream } from "../upstream/upstream.ts";
+import { Upstream, type EndpointStatus } from "../upstream/upstream.ts";
 import { RegistryClient } from "../upstream/registry-client.ts";
 import type { Credentials } from "../upstream/auth.ts";
 import { BlobMembership } from "./blob-membership.ts";
@@ -21,6 +21,20 @@ import { ManifestService } from "./manifests.ts";
 import { ReferrersService } from "./referrers.ts";
 import { TagPolicy } from "./tag-policy.ts";
 import { TagService } from "./tags.ts";
+
+/** A cached repository with its tags, for the dashboard. */
+export interface CachedRepository {
+  registry: string;
+  repository: string;
+  tags: { tag: string; digest: string; mediaType: string; size: number | null; checkedAt: string; pulledAt: string | null; policy: { immutable: boolean; ttlSeconds: number | null; rule: string } }[];
+}
+
+/** One registry's tiers and their health, and how often a stale copy was served. */
+export interface RegistryStatus {
+  registry: string;
+  endpoints: EndpointStatus[];
+  staleResponses: Record<string, number>;
+}
 
 /**
  * What one Mirror hands to the next on a config reload (serve.ts keeps it): upstream
@@ -110,7 +124,7 @@ export class Mirror {
   }
 
   /** Cached repositories with their tags, digests, image sizes and last pull (for the dashboard). */
-  async cachedRepositories(): Promise<{ registry: string; repository: string; tags: { tag: string; digest: string; mediaType: string; size: number | null; checkedAt: string; pulledAt: string | null; policy: { immutable: boolean; ttlSeconds: number | null; rule: string } }[] }[]> {
+  async cachedRepositories(): Promise<CachedRepository[]> {
     const repos = await this.meta.listRepositories();
     return Promise.all(
       repos.map(async (repo) => {
@@ -174,7 +188,7 @@ export class Mirror {
   }
 
   /** Each registry's tiers and their health, for the status API. */
-  upstreamStatus() {
+  upstreamStatus(): RegistryStatus[] {
     return this.config.registries.map((r) => ({ registry: r.name, endpoints: this.upstreams.get(r.name)!.status(), staleResponses: this.metrics.staleCounts(r.name) }));
   }
 

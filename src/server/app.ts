@@ -13,7 +13,7 @@ import { requestUrl, unroutableHost } from "../protocol/request-url.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
 import { healthApi } from "./health-api.ts";
 import { peerApi } from "./peer-api.ts";
-import { statusApi } from "./status-api.ts";
+import { statusApi, type StatusView } from "./status-api.ts";
 import { webUi } from "./web-ui.ts";
 import type { CertificateState } from "../tls/cert-manager.ts";
 
@@ -47,9 +47,24 @@ export function createApp(mirror: Mirror, access: AccessControl, certificate: ()
     })
     .use(tokenEndpoint(mirror.config, access, mirror))
     .use(registryApi(mirror, access))
-    .use(statusApi(mirror, certificate))
+    .use(statusApi(statusView(mirror, certificate)))
     .use(peerApi(mirror))
     .use(healthApi(mirror))
     .get("/metrics", async () => new Response(await mirror.metrics.registry.metrics(), { headers: { "Content-Type": mirror.metrics.registry.contentType } }))
     .use(webUi(mirror));
+}
+
+/** What the status API reads of this generation's mirror, and the HTTPS certificate. */
+function statusView(mirror: Mirror, certificate: () => CertificateState | undefined): StatusView {
+  const { config, blobStore, sharedBlobs, redis } = mirror;
+  return {
+    registries: () => mirror.upstreamStatus(),
+    downloads: () => mirror.blobs.inFlight,
+    cache: () => ({ dir: config.cache.dir, bytes: blobStore.usage.size, blobs: blobStore.usage.count, maxBytes: config.cache.maxSize, diskFull: blobStore.diskFull }),
+    shared: sharedBlobs ? { bucket: config.s3?.bucket, redirect: sharedBlobs.redirect } : undefined,
+    redisConnected: redis ? () => redis.ready : undefined,
+    traffic: mirror.traffic,
+    certificate,
+    repositories: () => mirror.cachedRepositories(),
+  };
 }

@@ -2,35 +2,53 @@
 // downloads in flight. Holds no secrets: endpoints are shown by URL only.
 import { Elysia } from "elysia";
 import pkg from "../../package.json" with { type: "json" };
-import type { Mirror } from "../registry/mirror.ts";
+import type { TrafficStats } from "../observe/traffic.ts";
+import type { BlobDownload } from "../registry/blob-download.ts";
+import type { CachedRepository, RegistryStatus } from "../registry/mirror.ts";
 import type { CertificateState } from "../tls/cert-manager.ts";
 
-export function statusApi(mirror: Mirror, certificate: () => CertificateState | undefined = () => undefined) {
+/** What the status API reads, handed to it where the app is made (app.ts). */
+export interface StatusView {
+  registries(): RegistryStatus[];
+  downloads(): ReadonlyMap<string, Pick<BlobDownload, "digest" | "sourceKind" | "written" | "size" | "state">>;
+  cache(): { dir: string; bytes: number; blobs: number; maxBytes: number | undefined; diskFull: string | undefined };
+  /** The shared blob store, when configured. */
+  shared: { bucket: string | undefined; redirect: boolean } | undefined;
+  /** Whether Redis is connected, when configured. */
+  redisConnected: (() => boolean) | undefined;
+  traffic: Pick<TrafficStats, "totals" | "series">;
+  /** The HTTPS certificate (undefined without TLS). */
+  certificate(): CertificateState | undefined;
+  repositories(): Promise<CachedRepository[]>;
+}
+
+export function statusApi(view: StatusView) {
   return new Elysia({ name: "status-api" })
     .get("/api/status", () => {
-      const t = mirror.traffic.totals;
+      const t = view.traffic.totals;
+      const cache = view.cache();
       return Response.json({
         version: pkg.version,
         uptimeSeconds: Math.round(process.uptime()),
-        registries: mirror.upstreamStatus(),
-        downloads: [...mirror.blobs.inFlight.entries()].map(([key, d]) => ({ key, registry: key.split("/")[0], digest: d.digest, from: d.sourceKind, bytes: d.written, size: d.size ?? null, state: d.state })),
+        registries: view.registries(),
+        downloads: [...view.downloads().entries()].map(([key, d]) => ({ key, registry: key.split("/")[0], digest: d.digest, from: d.sourceKind, bytes: d.written, size: d.size ?? null, state: d.state })),
         cache: {
-          dir: mirror.config.cache.dir,
-          bytes: mirror.blobStore.usage.size,
-          blobs: mirror.blobStore.usage.count,
-          maxBytes: mirror.config.cache.maxSize ?? null,
-          diskFull: mirror.blobStore.diskFull ?? null,
-          shared: mirror.sharedBlobs ? { kind: "s3", bucket: mirror.config.s3?.bucket, redirect: mirror.sharedBlobs.redirect } : null,
-          redis: mirror.redis ? { connected: mirror.redis.ready } : null,
+          dir: cache.dir,
+          bytes: cache.bytes,
+          blobs: cache.blobs,
+          maxBytes: cache.maxBytes ?? null,
+          diskFull: cache.diskFull ?? null,
+          shared: view.shared ? { kind: "s3", bucket: view.shared.bucket, redirect: view.shared.redirect } : null,
+          redis: view.redisConnected ? { connected: view.redisConnected() } : null,
         },
         // The HTTPS certificate (null without TLS): where from, until when, why an order failed.
-        tls: certificate() ?? null,
+        tls: view.certificate() ?? null,
         traffic: {
           ...t,
           hitRatio: t.requests ? t.hits / t.requests : null,
-          series: mirror.traffic.series(24 * 60 * 60_000),
+          series: view.traffic.series(24 * 60 * 60_000),
         },
       });
     })
-    .get("/api/repositories", async () => Response.json({ repositories: await mirror.cachedRepositories() }));
+    .get("/api/repositories", async () => Response.json({ repositories: await view.repositories() }));
 }
