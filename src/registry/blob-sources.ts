@@ -25,8 +25,10 @@ export interface BlobSource {
 /** The registry's upstream tiers; a resume skips the endpoint that just failed. */
 export class UpstreamBlobSource implements BlobSource {
   readonly kind = "upstream";
-  private last: Endpoint | undefined;
-  private skip: Endpoint | undefined;
+  /** The tier whose body is being read; undefined while opening (an open that fails is the tiers' own record). */
+  private reading: Endpoint | undefined;
+  /** The tier whose body broke last: a resume goes elsewhere if it can, else back to it. */
+  private broken: Endpoint | undefined;
 
   constructor(
     private readonly client: RegistryClient,
@@ -36,17 +38,32 @@ export class UpstreamBlobSource implements BlobSource {
   ) {}
 
   async open(offset: number, signal: AbortSignal): Promise<OpenedBody> {
-    const opened = await this.client.openBlob(this.repository, this.key.digest, { from: offset, signal, credentials: this.credentials, skip: this.skip });
+    this.reading = undefined;
+    const opened = await this.client.openBlob(this.repository, this.key.digest, { from: offset, signal, credentials: this.credentials, ...this.resumeRoute() });
     if (!opened.found) throw opened.error;
-    this.last = opened.endpoint;
+    this.reading = opened.endpoint;
     return { size: opened.size, body: opened.body, stallTimeoutMs: opened.endpoint.config.stallTimeoutMs };
   }
 
+  /**
+   * Where a resume may go: another tier that is not resting; else the one whose body just
+   * broke (it was answering a moment ago). Never a resting tier that failed to answer at
+   * all: that would pay its timeout again on every resume.
+   */
+  private resumeRoute(): { skip?: Endpoint[]; ifAllResting?: "probe" | "fail" } {
+    const broken = this.broken;
+    if (!broken) return {};
+    const others = this.client.upstream.blobEndpoints.filter((e) => e !== broken);
+    if (others.some((e) => e.health.snapshot().available)) return { skip: [broken], ifAllResting: "fail" };
+    return { skip: others, ifAllResting: "probe" };
+  }
+
   bodyFailed(error: Error): boolean {
-    if (this.last) {
-      this.client.upstream.reportBodyFailure(this.last, error.message);
-      // Ask the next tier for the rest (the same one again if it is the only one).
-      this.skip = this.client.upstream.blobEndpoints.length > 1 ? this.last : undefined;
+    // Only a body that broke is its tier's fault; a failed open was recorded by the tiers themselves.
+    if (this.reading) {
+      this.client.upstream.reportBodyFailure(this.reading, error.message);
+      this.broken = this.reading;
+      this.reading = undefined;
     }
     return true;
   }

@@ -57,8 +57,10 @@ export interface OpenBlobOptions {
   from?: number;
   signal?: AbortSignal;
   credentials?: Credentials;
-  /** The tier that just failed, passed over when another one serves blobs. */
-  skip?: Endpoint;
+  /** Tiers to pass over (a resume: the one whose body just broke, or all but it). */
+  skip?: readonly Endpoint[];
+  /** When every other tier rests: "probe" asks them anyway (a first try), "fail" asks none. */
+  ifAllResting?: "probe" | "fail";
 }
 
 export interface OpenedBlob {
@@ -127,6 +129,7 @@ export class RegistryClient {
       { method: "GET", path: `/v2/${repository}/blobs/${digest}`, repository, range: from > 0 ? `bytes=${from}-` : undefined, signal: options.signal, credentials: options.credentials },
       "blob",
       options.skip,
+      options.ifAllResting,
     );
     if (response.status !== 200 && response.status !== 206) return this.notFoundOrThrow(response, endpoint.url);
     if (!response.body) throw new UpstreamError(endpoint.url, { kind: "network", message: "empty body" });

@@ -69,13 +69,14 @@ export class Upstream {
    * body: manifests, tag lists, tokens and error bodies arrive buffered, so a body that
    * stalls after its headers is that tier's timeout. Blob bodies stream (stall_timeout).
    *
-   * `skip` leaves out an endpoint that just failed mid-body. `ifAllResting` says what to
+   * `skip` leaves out endpoints (a resume passes over the one that just broke). `ifAllResting` says what to
    * do when every tier rests: "probe" asks those that are not rate-limited anyway (a miss
    * has no other way to an answer), "fail" asks none (the caller holds a cached copy and
    * serves it at once: an outage costs one timeout per cooldown window, not per pull).
    */
-  async request(req: UpstreamRequest, purpose: Purpose = "manifest", skip?: Endpoint, ifAllResting: "probe" | "fail" = "probe"): Promise<UpstreamResponse> {
-    const tiers = (purpose === "blob" ? this.blobEndpoints : this.endpoints).filter((e) => e !== skip);
+  async request(req: UpstreamRequest, purpose: Purpose = "manifest", skip: Endpoint | readonly Endpoint[] = [], ifAllResting: "probe" | "fail" = "probe"): Promise<UpstreamResponse> {
+    const skipped = Array.isArray(skip) ? skip : [skip];
+    const tiers = (purpose === "blob" ? this.blobEndpoints : this.endpoints).filter((e) => !skipped.includes(e));
     const failures: UpstreamError[] = [];
     let asked = 0;
     for (const endpoint of tiers) {

@@ -181,7 +181,7 @@ test("openBlob: `skip` passes over the tier that just failed when another serves
   const digest = first.putBlob("library/alpine", BLOB);
   second.putBlob("library/alpine", BLOB);
   const skipped = client.upstream.blobEndpoints.find((e) => e.url === first.url)!;
-  const opened = await client.openBlob("library/alpine", digest, { from: 4, skip: skipped });
+  const opened = await client.openBlob("library/alpine", digest, { from: 4, skip: [skipped] });
   expect(opened.found).toBe(true);
   if (!opened.found) return;
   expect(opened.endpoint.url).toBe(second.url);
