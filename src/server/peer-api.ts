@@ -13,7 +13,8 @@ import { markStreamed } from "./stream-timeout.ts";
 /** How long the holder looks for a download it has just been granted the lease for. */
 const HOLDER_START_WAIT_MS = 2_000;
 
-export function peerApi(mirror: Mirror) {
+/** What the peer endpoint reads: the lease tokens, the served registries, downloads in flight and the local tier. */
+export function peerApi(mirror: Pick<Mirror, "locks" | "config" | "blobs" | "blobStore">) {
   return new Elysia({ name: "peer-api" }).get(PEER_PATH, async ({ request }) => {
     const token = request.headers.get(PEER_TOKEN_HEADER);
     if (!token || !mirror.locks.ownsToken(token)) return new Response("not a peer of this replica\n", { status: 403 });
