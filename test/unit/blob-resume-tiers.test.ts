@@ -13,18 +13,14 @@ import { UpstreamBlobSource } from "../../src/registry/blob-sources.ts";
 import { TokenCache } from "../../src/upstream/auth.ts";
 import { RegistryClient } from "../../src/upstream/registry-client.ts";
 import { Upstream } from "../../src/upstream/upstream.ts";
-import { endpointConfig, hanging, registryConfig, startTinyRegistry, type TinyRegistry } from "./support/tiny-registry.ts";
+import { endpointConfig, hanging, registryConfig, tinyRegistriesPerTest, type TinyRegistry } from "./support/tiny-registry.ts";
 
 const cleanups: (() => void)[] = [];
 afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-function registry(): TinyRegistry {
-  const r = startTinyRegistry();
-  cleanups.push(() => r.stop());
-  return r;
-}
+const registry = tinyRegistriesPerTest();
 
 /**
  * The blob's first third, then a reset, as a relay whose connection drops mid-body. A 206

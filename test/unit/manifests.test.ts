@@ -13,7 +13,7 @@ import { ManifestService, type ManifestRequest } from "../../src/registry/manife
 import { TokenCache } from "../../src/upstream/auth.ts";
 import { RegistryClient } from "../../src/upstream/registry-client.ts";
 import { Upstream } from "../../src/upstream/upstream.ts";
-import { ALL_TYPES, DOCKER_MANIFEST, endpointConfig, errorJson, hanging, htmlPage, OCI_INDEX, OCI_MANIFEST, refusedUrl, registryConfig, stallingBody, startTinyRegistry, type TinyRegistry } from "./support/tiny-registry.ts";
+import { ALL_TYPES, DOCKER_MANIFEST, endpointConfig, errorJson, hanging, htmlPage, OCI_INDEX, OCI_MANIFEST, refusedUrl, registryConfig, stallingBody, tinyRegistriesPerTest } from "./support/tiny-registry.ts";
 
 const log = createLogger("silent");
 const cleanups: (() => void)[] = [];
@@ -21,11 +21,7 @@ afterEach(() => {
   for (const c of cleanups.splice(0)) c();
 });
 
-function registry(): TinyRegistry {
-  const r = startTinyRegistry();
-  cleanups.push(() => r.stop());
-  return r;
-}
+const registry = tinyRegistriesPerTest();
 
 function service(endpoints: Parameters<typeof registryConfig>[0], opts: { tagTtlMs?: number; negativeTtlMs?: number; locks?: LockService } = {}) {
   const dir = mkdtempSync(join(tmpdir(), "ferry-manifests-"));

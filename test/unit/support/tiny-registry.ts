@@ -4,6 +4,7 @@
 // (206 and Content-Range, as distribution does), and a test can put a fault in front of it
 // (a hanging or stalling answer, an HTML page, a 429). A stand-in for unit tests only:
 // the e2e tests use the real distribution (test/harness/upstream.ts).
+import { afterEach } from "bun:test";
 import type { Server } from "bun";
 import { DEFAULT_USER_AGENT, type EndpointConfig, type HealthPolicy, type RegistryConfig } from "../../../src/config/config.ts";
 
@@ -36,6 +37,19 @@ export interface TinyRegistry {
 
 export function sha256(text: string | Uint8Array): string {
   return `sha256:${new Bun.CryptoHasher("sha256").update(text).digest("hex")}`;
+}
+
+/** A starter of tiny registries that are stopped after each test of the file that calls this. */
+export function tinyRegistriesPerTest(): () => TinyRegistry {
+  const started: TinyRegistry[] = [];
+  afterEach(() => {
+    for (const r of started.splice(0)) r.stop();
+  });
+  return () => {
+    const r = startTinyRegistry();
+    started.push(r);
+    return r;
+  };
 }
 
 export function startTinyRegistry(): TinyRegistry {
