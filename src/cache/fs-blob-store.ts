@@ -2,12 +2,13 @@
 // Downloads go to <dir>/tmp and are renamed into place after verification; the
 // rename is atomic, so a crash leaves only temp files, which start-up removes (only those
 // of dead processes: their names carry the pid, and two ferries may share a cache dir).
-import { closeSync, fdatasync, openSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, fstatSync, openSync, writeSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat, statfs, utimes, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { parseDigest } from "../protocol/digest.ts";
 import { BlobIntegrityError, CacheWriteError, type BlobInfo, type BlobKey, type BlobStore, type BlobWriter } from "./blob-store.ts";
+import { fileHasherReady, followFile, startFileHasher, type FileHashJob } from "./file-hasher.ts";
 import { LruIndex } from "./lru-index.ts";
 
 /** Eviction brings the tier down to this share of max_size, so it doesn't run on every commit. */
@@ -21,6 +22,10 @@ export interface FsBlobStoreOptions {
   onEvict?: (result: { files: number; bytes: number; remaining: number }) => void;
   /** The disk became full (with why), or has room again (undefined). */
   onDiskFull?: (why: string | undefined) => void;
+  /** Downloads of known size piped natively and hashed on the hash worker (default true). */
+  hashOnWorker?: boolean;
+  /** The hash worker could not start: downloads hash on the event loop. */
+  onNoHashWorker?: () => void;
 }
 
 export class FsBlobStore implements BlobStore {
@@ -48,6 +53,8 @@ export class FsBlobStore implements BlobStore {
     await mkdir(this.blobsDir, { recursive: true });
     await this.usage.load(this.blobsDir);
     await this.enforceMaxSize();
+    // In the background: until the worker answers, downloads hash on the event loop.
+    if (this.options.hashOnWorker !== false) void startFileHasher().then((ok) => ok || this.options.onNoHashWorker?.());
   }
 
   /** Temp files (`<hex>.<pid>.<n>`, `.ready-<pid>`) whose process is gone, or of no known process. */
@@ -181,7 +188,7 @@ export class FsBlobStore implements BlobStore {
     const reservation = expectedSize ?? 0;
     this.reserved += reservation;
     void this.enforceMaxSize();
-    return new FsBlobWriter(fd, tempPath, finalPath, digest.text, new Bun.CryptoHasher(digest.algorithm), {
+    return new FsBlobWriter(fd, tempPath, finalPath, digest.text, digest.algorithm as "sha256" | "sha512", this.options.hashOnWorker !== false && fileHasherReady(), {
       committed: (info) => {
         this.usage.add(info.path, info.size);
         void this.enforceMaxSize();
@@ -196,23 +203,52 @@ const datasync = promisify(fdatasync);
 
 /**
  * Writes go straight to the page cache with write(2) on the event loop: a chunk takes
- * microseconds there, far less than a thread-pool round trip per chunk would.
+ * microseconds there, far less than a thread-pool round trip per chunk would. A body
+ * given whole to pipe() is written natively and hashed behind the write on the hash
+ * worker instead; from then on (a resume included) the worker is the only hasher.
  */
 class FsBlobWriter implements BlobWriter {
   bytesWritten = 0;
   private state: "writing" | "verified" | "closed" = "writing";
+  private readonly hasher: Bun.CryptoHasher;
+  private expectedSize: number | undefined;
+  /** Set once pipe() ran: the file is hashed behind the write, not chunk by chunk here. */
+  private hashJob: FileHashJob | undefined;
 
   constructor(
     private readonly fd: number,
     readonly tempPath: string,
     private readonly finalPath: string,
     private readonly expectedDigest: string,
-    private readonly hasher: Bun.CryptoHasher,
+    private readonly algorithm: "sha256" | "sha512",
+    pipeable: boolean,
     private readonly on: { committed: (info: BlobInfo) => void; closed: () => void; failed: (error: CacheWriteError) => void },
-  ) {}
+  ) {
+    this.hasher = new Bun.CryptoHasher(algorithm);
+    if (!pipeable) this.pipe = undefined;
+  }
+
+  expectSize(size: number): void {
+    this.expectedSize ??= size;
+  }
+
+  pipe?: (body: ReadableStream<Uint8Array>, onProgress: (hashedBytes: number) => void) => Promise<void> = async (body, onProgress) => {
+    if (this.bytesWritten !== 0 || this.expectedSize === undefined) throw new Error("pipe() only starts a blob of known size");
+    this.hashJob?.cancel(); // an earlier pipe that broke before its first byte: start over
+    this.hashJob = followFile(this.tempPath, this.expectedSize, this.algorithm, onProgress);
+    try {
+      // Bun.write truncates and fills the same inode this writer (and every reader) holds open.
+      await Bun.write(this.tempPath, new Response(body));
+    } catch (error) {
+      if (isLocalWriteError(error)) throw this.failed(error, "write");
+      throw error; // the body's: the caller resumes from what is in place
+    } finally {
+      this.bytesWritten = fstatSync(this.fd).size;
+    }
+  };
 
   async write(chunk: Uint8Array): Promise<void> {
-    this.hasher.update(chunk);
+    if (!this.hashJob) this.hasher.update(chunk);
     let offset = 0;
     try {
       while (offset < chunk.byteLength) offset += writeSync(this.fd, chunk, offset, chunk.byteLength - offset, this.bytesWritten + offset);
@@ -230,8 +266,14 @@ class FsBlobWriter implements BlobWriter {
 
   async verify(expectedSize?: number): Promise<void> {
     if (this.state !== "writing") return;
-    const actual = `${this.expectedDigest.split(":")[0]}:${this.hasher.digest("hex")}`;
-    if (actual !== this.expectedDigest || (expectedSize !== undefined && expectedSize !== this.bytesWritten)) {
+    const lengthWrong = expectedSize !== undefined && expectedSize !== this.bytesWritten;
+    if (lengthWrong) this.hashJob?.cancel(); // the worker would wait for bytes that never come
+    const hex = this.hashJob && !lengthWrong ? await this.hashJob.digest.catch(async (error: Error) => {
+      await this.discard();
+      throw new CacheWriteError(undefined, error.message);
+    }) : this.hasher.digest("hex");
+    const actual = `${this.algorithm}:${hex}`;
+    if (actual !== this.expectedDigest || lengthWrong) {
       await this.discard();
       throw new BlobIntegrityError(this.expectedDigest, actual, expectedSize, this.bytesWritten);
     }
@@ -267,6 +309,7 @@ class FsBlobWriter implements BlobWriter {
   }
 
   private async discard(): Promise<void> {
+    this.hashJob?.cancel();
     if (this.state !== "closed") {
       this.state = "closed";
       this.on.closed();
@@ -276,6 +319,12 @@ class FsBlobWriter implements BlobWriter {
     }
     await rm(this.tempPath, { force: true });
   }
+}
+
+/** A failed native write that is the disk's fault (full, read-only, I/O), not the body's. */
+function isLocalWriteError(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException)?.code;
+  return code === "ENOSPC" || code === "EDQUOT" || code === "EROFS" || code === "EIO" || code === "EACCES" || code === "EPERM" || code === "EBADF" || code === "EFBIG";
 }
 
 function processAlive(pid: number): boolean {

@@ -17,9 +17,11 @@ import { closeSync, openSync, readSync } from "node:fs";
 import { CacheWriteError, type BlobKey, type BlobWriter } from "../cache/blob-store.ts";
 import type { Logger } from "../observe/logger.ts";
 import { UpstreamError } from "../upstream/errors.ts";
-import type { BlobSource } from "./blob-sources.ts";
+import type { BlobSource, OpenedBody } from "./blob-sources.ts";
 
 const READ_CHUNK = 64 * 1024;
+/** A piped download has no window: its readers all read the file, in chunks this large. */
+const PIPED_READ_CHUNK = 1024 * 1024;
 /** Chunk bytes allocated (upstream chunks, temp-file reads; all downloads) since the last GC request. */
 let chunkBytes = 0;
 const GC_EVERY_BYTES = 64 * 1024 * 1024;
@@ -113,6 +115,8 @@ export class BlobDownload {
   private window: { offset: number; bytes: Uint8Array }[] = [];
   private windowTotal = 0;
   private writer: BlobWriter | undefined;
+  /** The body went to the file natively (see pipeFrom): no chunks pass through here. */
+  private piped = false;
 
   private constructor(private readonly opts: DownloadOptions) {
     this.ready = new Promise((resolve, reject) => {
@@ -198,7 +202,7 @@ export class BlobDownload {
         const wanted = Math.min(available - position, limit === undefined ? Infinity : limit - position);
         // Window views cost nothing, so they go out whole; file reads come in small chunks,
         // which keeps what a slow client's connection holds (and the garbage) small.
-        return this.fromWindow(position, wanted) ?? this.fromFile(position, Math.min(READ_CHUNK, wanted));
+        return this.fromWindow(position, wanted) ?? this.fromFile(position, Math.min(this.piped ? PIPED_READ_CHUNK : READ_CHUNK, wanted));
       }
       if (this.state === "failed") throw this.error!;
       if (this.state !== "running" && this.state !== "verified") return null; // size was unknown and the stream ended
@@ -321,12 +325,13 @@ export class BlobDownload {
     }
     if (this.size !== undefined) this.writer!.expectSize?.(this.size);
     this.resolveReady(this.size);
-    const reader = opened.body.getReader();
     let stallTimer: Timer | undefined;
     const armStallTimer = () => {
       clearTimeout(stallTimer);
       stallTimer = setTimeout(() => abort.abort(), opened.stallTimeoutMs);
     };
+    if (this.written === 0 && this.size !== undefined && this.writer!.pipe) return this.pipeFrom(source, opened, abort, armStallTimer, () => clearTimeout(stallTimer));
+    const reader = opened.body.getReader();
     try {
       armStallTimer();
       for (;;) {
@@ -350,6 +355,34 @@ export class BlobDownload {
     if (this.size !== undefined && this.written < this.size) {
       throw new UpstreamError(source.kind, { kind: "network", message: `body ended early at ${this.written} of ${this.size} bytes` });
     }
+  }
+
+  /**
+   * The whole body piped natively to the temp file and hashed behind the write on the
+   * hash worker: no JavaScript per chunk. Readers follow what is hashed (so in the file),
+   * read in large chunks; silence (no bytes hashed) for the stall timeout aborts the body.
+   */
+  private async pipeFrom(source: BlobSource, opened: OpenedBody, abort: AbortController, armStallTimer: () => void, clearStallTimer: () => void): Promise<void> {
+    this.piped = true;
+    armStallTimer();
+    try {
+      await this.writer!.pipe!(opened.body, (hashed) => {
+        armStallTimer();
+        if (hashed <= this.written) return;
+        this.written = hashed;
+        this.notify();
+      });
+    } catch (error) {
+      if (error instanceof CacheWriteError) throw error; // ours, not the source's: no resume, no cooldown
+      if (abort.signal.aborted) throw new UpstreamError(source.kind, { kind: "timeout", phase: "body" });
+      throw new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
+    } finally {
+      clearStallTimer();
+      // What is in the file counts (a resume goes on from there), even if not hashed yet.
+      this.written = Math.max(this.written, this.writer!.bytesWritten);
+      this.notify();
+    }
+    if (this.written < this.size!) throw new UpstreamError(source.kind, { kind: "network", message: `body ended early at ${this.written} of ${this.size} bytes` });
   }
 }
 
