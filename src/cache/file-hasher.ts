@@ -17,11 +17,19 @@ let starting: Promise<boolean> | undefined;
 let nextId = 0;
 const followers = new Map<number, { onProgress: (hashed: number) => void; resolve: (digest: string) => void; reject: (error: Error) => void }>();
 
+/**
+ * `bun build --compile` embeds the worker as an extra entry point (package.json's build),
+ * placed under the entries' common folder (src/) in the binary's file system, while this
+ * module's import.meta.url there is the executable's own.
+ */
+function workerUrl(): string {
+  const compiled = import.meta.url.startsWith("file:///$bunfs/");
+  return new URL(compiled ? "./cache/file-hash-worker.ts" : "./file-hash-worker.ts", import.meta.url).href;
+}
+
 function hashWorker(): Worker {
   if (worker) return worker;
-  // The path must stay a literal relative URL: `bun build --compile` embeds the worker as
-  // an extra entry point (package.json's build), and resolves it this way in the binary.
-  const w = new Worker(new URL("./file-hash-worker.ts", import.meta.url).href);
+  const w = new Worker(workerUrl());
   w.onmessage = (event: MessageEvent<HashReport>) => {
     const r = event.data;
     if ("pong" in r) return;

@@ -86,6 +86,11 @@ export class FsBlobStore implements BlobStore {
     return this.evicting;
   }
 
+  /** Whether downloads of known size are piped natively and hashed on the hash worker now. */
+  get hashesOnWorker(): boolean {
+    return this.options.hashOnWorker !== false && fileHasherReady();
+  }
+
   /** Why the disk counts as full (the last ENOSPC, or too little free space), if it does. */
   get diskFull(): string | undefined {
     return this.full;
@@ -188,7 +193,7 @@ export class FsBlobStore implements BlobStore {
     const reservation = expectedSize ?? 0;
     this.reserved += reservation;
     void this.enforceMaxSize();
-    return new FsBlobWriter(fd, tempPath, finalPath, digest.text, digest.algorithm as "sha256" | "sha512", this.options.hashOnWorker !== false && fileHasherReady(), {
+    return new FsBlobWriter(fd, tempPath, finalPath, digest.text, digest.algorithm as "sha256" | "sha512", this.hashesOnWorker, {
       committed: (info) => {
         this.usage.add(info.path, info.size);
         void this.enforceMaxSize();

@@ -11,7 +11,7 @@ import type { CertificateState } from "../tls/cert-manager.ts";
 export interface StatusView {
   registries(): RegistryStatus[];
   downloads(): ReadonlyMap<string, Pick<BlobDownload, "digest" | "sourceKind" | "written" | "size" | "state">>;
-  cache(): { dir: string; bytes: number; blobs: number; maxBytes: number | undefined; diskFull: string | undefined };
+  cache(): { dir: string; bytes: number; blobs: number; maxBytes: number | undefined; diskFull: string | undefined; hashWorker: boolean };
   /** The shared blob store, when configured. */
   shared: { bucket: string | undefined; redirect: boolean } | undefined;
   /** Whether Redis is connected, when configured. */
@@ -38,6 +38,8 @@ export function statusApi(view: StatusView) {
           blobs: cache.blobs,
           maxBytes: cache.maxBytes ?? null,
           diskFull: cache.diskFull ?? null,
+          // Downloads go to disk natively and are hashed on a worker thread (false: on the event loop).
+          hashWorker: cache.hashWorker,
           shared: view.shared ? { kind: "s3", bucket: view.shared.bucket, redirect: view.shared.redirect } : null,
           redis: view.redisConnected ? { connected: view.redisConnected() } : null,
         },

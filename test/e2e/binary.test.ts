@@ -74,6 +74,8 @@ describe("dist/ferry", () => {
         if (status !== 200) await Bun.sleep(50);
       }
       expect(status).toBe(200);
+      // The hash worker is an extra entry point of the build: the binary must find it.
+      await waitFor(async () => ((await (await fetch(`http://127.0.0.1:${port}/api/status`)).json()) as { cache: { hashWorker: boolean } }).cache.hashWorker, { what: "the hash worker to be ready" });
       const bad = await fetch(`http://127.0.0.1:${port}/v2/Bad/manifests/x`);
       expect(bad.status).toBe(400);
       await bad.arrayBuffer();
