@@ -22,6 +22,11 @@ export interface RepositoryRef {
   repository: string;
 }
 
+/** A repository with its cached tags' records, sorted by tag (the dashboard's listing). */
+export interface RepositoryTags extends RepositoryRef {
+  tags: (TagRecord & { tag: string })[];
+}
+
 export interface MetaStore {
   getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined>;
   putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void>;
@@ -35,5 +40,7 @@ export interface MetaStore {
   manifests(): AsyncIterable<RepositoryRef & ManifestRecord>;
   /** Repositories with anything cached, sorted by registry then name. */
   listRepositories(): Promise<RepositoryRef[]>;
+  /** listRepositories() with each one's tags as listTags() and getTag() give them, in one read instead of one per tag. */
+  listRepositoryTags(): Promise<RepositoryTags[]>;
   close(): void;
 }

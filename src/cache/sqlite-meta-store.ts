@@ -4,7 +4,7 @@
 import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
+import type { ManifestRecord, MetaStore, RepositoryRef, RepositoryTags, TagRecord } from "./meta-store.ts";
 
 const TOUCH_FLUSH_MS = 5_000;
 
@@ -18,6 +18,7 @@ export class SqliteMetaStore implements MetaStore {
     putManifest: Statement<unknown, [string, string, string, string, Uint8Array, number]>;
     listTags: Statement<{ tag: string }, [string, string]>;
     listRepositories: Statement<{ registry: string; repository: string }, []>;
+    listAllTags: Statement<{ registry: string; repository: string; tag: string; digest: string; media_type: string; size: number; checked_at: number; pulled_at: number | null }, []>;
   };
 
   constructor(
@@ -53,6 +54,7 @@ export class SqliteMetaStore implements MetaStore {
       listRepositories: this.db.query(
         "SELECT registry, repository FROM manifests UNION SELECT registry, repository FROM tags ORDER BY registry, repository",
       ),
+      listAllTags: this.db.query("SELECT registry, repository, tag, digest, media_type, size, checked_at, pulled_at FROM tags ORDER BY registry, repository, tag"),
     };
   }
 
@@ -112,6 +114,23 @@ export class SqliteMetaStore implements MetaStore {
 
   async listRepositories(): Promise<RepositoryRef[]> {
     return this.q.listRepositories.all();
+  }
+
+  async listRepositoryTags(): Promise<RepositoryTags[]> {
+    // One transaction: both reads see the same snapshot (another process may write between them).
+    const [repos, rows] = this.db.transaction(() => [this.q.listRepositories.all(), this.q.listAllTags.all()] as const)();
+    const touched = this.pendingTouches.size > 0;
+    let next = 0;
+    // Both queries order by (registry, repository) in SQLite's collation, so each
+    // repository's tags are the run of rows that follows: no comparison made in JS.
+    return repos.map(({ registry, repository }) => {
+      const tags: RepositoryTags["tags"] = [];
+      for (let row = rows[next]; row && row.registry === registry && row.repository === repository; row = rows[++next]) {
+        const pending = touched ? this.pendingTouches.get(JSON.stringify([registry, repository, row.tag])) : undefined;
+        tags.push({ tag: row.tag, digest: row.digest, mediaType: row.media_type, size: row.size, checkedAt: row.checked_at, pulledAt: pending ?? row.pulled_at ?? undefined });
+      }
+      return { registry, repository, tags };
+    });
   }
 
   /**

@@ -123,32 +123,45 @@ export class Mirror {
     }
   }
 
+  /**
+   * Image sizes by repository@digest from the last listing: a manifest never changes under
+   * its digest, so each is read and parsed once, not on every dashboard refresh.
+   */
+  private imageSizes = new Map<string, number | null>();
+
   /** Cached repositories with their tags, digests, image sizes and last pull (for the dashboard). */
   async cachedRepositories(): Promise<CachedRepository[]> {
-    const repos = await this.meta.listRepositories();
-    return Promise.all(
-      repos.map(async (repo) => {
-        const tags = await this.meta.listTags(repo);
-        const details = await Promise.all(
-          tags.map(async (tag) => {
-            const record = await this.meta.getTag(repo, tag);
-            if (!record) return undefined;
-            const manifest = await this.meta.getManifest(repo, record.digest);
-            const policy = this.tagPolicy.resolve(repo.registry, repo.repository, tag);
-            return {
-              tag,
-              digest: record.digest,
-              mediaType: record.mediaType,
-              size: manifest ? imageSize(manifest.body) : null,
-              checkedAt: new Date(record.checkedAt).toISOString(),
-              pulledAt: record.pulledAt ? new Date(record.pulledAt).toISOString() : null,
-              policy: { immutable: policy.immutable, ttlSeconds: policy.immutable ? null : policy.ttlMs / 1000, rule: policy.rule },
-            };
-          }),
-        );
-        return { ...repo, tags: details.filter((d) => d !== undefined) };
+    const repos = await this.meta.listRepositoryTags();
+    const sizes = new Map<string, number | null>();
+    const reads: Promise<void>[] = [];
+    for (const repo of repos) {
+      for (const { digest } of repo.tags) {
+        const key = `${repo.registry}/${repo.repository}@${digest}`;
+        if (sizes.has(key)) continue;
+        const known = this.imageSizes.get(key);
+        sizes.set(key, known ?? null);
+        // A manifest not cached (yet) has no size, and is looked for again next time.
+        if (known === undefined) reads.push(this.meta.getManifest(repo, digest).then((m) => void (m ? sizes.set(key, imageSize(m.body)) : sizes.delete(key))));
+      }
+    }
+    await Promise.all(reads);
+    this.imageSizes = sizes; // only what is still tagged
+    return repos.map(({ registry, repository, tags }) => ({
+      registry,
+      repository,
+      tags: tags.map((record) => {
+        const policy = this.tagPolicy.resolve(registry, repository, record.tag);
+        return {
+          tag: record.tag,
+          digest: record.digest,
+          mediaType: record.mediaType,
+          size: sizes.get(`${registry}/${repository}@${record.digest}`) ?? null,
+          checkedAt: new Date(record.checkedAt).toISOString(),
+          pulledAt: record.pulledAt ? new Date(record.pulledAt).toISOString() : null,
+          policy: { immutable: policy.immutable, ttlSeconds: policy.immutable ? null : policy.ttlMs / 1000, rule: policy.rule },
+        };
       }),
-    );
+    }));
   }
 
   /** What /readyz reports: config loaded (we exist), cache dir writable, Redis and S3 reachable. */
