@@ -24,7 +24,11 @@ export interface RepositoryRef {
 
 /** A repository with its cached tags' records, sorted by tag (the dashboard's listing). */
 export interface RepositoryTags extends RepositoryRef {
-  tags: (TagRecord & { tag: string })[];
+  tags: (TagRecord & {
+    tag: string;
+    /** imageSize() of the tag's manifest; undefined when the manifest is not cached. */
+    imageSize?: number | null;
+  })[];
 }
 
 export interface MetaStore {

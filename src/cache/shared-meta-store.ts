@@ -7,6 +7,7 @@
 // Cluster keeps them in one slot and a MULTI over them works; the one set spanning
 // repositories (repos) is written by a command of its own.
 import type { ManifestRecord, MetaStore, RepositoryRef, RepositoryTags, TagRecord } from "./meta-store.ts";
+import { imageSize } from "../protocol/image-size.ts";
 import type { SharedRedis } from "../redis/redis-client.ts";
 
 /** Tag mappings and manifests expire from Redis after this long unused (they are re-fetchable). */
@@ -142,18 +143,31 @@ export class SharedMetaStore implements MetaStore {
       .sort((a, b) => a.registry.localeCompare(b.registry) || a.repository.localeCompare(b.repository));
   }
 
-  /** As listTags() and getTag() per repository, with one SMEMBERS and one MGET each (a repository's keys share a Cluster slot). */
+  /**
+   * As listTags() and getTag() per repository, with one SMEMBERS and one MGET each (a
+   * repository's keys share a Cluster slot); a shared mapping's image size comes from its
+   * manifest (the local copy, else Redis's) when the local listing has none for that digest.
+   */
   async listRepositoryTags(): Promise<RepositoryTags[]> {
     const [repos, local] = await Promise.all([this.listRepositories(), this.local.listRepositoryTags()]);
     const own = new Map(local.map((r) => [this.repoId(r), new Map(r.tags.map((t) => [t.tag, t]))]));
     return Promise.all(
       repos.map(async (repo) => {
-        const mine = own.get(this.repoId(repo)) ?? new Map<string, TagRecord>();
+        const mine = own.get(this.repoId(repo)) ?? new Map<string, RepositoryTags["tags"][number]>();
         const shared = await this.redis.try((c) => c.smembers(this.repoKey("tags", repo)));
         const names = [...new Set([...(shared ?? []), ...mine.keys()])].sort();
         const texts = shared && names.length ? await this.redis.try((c) => c.mget(names.map((tag) => this.repoKey("tag", repo, tag)))) : undefined;
-        const records = await Promise.all(names.map((tag, i) => this.settleTag(repo, tag, texts?.[i], mine.get(tag))));
-        return { ...repo, tags: names.flatMap((tag, i) => (records[i] ? [{ ...records[i], tag }] : [])) };
+        const tags = await Promise.all(
+          names.map(async (tag, i) => {
+            const record = await this.settleTag(repo, tag, texts?.[i], mine.get(tag));
+            if (!record) return undefined;
+            const known = mine.get(tag);
+            if (known?.digest === record.digest && known.imageSize !== undefined) return { ...record, tag, imageSize: known.imageSize };
+            const manifest = await this.getManifest(repo, record.digest);
+            return { ...record, tag, imageSize: manifest ? imageSize(manifest.body) : undefined };
+          }),
+        );
+        return { ...repo, tags: tags.filter((t) => t !== undefined) };
       }),
     );
   }

@@ -123,29 +123,9 @@ export class Mirror {
     }
   }
 
-  /**
-   * Image sizes by repository@digest from the last listing: a manifest never changes under
-   * its digest, so each is read and parsed once, not on every dashboard refresh.
-   */
-  private imageSizes = new Map<string, number | null>();
-
   /** Cached repositories with their tags, digests, image sizes and last pull (for the dashboard). */
   async cachedRepositories(): Promise<CachedRepository[]> {
     const repos = await this.meta.listRepositoryTags();
-    const sizes = new Map<string, number | null>();
-    const reads: Promise<void>[] = [];
-    for (const repo of repos) {
-      for (const { digest } of repo.tags) {
-        const key = `${repo.registry}/${repo.repository}@${digest}`;
-        if (sizes.has(key)) continue;
-        const known = this.imageSizes.get(key);
-        sizes.set(key, known ?? null);
-        // A manifest not cached (yet) has no size, and is looked for again next time.
-        if (known === undefined) reads.push(this.meta.getManifest(repo, digest).then((m) => void (m ? sizes.set(key, imageSize(m.body)) : sizes.delete(key))));
-      }
-    }
-    await Promise.all(reads);
-    this.imageSizes = sizes; // only what is still tagged
     return repos.map(({ registry, repository, tags }) => ({
       registry,
       repository,
@@ -155,7 +135,7 @@ export class Mirror {
           tag: record.tag,
           digest: record.digest,
           mediaType: record.mediaType,
-          size: sizes.get(`${registry}/${repository}@${record.digest}`) ?? null,
+          size: record.imageSize ?? null,
           checkedAt: new Date(record.checkedAt).toISOString(),
           pulledAt: record.pulledAt ? new Date(record.pulledAt).toISOString() : null,
           policy: { immutable: policy.immutable, ttlSeconds: policy.immutable ? null : policy.ttlMs / 1000, rule: policy.rule },
@@ -207,16 +187,5 @@ export class Mirror {
 
   get registries(): readonly RegistryConfig[] {
     return this.config.registries;
-  }
-}
-
-/** Config plus layer sizes of an image manifest; null for an index (its size is per platform). */
-function imageSize(body: Uint8Array): number | null {
-  try {
-    const m = JSON.parse(new TextDecoder().decode(body)) as { config?: { size?: number }; layers?: { size?: number }[] };
-    if (!Array.isArray(m.layers)) return null;
-    return (m.config?.size ?? 0) + m.layers.reduce((sum, l) => sum + (l.size ?? 0), 0);
-  } catch {
-    return null;
   }
 }
