@@ -46,5 +46,10 @@ export interface MetaStore {
   listRepositories(): Promise<RepositoryRef[]>;
   /** listRepositories() with each one's tags as listTags() and getTag() give them, in one read instead of one per tag. */
   listRepositoryTags(): Promise<RepositoryTags[]>;
+  /**
+   * A value that changes whenever listRepositoryTags() may answer differently; undefined
+   * when that cannot be known (a store other replicas write to).
+   */
+  listingVersion(): string | undefined;
   close(): void;
 }

@@ -172,6 +172,11 @@ export class SharedMetaStore implements MetaStore {
     );
   }
 
+  /** Other replicas write to Redis unseen: no version. */
+  listingVersion(): undefined {
+    return undefined;
+  }
+
   close(): void {
     this.local.close();
   }

@@ -18,6 +18,7 @@ export class SqliteMetaStore implements MetaStore {
     getManifest: Statement<{ media_type: string; body: Uint8Array }, [string, string, string]>;
     putManifest: Statement<unknown, [string, string, string, string, Uint8Array, number]>;
     putImageSize: Statement<unknown, [string, string, string, number | null]>;
+    dataVersion: Statement<{ data_version: number }, []>;
     listTags: Statement<{ tag: string }, [string, string]>;
     listRepositories: Statement<{ registry: string; repository: string }, []>;
     listAllTags: Statement<{ registry: string; repository: string; tag: string; digest: string; media_type: string; size: number; checked_at: number; pulled_at: number | null; sized: number; image_size: number | null }, []>;
@@ -59,6 +60,7 @@ export class SqliteMetaStore implements MetaStore {
       getManifest: this.db.query("SELECT media_type, body FROM manifests WHERE registry = ? AND repository = ? AND digest = ?"),
       putManifest: this.db.query("INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?, ?)"),
       putImageSize: this.db.query("INSERT OR IGNORE INTO image_sizes VALUES (?, ?, ?, ?)"),
+      dataVersion: this.db.query("PRAGMA data_version"),
       listTags: this.db.query("SELECT tag FROM tags WHERE registry = ? AND repository = ? ORDER BY tag"),
       listRepositories: this.db.query(
         "SELECT registry, repository FROM manifests UNION SELECT registry, repository FROM tags ORDER BY registry, repository",
@@ -77,6 +79,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async putTag(repo: RepositoryRef, tag: string, r: TagRecord): Promise<void> {
+    this.writes++;
     this.q.putTag.run(repo.registry, repo.repository, tag, r.digest, r.mediaType, r.size, r.checkedAt);
   }
 
@@ -85,6 +88,7 @@ export class SqliteMetaStore implements MetaStore {
    * per tag request would put SQLite commits (and WAL checkpoints) on the hot path.
    */
   touchTag(repo: RepositoryRef, tag: string, at: number): void {
+    this.writes++;
     this.pendingTouches.set(JSON.stringify([repo.registry, repo.repository, tag]), at);
     this.touchTimer ??= setTimeout(() => this.flushTouches(), TOUCH_FLUSH_MS);
   }
@@ -112,6 +116,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async putManifest(repo: RepositoryRef, r: ManifestRecord): Promise<void> {
+    this.writes++;
     this.db.transaction(() => {
       this.q.putManifest.run(repo.registry, repo.repository, r.digest, r.mediaType, r.body, this.now());
       this.q.putImageSize.run(repo.registry, repo.repository, r.digest, imageSize(r.body));
@@ -153,6 +158,13 @@ export class SqliteMetaStore implements MetaStore {
     return listing;
   }
 
+  /** Writes through this connection; another connection's show in SQLite's data_version. */
+  private writes = 0;
+
+  listingVersion(): string {
+    return `${this.writes}.${this.q.dataVersion.get()!.data_version}`;
+  }
+
   /** Sizes of manifests an older version cached (written now), or undefined for tags whose manifest is not cached. */
   private fillImageSizes(unsized: { repo: RepositoryRef; tag: RepositoryTags["tags"][number] }[]): void {
     if (unsized.length === 0) return;
@@ -192,6 +204,7 @@ export class SqliteMetaStore implements MetaStore {
     }
     const oldManifests = this.db.query<Row, [number]>("SELECT registry, repository, digest FROM manifests WHERE created_at < ?").all(cutoff).filter((r) => !keep.has(keyOf(r)));
     if (!dryRun) {
+      this.writes++;
       const dropTag = this.db.query<unknown, [string, string, string]>("DELETE FROM tags WHERE registry = ? AND repository = ? AND tag = ?");
       const dropManifest = this.db.query<unknown, [string, string, string]>("DELETE FROM manifests WHERE registry = ? AND repository = ? AND digest = ?");
       const dropSize = this.db.query<unknown, [string, string, string]>("DELETE FROM image_sizes WHERE registry = ? AND repository = ? AND digest = ?");

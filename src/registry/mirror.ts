@@ -123,10 +123,19 @@ export class Mirror {
     }
   }
 
-  /** Cached repositories with their tags, digests, image sizes and last pull (for the dashboard). */
-  async cachedRepositories(): Promise<CachedRepository[]> {
+  /** The last listing and the meta store's version it was read at. */
+  private listing: { version: string; repositories: readonly CachedRepository[] } | undefined;
+
+  /**
+   * Cached repositories with their tags, digests, image sizes and last pull (for the
+   * dashboard): the same array until the meta store's version moves, so a dashboard's
+   * refreshes build (and the status API encodes) it once per change.
+   */
+  async cachedRepositories(): Promise<readonly CachedRepository[]> {
+    const version = this.meta.listingVersion();
+    if (version !== undefined && this.listing?.version === version) return this.listing.repositories;
     const repos = await this.meta.listRepositoryTags();
-    return repos.map(({ registry, repository, tags }) => ({
+    const repositories = repos.map(({ registry, repository, tags }) => ({
       registry,
       repository,
       tags: tags.map((record) => {
@@ -142,6 +151,8 @@ export class Mirror {
         };
       }),
     }));
+    if (version !== undefined) this.listing = { version, repositories };
+    return repositories;
   }
 
   /** What /readyz reports: config loaded (we exist), cache dir writable, Redis and S3 reachable. */
