@@ -1,8 +1,9 @@
 // /api/repositories on a replica (Redis-backed meta store, real redis-server): the
 // listing shows what other replicas cached through Redis (tags, digests, image sizes from
 // the shared manifests), this replica's own pulls, a tag another replica moves between two
-// calls, and its local copy while Redis is down. Two replicas in process, each with its
-// own SQLite copy, as serve.ts wires them.
+// calls, and its local copy while Redis is down; on a Redis Cluster, repositories spread
+// over every master. Two replicas in process, each with its own SQLite copy, as serve.ts
+// wires them.
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,21 +16,22 @@ import { parseConfig } from "../../src/config/load.ts";
 import { createLogger } from "../../src/observe/logger.ts";
 import { digestOf } from "../../src/protocol/digest.ts";
 import { Mirror } from "../../src/registry/mirror.ts";
-import { SharedRedis } from "../../src/redis/redis-client.ts";
+import { SharedRedis, type RedisConfig } from "../../src/redis/redis-client.ts";
 import { statusApi, type StatusView } from "../../src/server/status-api.ts";
 import { OTHER_REGISTRIES_OFF } from "../harness/oci.ts";
 import { waitFor } from "../harness/proc.ts";
-import { startRedis, type RedisServer } from "../harness/redis.ts";
+import { startRedis, startRedisCluster, type RedisCluster, type RedisServer } from "../harness/redis.ts";
 
 const OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json";
 const scratch = mkdtempSync(join(tmpdir(), "ferry-redis-repositories-"));
 let server: RedisServer;
+let cluster: RedisCluster | undefined;
 const replicas: { redis: SharedRedis; local: SqliteMetaStore; meta: SharedMetaStore; mirror: Mirror }[] = [];
 
-function replica(name: string) {
+function replica(name: string, redisConfig: RedisConfig = { url: server.url, keyPrefix: "ferry:" }) {
   const dir = join(scratch, name);
   const config = parseConfig(`[cache]\ndir = "${dir}"\ntag_ttl = "10m"\n${OTHER_REGISTRIES_OFF}\n[[registry]]\nname = "docker.io"\nendpoints = ["http://127.0.0.1:9"]\n`);
-  const redis = new SharedRedis({ url: server.url, keyPrefix: "ferry:" }, createLogger("silent"));
+  const redis = new SharedRedis(redisConfig, createLogger("silent"));
   const local = new SqliteMetaStore(dir);
   const meta = new SharedMetaStore(local, redis);
   const r = { redis, local, meta, mirror: new Mirror(config, meta, new FsBlobStore(dir), createLogger("silent"), { redis }) };
@@ -47,7 +49,7 @@ afterAll(async () => {
     r.local.close();
     r.redis.client.disconnect();
   }
-  await server?.dispose();
+  await Promise.all([server?.dispose(), cluster?.dispose()]);
   rmSync(scratch, { recursive: true, force: true });
 });
 
@@ -108,3 +110,27 @@ test("a replica lists the other replicas' tags and sizes through Redis, its own 
   expect(await listing(a.mirror)).toEqual(expected);
   await server.start();
 }, 60_000);
+
+test("on a Redis Cluster, a replica lists the repositories another cached, whatever master holds them, and a tag moved between calls", async () => {
+  cluster = await startRedisCluster();
+  const redisConfig = { clusterNodes: cluster.nodes, keyPrefix: "ferry:" };
+  const a = replica("cluster-a", redisConfig);
+  const b = replica("cluster-b", redisConfig);
+  await waitFor(() => a.redis.ready && b.redis.ready, { timeoutMs: 15_000, intervalMs: 50, what: "both replicas connected to the cluster" });
+  const t0 = Date.parse("2026-11-02T00:00:00.000Z");
+  const expected: Listed = [];
+  for (let i = 0; i < 30; i++) {
+    const repo = { registry: "docker.io", repository: `library/spread-${String(i).padStart(2, "0")}` };
+    const latest = await putImage(b.meta, repo, "latest", 2000 + i, t0 + i);
+    const stable = await putImage(b.meta, repo, "stable", 3000 + i, t0 + i);
+    expected.push({ ...repo, tags: [tagOf("latest", latest, 2000 + i, t0 + i), tagOf("stable", stable, 3000 + i, t0 + i)] });
+  }
+  // The 30 repositories' keys are on more than one master.
+  const owners = new Set(await Promise.all(expected.map(async (r) => (await cluster!.masterFor(`{${r.registry}/${r.repository}}`)).port)));
+  expect(owners.size).toBeGreaterThan(1);
+  expect(await listing(a.mirror)).toEqual(expected);
+  const repo = { registry: "docker.io", repository: "library/spread-07" };
+  const moved = await putImage(b.meta, repo, "latest", 9999, t0 + 100);
+  expected[7]!.tags[0] = tagOf("latest", moved, 9999, t0 + 100);
+  expect(await listing(a.mirror)).toEqual(expected);
+}, 90_000);
