@@ -188,3 +188,26 @@ test("/api/repositories lists every repository and tag with its digest, image si
   expect(afterPrune).toEqual(expectedAnswer());
   expect(afterPrune.repositories.flatMap((r) => r.tags)).toHaveLength(1);
 });
+
+test("a manifest an older version cached (no image size stored with it) still shows its size, and gets it stored", async () => {
+  const old = mkdtempSync(join(tmpdir(), "ferry-repositories-old-"));
+  try {
+    const store = new SqliteMetaStore(old); // makes the schema
+    store.close();
+    // What an older ferry writes: manifests without naming columns, tags with them.
+    const { Database } = await import("bun:sqlite");
+    const db = new Database(join(old, "meta.sqlite"), { strict: true });
+    const body = new TextEncoder().encode(JSON.stringify({ schemaVersion: 2, mediaType: OCI_MANIFEST, config: { digest: `sha256:${hex(5)}`, size: 11 }, layers: [{ digest: `sha256:${hex(6)}`, size: 22 }] }));
+    const digest = digestOf(body);
+    db.query("INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?, ?)").run("docker.io", "library/older", digest, OCI_MANIFEST, body, Date.now());
+    db.query("INSERT INTO tags (registry, repository, tag, digest, media_type, size, checked_at) VALUES (?, ?, ?, ?, ?, ?, ?)").run("docker.io", "library/older", "1", digest, OCI_MANIFEST, body.byteLength, clock);
+    const reopened = new SqliteMetaStore(old);
+    const listed = await reopened.listRepositoryTags();
+    reopened.close();
+    expect(listed).toEqual([{ registry: "docker.io", repository: "library/older", tags: [{ tag: "1", digest, mediaType: OCI_MANIFEST, size: body.byteLength, checkedAt: clock, pulledAt: undefined, imageSize: 33 }] }]);
+    expect(db.query("SELECT registry, repository, digest, size FROM image_sizes").all()).toEqual([{ registry: "docker.io", repository: "library/older", digest, size: 33 }]);
+    db.close();
+  } finally {
+    rmSync(old, { recursive: true, force: true });
+  }
+});
