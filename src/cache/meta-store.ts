@@ -22,6 +22,15 @@ export interface RepositoryRef {
   repository: string;
 }
 
+/** A repository with its cached tags' records, sorted by tag (the dashboard's listing). */
+export interface RepositoryTags extends RepositoryRef {
+  tags: (TagRecord & {
+    tag: string;
+    /** imageSize() of the tag's manifest; undefined when the manifest is not cached. */
+    imageSize?: number | null;
+  })[];
+}
+
 export interface MetaStore {
   getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined>;
   putTag(repo: RepositoryRef, tag: string, record: TagRecord): Promise<void>;
@@ -35,5 +44,12 @@ export interface MetaStore {
   manifests(): AsyncIterable<RepositoryRef & ManifestRecord>;
   /** Repositories with anything cached, sorted by registry then name. */
   listRepositories(): Promise<RepositoryRef[]>;
+  /** listRepositories() with each one's tags as listTags() and getTag() give them, in one read instead of one per tag. */
+  listRepositoryTags(): Promise<RepositoryTags[]>;
+  /**
+   * A value that changes whenever listRepositoryTags() may answer differently; undefined
+   * when that cannot be known (a store other replicas write to).
+   */
+  listingVersion(): string | undefined;
   close(): void;
 }

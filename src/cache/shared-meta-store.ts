@@ -6,7 +6,8 @@
 // Keys of one repository carry its name as a hash tag ({registry/repo}), so a Redis
 // Cluster keeps them in one slot and a MULTI over them works; the one set spanning
 // repositories (repos) is written by a command of its own.
-import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
+import type { ManifestRecord, MetaStore, RepositoryRef, RepositoryTags, TagRecord } from "./meta-store.ts";
+import { imageSize } from "../protocol/image-size.ts";
 import type { SharedRedis } from "../redis/redis-client.ts";
 
 /** Tag mappings and manifests expire from Redis after this long unused (they are re-fetchable). */
@@ -29,11 +30,19 @@ export class SharedMetaStore implements MetaStore {
 
   async getTag(repo: RepositoryRef, tag: string): Promise<TagRecord | undefined> {
     const text = await this.redis.try((c) => c.get(this.repoKey("tag", repo, tag)));
-    if (text === undefined) return this.local.getTag(repo, tag);
+    return this.settleTag(repo, tag, text, await this.local.getTag(repo, tag));
+  }
+
+  /**
+   * What Redis's answer for a tag (undefined: Redis down; null: lost) makes of it: the local
+   * copy answers and is shared again, or the shared mapping is copied locally, with this
+   * replica's own last pull.
+   */
+  private async settleTag(repo: RepositoryRef, tag: string, text: string | null | undefined, local: TagRecord | undefined): Promise<TagRecord | undefined> {
+    if (text === undefined) return local;
     if (text === null) return this.restore(repo, tag);
     const record = JSON.parse(text) as TagRecord;
-    await this.local.putTag(repo, tag, record);
-    const local = await this.local.getTag(repo, tag);
+    if (!local || local.digest !== record.digest || local.mediaType !== record.mediaType || local.size !== record.size || local.checkedAt !== record.checkedAt) await this.local.putTag(repo, tag, record);
     return { ...record, pulledAt: local?.pulledAt };
   }
 
@@ -132,6 +141,40 @@ export class SharedMetaStore implements MetaStore {
         return { registry: id.slice(0, slash), repository: id.slice(slash + 1) };
       })
       .sort((a, b) => a.registry.localeCompare(b.registry) || a.repository.localeCompare(b.repository));
+  }
+
+  /**
+   * As listTags() and getTag() per repository, with one SMEMBERS and one MGET each (a
+   * repository's keys share a Cluster slot); a shared mapping's image size comes from its
+   * manifest (the local copy, else Redis's) when the local listing has none for that digest.
+   */
+  async listRepositoryTags(): Promise<RepositoryTags[]> {
+    const [repos, local] = await Promise.all([this.listRepositories(), this.local.listRepositoryTags()]);
+    const own = new Map(local.map((r) => [this.repoId(r), new Map(r.tags.map((t) => [t.tag, t]))]));
+    return Promise.all(
+      repos.map(async (repo) => {
+        const mine = own.get(this.repoId(repo)) ?? new Map<string, RepositoryTags["tags"][number]>();
+        const shared = await this.redis.try((c) => c.smembers(this.repoKey("tags", repo)));
+        const names = [...new Set([...(shared ?? []), ...mine.keys()])].sort();
+        const texts = shared && names.length ? await this.redis.try((c) => c.mget(names.map((tag) => this.repoKey("tag", repo, tag)))) : undefined;
+        const tags = await Promise.all(
+          names.map(async (tag, i) => {
+            const record = await this.settleTag(repo, tag, texts?.[i], mine.get(tag));
+            if (!record) return undefined;
+            const known = mine.get(tag);
+            if (known?.digest === record.digest && known.imageSize !== undefined) return { ...record, tag, imageSize: known.imageSize };
+            const manifest = await this.getManifest(repo, record.digest);
+            return { ...record, tag, imageSize: manifest ? imageSize(manifest.body) : undefined };
+          }),
+        );
+        return { ...repo, tags: tags.filter((t) => t !== undefined) };
+      }),
+    );
+  }
+
+  /** Other replicas write to Redis unseen: no version. */
+  listingVersion(): undefined {
+    return undefined;
   }
 
   close(): void {

@@ -4,7 +4,8 @@
 import { Database, type Statement } from "bun:sqlite";
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import type { ManifestRecord, MetaStore, RepositoryRef, TagRecord } from "./meta-store.ts";
+import { imageSize } from "../protocol/image-size.ts";
+import type { ManifestRecord, MetaStore, RepositoryRef, RepositoryTags, TagRecord } from "./meta-store.ts";
 
 const TOUCH_FLUSH_MS = 5_000;
 
@@ -16,8 +17,11 @@ export class SqliteMetaStore implements MetaStore {
     putTag: Statement<unknown, [string, string, string, string, string, number, number]>;
     getManifest: Statement<{ media_type: string; body: Uint8Array }, [string, string, string]>;
     putManifest: Statement<unknown, [string, string, string, string, Uint8Array, number]>;
+    putImageSize: Statement<unknown, [string, string, string, number | null]>;
+    dataVersion: Statement<{ data_version: number }, []>;
     listTags: Statement<{ tag: string }, [string, string]>;
     listRepositories: Statement<{ registry: string; repository: string }, []>;
+    listAllTags: Statement<{ registry: string; repository: string; tag: string; digest: string; media_type: string; size: number; checked_at: number; pulled_at: number | null; sized: number; image_size: number | null }, []>;
   };
 
   constructor(
@@ -36,6 +40,12 @@ export class SqliteMetaStore implements MetaStore {
         registry TEXT NOT NULL, repository TEXT NOT NULL, digest TEXT NOT NULL,
         media_type TEXT NOT NULL, body BLOB NOT NULL, created_at INTEGER NOT NULL,
         PRIMARY KEY (registry, repository, digest));
+      -- Added later: each manifest's imageSize(), written with it, so the dashboard's listing
+      -- parses no bodies. A table of its own: older versions insert manifests without naming
+      -- columns. A manifest one of them wrote gets its row from the next listing.
+      CREATE TABLE IF NOT EXISTS image_sizes (
+        registry TEXT NOT NULL, repository TEXT NOT NULL, digest TEXT NOT NULL, size INTEGER,
+        PRIMARY KEY (registry, repository, digest));
     `);
     // Added after the first release of the schema: a column for the dashboard's "last pull".
     const columns = this.db.query<{ name: string }, []>("PRAGMA table_info(tags)").all();
@@ -49,9 +59,15 @@ export class SqliteMetaStore implements MetaStore {
       touchTag: this.db.query("UPDATE tags SET pulled_at = ? WHERE registry = ? AND repository = ? AND tag = ?"),
       getManifest: this.db.query("SELECT media_type, body FROM manifests WHERE registry = ? AND repository = ? AND digest = ?"),
       putManifest: this.db.query("INSERT OR IGNORE INTO manifests VALUES (?, ?, ?, ?, ?, ?)"),
+      putImageSize: this.db.query("INSERT OR IGNORE INTO image_sizes VALUES (?, ?, ?, ?)"),
+      dataVersion: this.db.query("PRAGMA data_version"),
       listTags: this.db.query("SELECT tag FROM tags WHERE registry = ? AND repository = ? ORDER BY tag"),
       listRepositories: this.db.query(
         "SELECT registry, repository FROM manifests UNION SELECT registry, repository FROM tags ORDER BY registry, repository",
+      ),
+      listAllTags: this.db.query(
+        "SELECT t.registry, t.repository, t.tag, t.digest, t.media_type, t.size, t.checked_at, t.pulled_at, s.digest IS NOT NULL AS sized, s.size AS image_size " +
+          "FROM tags t LEFT JOIN image_sizes s ON s.registry = t.registry AND s.repository = t.repository AND s.digest = t.digest ORDER BY t.registry, t.repository, t.tag",
       ),
     };
   }
@@ -63,6 +79,7 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async putTag(repo: RepositoryRef, tag: string, r: TagRecord): Promise<void> {
+    this.writes++;
     this.q.putTag.run(repo.registry, repo.repository, tag, r.digest, r.mediaType, r.size, r.checkedAt);
   }
 
@@ -71,6 +88,7 @@ export class SqliteMetaStore implements MetaStore {
    * per tag request would put SQLite commits (and WAL checkpoints) on the hot path.
    */
   touchTag(repo: RepositoryRef, tag: string, at: number): void {
+    this.writes++;
     this.pendingTouches.set(JSON.stringify([repo.registry, repo.repository, tag]), at);
     this.touchTimer ??= setTimeout(() => this.flushTouches(), TOUCH_FLUSH_MS);
   }
@@ -98,7 +116,11 @@ export class SqliteMetaStore implements MetaStore {
   }
 
   async putManifest(repo: RepositoryRef, r: ManifestRecord): Promise<void> {
-    this.q.putManifest.run(repo.registry, repo.repository, r.digest, r.mediaType, r.body, this.now());
+    this.writes++;
+    this.db.transaction(() => {
+      this.q.putManifest.run(repo.registry, repo.repository, r.digest, r.mediaType, r.body, this.now());
+      this.q.putImageSize.run(repo.registry, repo.repository, r.digest, imageSize(r.body));
+    })();
   }
 
   async *manifests(): AsyncIterable<RepositoryRef & ManifestRecord> {
@@ -112,6 +134,48 @@ export class SqliteMetaStore implements MetaStore {
 
   async listRepositories(): Promise<RepositoryRef[]> {
     return this.q.listRepositories.all();
+  }
+
+  async listRepositoryTags(): Promise<RepositoryTags[]> {
+    // One transaction: both reads see the same snapshot (another process may write between them).
+    const [repos, rows] = this.db.transaction(() => [this.q.listRepositories.all(), this.q.listAllTags.all()] as const)();
+    const touched = this.pendingTouches.size > 0;
+    const unsized: { repo: RepositoryRef; tag: RepositoryTags["tags"][number] }[] = [];
+    let next = 0;
+    // Both queries order by (registry, repository) in SQLite's collation, so each
+    // repository's tags are the run of rows that follows: no comparison made in JS.
+    const listing = repos.map((repo) => {
+      const tags: RepositoryTags["tags"] = [];
+      for (let row = rows[next]; row && row.registry === repo.registry && row.repository === repo.repository; row = rows[++next]) {
+        const pending = touched ? this.pendingTouches.get(JSON.stringify([repo.registry, repo.repository, row.tag])) : undefined;
+        const tag = { tag: row.tag, digest: row.digest, mediaType: row.media_type, size: row.size, checkedAt: row.checked_at, pulledAt: pending ?? row.pulled_at ?? undefined, imageSize: row.sized ? row.image_size : undefined };
+        if (!row.sized) unsized.push({ repo, tag });
+        tags.push(tag);
+      }
+      return { registry: repo.registry, repository: repo.repository, tags };
+    });
+    this.fillImageSizes(unsized);
+    return listing;
+  }
+
+  /** Writes through this connection; another connection's show in SQLite's data_version. */
+  private writes = 0;
+
+  listingVersion(): string {
+    return `${this.writes}.${this.q.dataVersion.get()!.data_version}`;
+  }
+
+  /** Sizes of manifests an older version cached (written now), or undefined for tags whose manifest is not cached. */
+  private fillImageSizes(unsized: { repo: RepositoryRef; tag: RepositoryTags["tags"][number] }[]): void {
+    if (unsized.length === 0) return;
+    this.db.transaction(() => {
+      for (const { repo, tag } of unsized) {
+        const m = this.q.getManifest.get(repo.registry, repo.repository, tag.digest);
+        if (!m) continue;
+        tag.imageSize = imageSize(m.body);
+        this.q.putImageSize.run(repo.registry, repo.repository, tag.digest, tag.imageSize);
+      }
+    })();
   }
 
   /**
@@ -140,11 +204,16 @@ export class SqliteMetaStore implements MetaStore {
     }
     const oldManifests = this.db.query<Row, [number]>("SELECT registry, repository, digest FROM manifests WHERE created_at < ?").all(cutoff).filter((r) => !keep.has(keyOf(r)));
     if (!dryRun) {
+      this.writes++;
       const dropTag = this.db.query<unknown, [string, string, string]>("DELETE FROM tags WHERE registry = ? AND repository = ? AND tag = ?");
       const dropManifest = this.db.query<unknown, [string, string, string]>("DELETE FROM manifests WHERE registry = ? AND repository = ? AND digest = ?");
+      const dropSize = this.db.query<unknown, [string, string, string]>("DELETE FROM image_sizes WHERE registry = ? AND repository = ? AND digest = ?");
       this.db.transaction(() => {
         for (const t of oldTags) dropTag.run(t.registry, t.repository, t.tag);
-        for (const m of oldManifests) dropManifest.run(m.registry, m.repository, m.digest);
+        for (const m of oldManifests) {
+          dropManifest.run(m.registry, m.repository, m.digest);
+          dropSize.run(m.registry, m.repository, m.digest);
+        }
       })();
     }
     return { tags: oldTags.length, manifests: oldManifests.length };

@@ -123,32 +123,36 @@ export class Mirror {
     }
   }
 
-  /** Cached repositories with their tags, digests, image sizes and last pull (for the dashboard). */
-  async cachedRepositories(): Promise<CachedRepository[]> {
-    const repos = await this.meta.listRepositories();
-    return Promise.all(
-      repos.map(async (repo) => {
-        const tags = await this.meta.listTags(repo);
-        const details = await Promise.all(
-          tags.map(async (tag) => {
-            const record = await this.meta.getTag(repo, tag);
-            if (!record) return undefined;
-            const manifest = await this.meta.getManifest(repo, record.digest);
-            const policy = this.tagPolicy.resolve(repo.registry, repo.repository, tag);
-            return {
-              tag,
-              digest: record.digest,
-              mediaType: record.mediaType,
-              size: manifest ? imageSize(manifest.body) : null,
-              checkedAt: new Date(record.checkedAt).toISOString(),
-              pulledAt: record.pulledAt ? new Date(record.pulledAt).toISOString() : null,
-              policy: { immutable: policy.immutable, ttlSeconds: policy.immutable ? null : policy.ttlMs / 1000, rule: policy.rule },
-            };
-          }),
-        );
-        return { ...repo, tags: details.filter((d) => d !== undefined) };
+  /** The last listing and the meta store's version it was read at. */
+  private listing: { version: string; repositories: readonly CachedRepository[] } | undefined;
+
+  /**
+   * Cached repositories with their tags, digests, image sizes and last pull (for the
+   * dashboard): the same array until the meta store's version moves, so a dashboard's
+   * refreshes build (and the status API encodes) it once per change.
+   */
+  async cachedRepositories(): Promise<readonly CachedRepository[]> {
+    const version = this.meta.listingVersion();
+    if (version !== undefined && this.listing?.version === version) return this.listing.repositories;
+    const repos = await this.meta.listRepositoryTags();
+    const repositories = repos.map(({ registry, repository, tags }) => ({
+      registry,
+      repository,
+      tags: tags.map((record) => {
+        const policy = this.tagPolicy.resolve(registry, repository, record.tag);
+        return {
+          tag: record.tag,
+          digest: record.digest,
+          mediaType: record.mediaType,
+          size: record.imageSize ?? null,
+          checkedAt: new Date(record.checkedAt).toISOString(),
+          pulledAt: record.pulledAt ? new Date(record.pulledAt).toISOString() : null,
+          policy: { immutable: policy.immutable, ttlSeconds: policy.immutable ? null : policy.ttlMs / 1000, rule: policy.rule },
+        };
       }),
-    );
+    }));
+    if (version !== undefined) this.listing = { version, repositories };
+    return repositories;
   }
 
   /** What /readyz reports: config loaded (we exist), cache dir writable, Redis and S3 reachable. */
@@ -194,16 +198,5 @@ export class Mirror {
 
   get registries(): readonly RegistryConfig[] {
     return this.config.registries;
-  }
-}
-
-/** Config plus layer sizes of an image manifest; null for an index (its size is per platform). */
-function imageSize(body: Uint8Array): number | null {
-  try {
-    const m = JSON.parse(new TextDecoder().decode(body)) as { config?: { size?: number }; layers?: { size?: number }[] };
-    if (!Array.isArray(m.layers)) return null;
-    return (m.config?.size ?? 0) + m.layers.reduce((sum, l) => sum + (l.size ?? 0), 0);
-  } catch {
-    return null;
   }
 }

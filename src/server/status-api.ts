@@ -19,10 +19,12 @@ export interface StatusView {
   traffic: Pick<TrafficStats, "totals" | "series">;
   /** The HTTPS certificate (undefined without TLS). */
   certificate(): CertificateState | undefined;
-  repositories(): Promise<CachedRepository[]>;
+  /** The same array while nothing changed: its JSON is encoded once. */
+  repositories(): Promise<readonly CachedRepository[]>;
 }
 
 export function statusApi(view: StatusView) {
+  let encoded: { repositories: readonly CachedRepository[]; body: Uint8Array } | undefined;
   return new Elysia({ name: "status-api" })
     .get("/api/status", () => {
       const t = view.traffic.totals;
@@ -52,5 +54,9 @@ export function statusApi(view: StatusView) {
         },
       });
     })
-    .get("/api/repositories", async () => Response.json({ repositories: await view.repositories() }));
+    .get("/api/repositories", async () => {
+      const repositories = await view.repositories();
+      if (encoded?.repositories !== repositories) encoded = { repositories, body: new TextEncoder().encode(JSON.stringify({ repositories })) };
+      return new Response(encoded.body, { headers: { "content-type": "application/json;charset=utf-8" } });
+    });
 }
