@@ -151,6 +151,8 @@ async function openStores(config: Config): Promise<Stores> {
     onEvict: (r) => log.info({ evictedFiles: r.files, evictedBytes: r.bytes, cacheBytes: r.remaining }, "evicted least recently used blobs (cache.max_size)"),
     onDiskFull: (why) =>
       why ? log.error({ cache: config.cache.dir, reason: why }, "cache disk full: blobs are streamed to clients without caching") : log.info({ cache: config.cache.dir }, "cache disk has room again"),
+    // Serving starts before the index is complete; max_size eviction waits for it.
+    onIndexed: (r) => log.info({ cacheBlobs: r.files, cacheBytes: r.bytes, ms: r.ms }, "cache index loaded"),
   });
   await blobStore.init();
   // Embedded by default; Redis and S3 turn the replicas into one mirror. Neither is
