@@ -24,7 +24,7 @@ export interface FsBlobStoreOptions {
   /** The start-up index of the tier is complete. */
   onIndexed?: (result: { files: number; bytes: number; ms: number }) => void;
   /** Awaited between batches of the start-up index (default: the next event-loop turn; tests hold it). */
-  indexPause?: () => Promise<void>;
+  indexPause?: (phase: "walk" | "merge") => Promise<void>;
 }
 
 export class FsBlobStore implements BlobStore {

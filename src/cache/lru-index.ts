@@ -1,11 +1,16 @@
 // Least-recently-used bookkeeping for the local blob tier: sizes and last use of every
 // blob file, so the tier can be kept under [cache] max_size. Built at start-up from the
 // files' mtimes (touch() moves mtime forward), in the background, then kept in memory.
+import { statSync } from "node:fs";
 import { readdir, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 
-/** Files stat'ed at once while loading: enough to keep the thread pool busy, few enough to stay responsive. */
-const STAT_CONCURRENCY = 64;
+/**
+ * Longest run of stat calls between two pauses of the load. They are synchronous: microseconds
+ * each on a warm inode cache, where a thread-pool round trip per file took 5x the time and
+ * more memory (bench/README.md, scenario 9).
+ */
+const SLICE_MS = 4;
 /** Entries put in order between two pauses of the load. */
 const MERGE_BATCH = 2048;
 
@@ -35,8 +40,10 @@ export class LruIndex {
   private log: LoadLog | undefined;
   private loading: Promise<void> | undefined;
 
-  /** `pause` is awaited between batches of the load, so serving goes on meanwhile. */
-  constructor(private readonly pause: () => Promise<void> = nextTurn) {}
+  private sliceStart = 0;
+
+  /** `pause` is awaited between batches of the load (after each directory, at least), so serving goes on meanwhile. */
+  constructor(private readonly pause: (phase: "walk" | "merge") => Promise<void> = nextTurn) {}
 
   /** Bytes counted (while loading: only what was stored or served since). */
   get size(): number {
@@ -91,16 +98,25 @@ export class LruIndex {
       else others.push(join(d, e.name));
     }
     const run: Found[] = [];
-    for (let i = 0; i < others.length; i += STAT_CONCURRENCY) {
-      const batch = others.slice(i, i + STAT_CONCURRENCY);
-      const stats = await Promise.all(batch.map((p) => stat(p).catch(() => undefined)));
-      for (const [k, s] of stats.entries()) {
-        if (s?.isFile()) run.push({ path: batch[k]!, size: s.size, mtime: s.mtimeMs });
-        else if (s?.isDirectory()) await this.walk(batch[k]!, runs); // a file system that doesn't tell types in readdir
+    this.sliceStart = performance.now();
+    for (const path of others) {
+      let s: ReturnType<typeof statSync>;
+      try {
+        s = statSync(path, { throwIfNoEntry: false });
+      } catch {
+        continue; // unreadable: not counted, as a file that is gone
       }
-      await this.pause();
+      if (s?.isFile()) run.push({ path, size: s.size, mtime: s.mtimeMs });
+      else if (s?.isDirectory()) await this.walk(path, runs); // a file system that doesn't tell types in readdir
+      if (performance.now() - this.sliceStart >= SLICE_MS) await this.breathe("walk");
     }
     if (run.length) runs.push(run.sort((a, b) => a.mtime - b.mtime));
+    await this.breathe("walk");
+  }
+
+  private async breathe(phase: "walk" | "merge"): Promise<void> {
+    await this.pause(phase);
+    this.sliceStart = performance.now();
   }
 
   /** Merges the runs oldest first, then applies what happened during the load; swaps in the result. */
@@ -114,7 +130,7 @@ export class LruIndex {
       if (used.has(f.path)) {
         if (used.get(f.path) === undefined) used.set(f.path, f.size); // keeps its place in order of use
       } else if (!this.log!.gone.has(f.path)) ordered.set(f.path, f.size);
-      if (n % MERGE_BATCH === MERGE_BATCH - 1) await this.pause();
+      if (n % MERGE_BATCH === MERGE_BATCH - 1) await this.breathe("merge");
     }
     // Served files the walk did not see (stored by another process after it passed): their own stat.
     while (this.log!.lookups.size) await Promise.all(this.log!.lookups);
