@@ -7,8 +7,7 @@ import { join } from "node:path";
 
 /**
  * Longest run of stat calls between two pauses of the load. They are synchronous: microseconds
- * each on a warm inode cache, where a thread-pool round trip per file took 5x the time and
- * more memory (bench/README.md, scenario 9).
+ * each on a warm inode cache, far less than a thread-pool round trip per file (bench/README.md, 9).
  */
 const SLICE_MS = 4;
 /** Entries put in order between two pauses of the load. */
