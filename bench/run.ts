@@ -985,25 +985,29 @@ async function main(): Promise<void> {
     for (let i = 0; i < P.largeStartupRuns; i++) {
       for (const name of rotate(["large", "empty"], i)) {
         await waitQuiet();
-        (runs[name] ??= []).push(await startOnce(name === "large" ? large.dir : undefined));
+        (runs[name] ??= []).push(await startOnce(name === "large" ? large.dir : undefined, name === "large"));
       }
     }
     raw.largeCacheStartup = runs;
     const ms = (n: string) => runs[n]!.map((r) => r.ms);
+    // A start that never answered counts as the deadline (and fails), not as a missing figure.
+    const answered = (n: string) => ms(n).map((v) => (Number.isFinite(v) ? v : START_DEADLINE_MS));
+    const silent = ms("large").filter((v) => !Number.isFinite(v)).length;
+    const indexedMs = runs.large!.map((r) => r.indexedMs ?? NaN);
     const scenario = `start-up with ${large.blobs.length} blobs, ${large.tags} tags cached`;
     rows.push({
       id: "9",
       scenario,
       metric: `exec → /v2/ 200, median of ${runs.large!.length}`,
       unit: "ms",
-      ferry: median(ms("large")),
-      ratio: { value: median(ms("large")) / median(ms("empty")), of: "empty cache" },
+      ferry: median(answered("large")),
+      ratio: { value: median(answered("large")) / median(answered("empty")), of: "empty cache" },
       target: "≤ 1000 ms",
-      pass: median(ms("large")) <= 1000,
-      note: `empty cache, same runs: median ${median(ms("empty")).toFixed(0)} ms; the start indexes every blob file (LRU by mtime) before listening; the dentry and inode caches are warm (not dropped on a shared machine)`,
+      pass: median(answered("large")) <= 1000,
+      note: `empty cache, same runs: median ${median(answered("empty")).toFixed(0)} ms; the blob index loads in the background after the start (exec → "cache index loaded": median ${median(indexedMs.filter(Number.isFinite)).toFixed(0)} ms, max ${max(indexedMs.filter(Number.isFinite)).toFixed(0)} ms${indexedMs.some((v) => !Number.isFinite(v)) ? `, ${indexedMs.filter((v) => !Number.isFinite(v)).length} not within ${START_DEADLINE_MS / 1000} s` : ""}); the dentry and inode caches are warm (not dropped on a shared machine)${silent ? `; ${silent} start(s) did not answer within ${START_DEADLINE_MS / 1000} s (counted as ${START_DEADLINE_MS} ms)` : ""}`,
     });
-    rows.push({ id: "9", scenario, metric: "exec → /v2/ 200, max", unit: "ms", ferry: max(ms("large")), target: "≤ 1000 ms", pass: max(ms("large")) <= 1000 });
-    memory.push({ scenario: `9 start-up with ${large.blobs.length} blobs`, peakMiB: max(runs.large!.map((r) => r.peakMiB)) });
+    rows.push({ id: "9", scenario, metric: "exec → /v2/ 200, max", unit: "ms", ferry: max(answered("large")), target: "≤ 1000 ms", pass: max(answered("large")) <= 1000 });
+    memory.push({ scenario: `9 start-up with ${large.blobs.length} blobs, until indexed`, peakMiB: max(runs.large!.map((r) => r.peakMiB)) });
   }
 
   // 10. Eviction under max_size pressure while serving --------------------------------------
@@ -1088,24 +1092,36 @@ async function main(): Promise<void> {
 }
 
 interface StartRun {
+  /** exec → first 200 on /v2/; NaN when it never answered within the deadline. */
   ms: number;
-  /** VmRSS and VmHWM once /v2/ answered. */
+  /** VmRSS and VmHWM once /v2/ answered (with `untilIndexed`: once the cache index was complete). */
   rssMiB: number;
   peakMiB: number;
+  /** exec → ferry's "cache index loaded" (with `untilIndexed`). */
+  indexedMs?: number;
 }
 
-/** exec → first 200 on /v2/ of a ferry on `cacheDir` (default a fresh one), then stopped. */
-async function startOnce(cacheDir?: string): Promise<StartRun> {
+/** How long a start may take before the run counts as not answering. */
+const START_DEADLINE_MS = 30_000;
+
+/**
+ * exec → first 200 on /v2/ of a ferry on `cacheDir` (default a fresh one), then stopped.
+ * With `untilIndexed` it runs on until its log says the cache index is complete (the
+ * index loads in the background), so the memory figures cover the whole load.
+ */
+async function startOnce(cacheDir?: string, untilIndexed = false): Promise<StartRun> {
   const dir = mkdtempSync(join(work, "startup-"));
   const port = await freePort();
   writeFileSync(join(dir, "config.toml"), ferryConfig(port, cacheDir ?? join(dir, "data"), ferryOpts()));
   const t0 = performance.now();
-  const proc = Bun.spawn([...ferryMode.command, "serve", "--config", join(dir, "config.toml")], { cwd: dir, stdout: "ignore", stderr: "ignore" });
+  const proc = Bun.spawn([...ferryMode.command, "serve", "--config", join(dir, "config.toml")], { cwd: dir, stdout: untilIndexed ? "pipe" : "ignore", stderr: "ignore" });
+  let indexedAt: number | undefined;
+  const indexed = untilIndexed ? watchLog(proc.stdout as ReadableStream<Uint8Array>, '"msg":"cache index loaded"').then((seen) => (indexedAt = seen ? performance.now() - t0 : undefined)) : undefined;
   try {
     let ms = NaN;
-    for (let k = 0; k < 5000 && performance.now() - t0 < 10_000; k++) {
+    for (let k = 0; k < 50_000 && performance.now() - t0 < START_DEADLINE_MS; k++) {
       if (proc.exitCode !== null) throw new Error("ferry exited during start-up");
-      const ok = await fetch(`http://127.0.0.1:${port}/v2/`).then(
+      const ok = await fetch(`http://127.0.0.1:${port}/v2/`, { signal: AbortSignal.timeout(1000) }).then(
         (r) => r.status === 200,
         () => false,
       );
@@ -1115,13 +1131,29 @@ async function startOnce(cacheDir?: string): Promise<StartRun> {
       }
       await Bun.sleep(1);
     }
-    return { ms, rssMiB: currentRssMiB(proc.pid) ?? NaN, peakMiB: peakRssMiB(proc.pid) ?? NaN };
+    if (indexed) await Promise.race([indexed, Bun.sleep(START_DEADLINE_MS)]);
+    return { ms, rssMiB: currentRssMiB(proc.pid) ?? NaN, peakMiB: peakRssMiB(proc.pid) ?? NaN, indexedMs: indexedAt };
   } finally {
     proc.kill("SIGTERM");
     await Promise.race([proc.exited, Bun.sleep(5000)]);
     if (proc.exitCode === null) proc.kill("SIGKILL");
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** Resolves true once a line of a process's log contains `needle`, false if the log ends first; reads on to the end either way (a closed pipe would fail ferry's writes). */
+function watchLog(stream: ReadableStream<Uint8Array>, needle: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    void (async () => {
+      const decoder = new TextDecoder();
+      let tail = "";
+      for await (const chunk of stream) {
+        tail = (tail + decoder.decode(chunk, { stream: true })).slice(-4096);
+        if (tail.includes(needle)) resolve(true);
+      }
+      resolve(false);
+    })().catch(() => resolve(false));
+  });
 }
 
 /** Scenario 12: whether a measured rate is within 10% of the cap. */

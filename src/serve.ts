@@ -152,6 +152,8 @@ async function openStores(config: Config): Promise<Stores> {
     onDiskFull: (why) =>
       why ? log.error({ cache: config.cache.dir, reason: why }, "cache disk full: blobs are streamed to clients without caching") : log.info({ cache: config.cache.dir }, "cache disk has room again"),
     onNoHashWorker: () => log.warn("the hash worker thread did not start: downloads hash on the event loop"),
+    // Serving starts before the index is complete; max_size eviction waits for it.
+    onIndexed: (r) => log.info({ cacheBlobs: r.files, cacheBytes: r.bytes, ms: r.ms }, "cache index loaded"),
   });
   await blobStore.init();
   // Embedded by default; Redis and S3 turn the replicas into one mirror. Neither is

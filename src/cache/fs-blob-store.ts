@@ -26,14 +26,22 @@ export interface FsBlobStoreOptions {
   hashOnWorker?: boolean;
   /** The hash worker could not start: downloads hash on the event loop. */
   onNoHashWorker?: () => void;
+  /** The start-up index of the tier is complete. */
+  onIndexed?: (result: { files: number; bytes: number; ms: number }) => void;
+  /** Awaited between batches of the start-up index (default: the next event-loop turn; tests hold it). */
+  indexPause?: (phase: "walk" | "merge") => Promise<void>;
 }
 
 export class FsBlobStore implements BlobStore {
   private readonly blobsDir: string;
   private readonly tmpDir: string;
   private tempCounter = 0;
-  readonly usage = new LruIndex();
+  readonly usage: LruIndex;
+  /** Resolves once the start-up index is complete and an over-full tier trimmed. */
+  indexed: Promise<void> = Promise.resolve();
   private evicting: Promise<void> | undefined;
+  /** An eviction asked for while the index loads: it runs once the index is complete. */
+  private evictionAfterIndex: Promise<void> | undefined;
   private full: string | undefined;
   /** Expected bytes of the downloads being written now: max_size counts them too. */
   private reserved = 0;
@@ -44,15 +52,26 @@ export class FsBlobStore implements BlobStore {
   ) {
     this.blobsDir = join(dir, "blobs");
     this.tmpDir = join(dir, "tmp");
+    this.usage = new LruIndex(options.indexPause);
   }
 
-  /** Creates the folders, removes temp files left by a crash, and indexes what is cached. */
+  /**
+   * Creates the folders, removes temp files left by a crash, and starts indexing what is
+   * cached. Serving needs no index (a blob is found by its file), so start-up does not wait
+   * for it; max_size eviction does (see `indexed`).
+   */
   async init(): Promise<void> {
     await mkdir(this.tmpDir, { recursive: true });
     await this.removeDeadTempFiles();
     await mkdir(this.blobsDir, { recursive: true });
-    await this.usage.load(this.blobsDir);
-    await this.enforceMaxSize();
+    const t0 = performance.now();
+    this.indexed = this.usage
+      .load(this.blobsDir)
+      .then(() => {
+        this.options.onIndexed?.({ files: this.usage.count, bytes: this.usage.size, ms: Math.round(performance.now() - t0) });
+        return this.enforceMaxSize();
+      })
+      .catch(() => {}); // an eviction that failed is tried again on the next commit
     // In the background: until the worker answers, downloads hash on the event loop.
     if (this.options.hashOnWorker !== false) void startFileHasher().then((ok) => ok || this.options.onNoHashWorker?.());
   }
@@ -68,12 +87,22 @@ export class FsBlobStore implements BlobStore {
 
   /** Blobs another process (ferry prune) deleted stop counting. */
   async rescan(): Promise<void> {
+    await this.usage.whenComplete();
     await this.usage.forgetMissing();
   }
 
-  /** Evicts least-recently-used blobs when the tier (with downloads under way) is over max_size (one run at a time). */
+  /**
+   * Evicts least-recently-used blobs when the tier (with downloads under way) is over max_size
+   * (one run at a time). Not on a partial index: its oldest entries would be the newest blobs.
+   */
   enforceMaxSize(): Promise<void> {
     const max = this.options.maxSize;
+    if (max !== undefined && !this.usage.complete) {
+      return (this.evictionAfterIndex ??= this.usage.whenComplete().then(() => {
+        this.evictionAfterIndex = undefined;
+        return this.enforceMaxSize();
+      }));
+    }
     if (this.evicting) return this.evicting; // the index shrinks before the files are gone
     if (max === undefined || this.usage.size + this.reserved <= max) return Promise.resolve();
     this.evicting ??= (async () => {

@@ -138,6 +138,7 @@ describe("FsBlobStore", () => {
     utimesSync(big.pathOf({ registry: "docker.io", digest: second }), hourAgo, hourAgo);
     const small = new FsBlobStore(dir, { maxSize: 500 });
     await small.init();
+    await small.indexed; // the index loads in the background; the trim waits for it
     expect(small.usage.size).toBe(400);
     expect(existsSync(small.pathOf({ registry: "docker.io", digest: first }))).toBe(false);
     expect(existsSync(small.pathOf({ registry: "docker.io", digest: second }))).toBe(true);
