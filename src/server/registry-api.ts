@@ -16,7 +16,6 @@ import { toRegistryErrorResponse } from "./errors.ts";
 import { annotate } from "./request-log.ts";
 import { requestUrl } from "../protocol/request-url.ts";
 import { API_VERSION_HEADER, blobResponse, cacheHeaders, jsonResponse, manifestResponse, referrersResponse } from "./responses.ts";
-import { fileRangeStream } from "../shared/file-stream.ts";
 
 const MAX_PAGE_SIZE = 10_000;
 
@@ -140,7 +139,8 @@ function recordBlob(mirror: Pick<Mirror, "metrics" | "traffic">, b: BlobResult, 
 function trackedBody(b: BlobResult, wrap: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>): BlobResult {
   if (b.body.kind === "stream") return { ...b, body: { kind: "stream", stream: wrap(b.body.stream) } };
   if (b.body.kind === "file") {
-    const stream = b.range ? fileRangeStream(b.body.path, b.range.start, b.range.end + 1) : fileRangeStream(b.body.path);
+    const file = Bun.file(b.body.path);
+    const stream = (b.range ? file.slice(b.range.start, b.range.end + 1) : file).stream();
     return { ...b, body: { kind: "stream", stream: wrap(stream) } };
   }
   return b;
