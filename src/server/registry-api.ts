@@ -1,6 +1,7 @@
 // The pull side of the OCI distribution API under /v2/. Pull-only: every write method
 // answers 405 UNSUPPORTED. Access control (access/access.ts) is asked before anything
 // is looked up or fetched.
+import { closeSync, openSync, readSync } from "node:fs";
 import { Elysia } from "elysia";
 import type { AccessControl } from "../access/access.ts";
 import { peerOf } from "../access/client-ip.ts";
@@ -139,11 +140,47 @@ function recordBlob(mirror: Pick<Mirror, "metrics" | "traffic">, b: BlobResult, 
 function trackedBody(b: BlobResult, wrap: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>): BlobResult {
   if (b.body.kind === "stream") return { ...b, body: { kind: "stream", stream: wrap(b.body.stream) } };
   if (b.body.kind === "file") {
-    const file = Bun.file(b.body.path);
-    const stream = (b.range ? file.slice(b.range.start, b.range.end + 1) : file).stream();
+    const stream = fileStream(b.body.path, b.range?.start ?? 0, b.range ? b.range.end + 1 : (b.size ?? Bun.file(b.body.path).size));
     return { ...b, body: { kind: "stream", stream: wrap(stream) } };
   }
   return b;
+}
+
+/** Bytes read per pull of a paced or tracked file: the size of a bandwidth slice. */
+const FILE_READ_BYTES = 64 * 1024;
+
+/**
+ * Bytes [start, end) of a cached file, read only when the consumer pulls, in small pieces.
+ * Bun.file().stream() reads ahead in 512 KiB blocks, and under a bandwidth cap that churn of
+ * large short-lived buffers let the allocator's scavenger stall the event loop for 100+ ms.
+ */
+function fileStream(path: string, start: number, end: number): ReadableStream<Uint8Array> {
+  let fd: number | undefined;
+  let position = start;
+  const close = () => {
+    if (fd === undefined) return;
+    closeSync(fd);
+    fd = undefined;
+  };
+  return new ReadableStream<Uint8Array>(
+    {
+      pull(controller) {
+        fd ??= openSync(path, "r");
+        const length = Math.min(FILE_READ_BYTES, end - position);
+        const chunk = new Uint8Array(length);
+        const n = length > 0 ? readSync(fd, chunk, 0, length, position) : 0;
+        if (n === 0) {
+          close();
+          if (position < end) return controller.error(new Error(`cached blob file shorter than ${end} bytes`));
+          return controller.close();
+        }
+        position += n;
+        controller.enqueue(n === length ? chunk : chunk.subarray(0, n));
+      },
+      cancel: close,
+    },
+    { highWaterMark: 0 },
+  );
 }
 
 function pageParams(url: URL): { n: number | undefined; last: string | undefined } {
