@@ -5,8 +5,11 @@ import type { BlobKey } from "./blob-store.ts";
 export interface RemoteBlobStore {
   /** Size of a complete blob in the shared store, or undefined. Errors (store down) throw. */
   stat(key: BlobKey): Promise<{ size: number } | undefined>;
-  /** Streams the blob, or bytes [start, end] inclusive, with the object's total size as the response states it. */
-  open(key: BlobKey, range?: { start: number; end: number }): Promise<{ body: ReadableStream<Uint8Array>; size?: number }>;
+  /**
+   * Streams the blob, or bytes [start, end] inclusive, with the object's total size as the
+   * response states it. Aborting `signal` fails the request and its body: a reader bounds a body's silence with it.
+   */
+  open(key: BlobKey, range?: { start: number; end: number }, signal?: AbortSignal): Promise<{ body: ReadableStream<Uint8Array>; size?: number }>;
   /** A short-lived URL a client can GET the blob from directly (presigned, or a CDN base URL). */
   publicUrl(key: BlobKey, ttlSeconds: number): Promise<string>;
   /** Starts a multipart upload that becomes visible ONLY when complete() is called. */

@@ -6,7 +6,8 @@
 //   machine and part sizes are in s3-upload.ts. abort() or any failure aborts it.
 // - Memory per upload is bounded: the part being filled plus `queueSize` parts in flight.
 // - A dead or hung store fails fast: short connect/request timeouts and few attempts, so
-//   ferry falls back to other tiers instead of hanging on the shared one.
+//   ferry falls back to other tiers instead of hanging on the shared one. A GetObject body
+//   that stalls is failed by its reader's signal (open()'s caller bounds silence).
 // - Error messages carry the operation, object key, error name and HTTP status only.
 
 import {
@@ -23,6 +24,7 @@ import {
   UploadPartCommand,
 } from "@aws-sdk/client-s3";
 import { getSignedUrl } from "@aws-sdk/s3-request-presigner";
+import { FetchHttpHandler } from "@smithy/fetch-http-handler";
 import type { S3Settings } from "../config/config.ts";
 import { parseDigest } from "../protocol/digest.ts";
 import type { BlobKey } from "./blob-store.ts";
@@ -40,7 +42,7 @@ export interface S3StoreOptions {
   requestTimeoutMs?: number;
   /** Budget for calls that carry or assemble data: UploadPart, PutObject, Complete (default 120 s). */
   transferTimeoutMs?: number;
-  /** A response body idle this long is failed, so a stalled GetObject stream errors (default 30 s). */
+  /** A socket idle this long fails the call (default 30 s); GetObject bodies are bounded by open()'s signal. */
   socketIdleTimeoutMs?: number;
   /** Attempts per call, including the first (default 2: one retry). */
   maxAttempts?: number;
@@ -52,7 +54,7 @@ export interface S3StoreOptions {
   queueSize?: number;
   /** Keys per ListObjectsV2 page (default 1000, S3's maximum). */
   listPageSize?: number;
-  /** Use this client instead of building one (tests, shared agents). */
+  /** Use this client instead of building one, for every call (tests, shared agents). */
   client?: S3Client;
 }
 
@@ -102,6 +104,12 @@ function httpStatus(error: unknown): number | undefined {
 export class S3BlobStore implements RemoteBlobStore {
   /** The SDK client (exposed for health checks and tests). */
   readonly client: S3Client;
+  /**
+   * GetObject goes through Bun's own fetch: its body is a native stream. The Node handler's
+   * (IncomingMessage, then Readable.toWeb) held ~45 MiB more RSS over a 300 MiB body and
+   * streamed at ~0.6× a plain GET of the object (bench/ scenario 8).
+   */
+  private readonly bodyClient: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly publicBaseUrl?: string;
@@ -128,21 +136,24 @@ export class S3BlobStore implements RemoteBlobStore {
     this.maxParts = options.maxParts ?? MAX_PARTS;
     this.queueSize = Math.max(1, options.queueSize ?? 2);
     this.listPageSize = Math.min(1000, Math.max(1, options.listPageSize ?? 1000));
+    const shared = {
+      endpoint: config.endpoint,
+      region: config.region,
+      forcePathStyle: config.forcePathStyle,
+      credentials:
+        config.accessKeyId && config.secretAccessKey
+          ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey }
+          : undefined, // default chain: env, profile, IMDS/ECS roles
+      maxAttempts: options.maxAttempts ?? 2,
+      // The SDK's default (since 2025) adds CRC32 checksums, as aws-chunked trailers on
+      // streamed bodies, which many S3-compatible servers reject or store verbatim.
+      requestChecksumCalculation: "WHEN_REQUIRED",
+      responseChecksumValidation: "WHEN_REQUIRED",
+    } as const;
     this.client =
       options.client ??
       new S3Client({
-        endpoint: config.endpoint,
-        region: config.region,
-        forcePathStyle: config.forcePathStyle,
-        credentials:
-          config.accessKeyId && config.secretAccessKey
-            ? { accessKeyId: config.accessKeyId, secretAccessKey: config.secretAccessKey }
-            : undefined, // default chain: env, profile, IMDS/ECS roles
-        maxAttempts: options.maxAttempts ?? 2,
-        // The SDK's default (since 2025) adds CRC32 checksums, as aws-chunked trailers on
-        // streamed bodies, which many S3-compatible servers reject or store verbatim.
-        requestChecksumCalculation: "WHEN_REQUIRED",
-        responseChecksumValidation: "WHEN_REQUIRED",
+        ...shared,
         requestHandler: {
           connectionTimeout: options.connectTimeoutMs ?? 2_000,
           // Time to response headers; without throwOnRequestTimeout it only logs a warning.
@@ -151,6 +162,8 @@ export class S3BlobStore implements RemoteBlobStore {
           socketTimeout: options.socketIdleTimeoutMs ?? 30_000,
         },
       });
+    // requestTimeout: until response headers (connecting included), as above.
+    this.bodyClient = options.client ?? new S3Client({ ...shared, requestHandler: new FetchHttpHandler({ requestTimeout: options.requestTimeoutMs ?? 5_000 }) });
   }
 
   objectKey(key: BlobKey): string {
@@ -170,15 +183,16 @@ export class S3BlobStore implements RemoteBlobStore {
     }
   }
 
-  async open(key: BlobKey, range?: { start: number; end: number }): Promise<{ body: ReadableStream<Uint8Array>; size?: number }> {
+  async open(key: BlobKey, range?: { start: number; end: number }, signal?: AbortSignal): Promise<{ body: ReadableStream<Uint8Array>; size?: number }> {
     const objectKey = this.objectKey(key);
     if (range && !(Number.isSafeInteger(range.start) && Number.isSafeInteger(range.end) && range.start >= 0 && range.end >= range.start)) {
       throw new RangeError(`invalid range ${range.start}-${range.end}`);
     }
     let out;
     try {
-      out = await this.client.send(
+      out = await this.bodyClient.send(
         new GetObjectCommand({ Bucket: this.bucket, Key: objectKey, Range: range ? `bytes=${range.start}-${range.end}` : undefined }),
+        { abortSignal: signal },
       );
     } catch (error) {
       const status = httpStatus(error);

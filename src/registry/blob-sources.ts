@@ -79,8 +79,8 @@ export class SharedStoreBlobSource implements BlobSource {
     private readonly size: number,
   ) {}
 
-  async open(offset: number): Promise<OpenedBody> {
-    const opened = await this.remote.open(this.key, offset > 0 ? { start: offset, end: this.size - 1 } : undefined);
+  async open(offset: number, signal: AbortSignal): Promise<OpenedBody> {
+    const opened = await this.remote.open(this.key, offset > 0 ? { start: offset, end: this.size - 1 } : undefined, signal);
     // The GET's own length is authoritative over the earlier stat.
     return { size: opened.size ?? this.size, body: opened.body, stallTimeoutMs: 30_000 };
   }

@@ -27,14 +27,12 @@ function closeWhenSilent(body: ReadableStream<Uint8Array>, idleMs: number): Read
   return new ReadableStream<Uint8Array>(
     {
       start(controller) {
-        arm = () => {
-          clearTimeout(timer);
-          timer = setTimeout(() => {
-            reader.cancel().catch(() => {});
-            controller.error(new Error(`no bytes for ${idleMs} ms`));
-          }, idleMs);
-        };
-        arm();
+        timer = setTimeout(() => {
+          reader.cancel().catch(() => {});
+          controller.error(new Error(`no bytes for ${idleMs} ms`));
+        }, idleMs);
+        // One timer per response, restarted per chunk: no timer object per chunk and client.
+        arm = () => void timer?.refresh();
       },
       async pull(controller) {
         try {

@@ -355,27 +355,35 @@ describe("S3BlobStore on Ceph RGW", () => {
     const small = store.beginUpload(key);
     await small.write(bytes(4096, 11));
     await small.complete();
-    // A body that stops mid-way errors after the socket idle timeout instead of hanging.
+    // A body that stops mid-way errors once its reader gives up on it (BlobDownload's stall
+    // timer aborts the signal), instead of hanging.
     const data = bytes(20 * MiB, 13);
     const bodyKey: BlobKey = { registry: "docker.io", digest: sha256(data) };
     const up = store.beginUpload(bodyKey, data.byteLength);
     await writeUneven(up, data);
     await up.complete();
-    const idle = new S3BlobStore(config, { socketIdleTimeoutMs: 1500 });
-    const reader = (await idle.open(bodyKey)).body.getReader();
+    const giveUp = new AbortController();
+    let stall: Timer | undefined;
+    const armStall = () => {
+      clearTimeout(stall);
+      stall = setTimeout(() => giveUp.abort(), 1500);
+    };
+    const reader = (await store.open(bodyKey, undefined, giveUp.signal)).body.getReader();
     let got = (await reader.read()).value?.byteLength ?? 0;
     s3.freezeGateway();
     const t0 = performance.now();
+    armStall();
     const readErr = await (async () => {
       for (let i = 0; i < 100_000; i++) {
         const { done, value } = await reader.read();
         if (done) return undefined;
         got += value.byteLength;
+        armStall();
       }
     })().catch((e: unknown) => e);
+    clearTimeout(stall);
     const stalledMs = performance.now() - t0;
     s3.thawGateway();
-    idle.client.destroy();
     console.log(`stalled body: ${String(readErr)} after ${got} bytes, ${Math.round(stalledMs)} ms`);
     expect(readErr).toBeInstanceOf(Error);
     expect(got).toBeLessThan(data.byteLength);
