@@ -20,8 +20,10 @@ import { UpstreamError } from "../upstream/errors.ts";
 import type { BlobSource, OpenedBody } from "./blob-sources.ts";
 
 const READ_CHUNK = 64 * 1024;
-/** A piped download has no window: its readers all read the file, in chunks this large. */
+/** A piped download has no window: its readers read the file in aligned chunks this large, */
 const PIPED_READ_CHUNK = 1024 * 1024;
+/** and the most recent this many are kept for the other readers (fan-in). */
+const PIPED_SHARED_CHUNKS = 8;
 /** Chunk bytes allocated (upstream chunks, temp-file reads; all downloads) since the last GC request. */
 let chunkBytes = 0;
 const GC_EVERY_BYTES = 64 * 1024 * 1024;
@@ -153,6 +155,8 @@ export class BlobDownload {
   private writer: BlobWriter | undefined;
   /** The body went to the file natively (see pipeFrom): no chunks pass through here. */
   private piped = false;
+  /** Recent aligned reads of a piped download's file, shared by its readers (fromSharedRead). */
+  private sharedReads: { index: number; bytes: Uint8Array }[] = [];
 
   private constructor(private readonly opts: DownloadOptions) {
     this.ready = new Promise((resolve, reject) => {
@@ -238,7 +242,8 @@ export class BlobDownload {
         const wanted = Math.min(available - position, limit === undefined ? Infinity : limit - position);
         // Window views cost nothing, so they go out whole; file reads come in small chunks,
         // which keeps what a slow client's connection holds (and the garbage) small.
-        return this.fromWindow(position, wanted) ?? this.fromFile(position, Math.min(this.piped ? PIPED_READ_CHUNK : READ_CHUNK, wanted));
+        if (this.piped) return this.fromSharedRead(position, wanted, available);
+        return this.fromWindow(position, wanted) ?? this.fromFile(position, Math.min(READ_CHUNK, wanted));
       }
       if (this.state === "failed") throw this.error!;
       if (this.state !== "running" && this.state !== "verified") return null; // size was unknown and the stream ended
@@ -255,6 +260,29 @@ export class BlobDownload {
       if (startInChunk < chunk.bytes.byteLength) return chunk.bytes.subarray(startInChunk, Math.min(chunk.bytes.byteLength, startInChunk + length));
     }
     return undefined;
+  }
+
+  /**
+   * A piped download's readers read the file in aligned 1 MiB chunks kept for the others:
+   * readers at the same place (a fan-in) share one read and one buffer, as the window
+   * shares upstream chunks on the chunk path. A chunk read while partly written is read
+   * again, whole up to what is available, once a reader needs its rest.
+   */
+  private fromSharedRead(position: number, wanted: number, available: number): Uint8Array {
+    const index = Math.floor(position / PIPED_READ_CHUNK);
+    const base = index * PIPED_READ_CHUNK;
+    let entry = this.sharedReads.find((e) => e.index === index);
+    if (!entry || base + entry.bytes.byteLength <= position) {
+      const bytes = this.fromFile(base, Math.min(base + PIPED_READ_CHUNK, available) - base);
+      if (entry) entry.bytes = bytes;
+      else {
+        entry = { index, bytes };
+        this.sharedReads.push(entry);
+        if (this.sharedReads.length > PIPED_SHARED_CHUNKS) this.sharedReads.shift();
+      }
+    }
+    const start = position - base;
+    return entry.bytes.subarray(start, Math.min(entry.bytes.byteLength, start + wanted));
   }
 
   private fromFile(position: number, length: number): Uint8Array {
@@ -298,6 +326,7 @@ export class BlobDownload {
     windowedBytes -= this.windowTotal;
     this.window = [];
     this.windowTotal = 0;
+    this.sharedReads = [];
   }
 
   private async verifiedOrFailed(): Promise<void> {
@@ -383,7 +412,7 @@ export class BlobDownload {
       clearTimeout(stallTimer);
       stallTimer = setTimeout(() => abort.abort(), opened.stallTimeoutMs);
     };
-    if (this.written === 0 && this.size !== undefined && this.writer!.pipe) return this.pipeFrom(source, opened, abort, armStallTimer, () => clearTimeout(stallTimer));
+    if (this.written === 0 && this.size !== undefined && this.writer!.pipe && !opened.paced) return this.pipeFrom(source, opened, abort, armStallTimer, () => clearTimeout(stallTimer));
     const reader = opened.body.getReader();
     try {
       armStallTimer();

@@ -13,6 +13,8 @@ export interface OpenedBody {
   body: ReadableStream<Uint8Array>;
   /** Silence longer than this means the body is broken. */
   stallTimeoutMs: number;
+  /** Paced in JavaScript (max_bandwidth): its chunks pass through JS anyway, so it is not piped. */
+  paced?: boolean;
 }
 
 export interface BlobSource {
@@ -42,7 +44,7 @@ export class UpstreamBlobSource implements BlobSource {
     const opened = await this.client.openBlob(this.repository, this.key.digest, { from: offset, signal, credentials: this.credentials, ...this.resumeRoute() });
     if (!opened.found) throw opened.error;
     this.reading = opened.endpoint;
-    return { size: opened.size, body: opened.body, stallTimeoutMs: opened.endpoint.config.stallTimeoutMs };
+    return { size: opened.size, body: opened.body, stallTimeoutMs: opened.endpoint.config.stallTimeoutMs, paced: opened.paced };
   }
 
   /**

@@ -68,6 +68,8 @@ export interface OpenedBlob {
   size: number | undefined;
   /** Bytes from `from` to the end, paced by the endpoint's max_bandwidth. */
   body: ReadableStream<Uint8Array>;
+  /** The body passes through a JavaScript pacer (max_bandwidth): nothing to gain by piping it natively. */
+  paced: boolean;
   /** The tier that answered (its stall timeout; where to report a body that broke). */
   endpoint: Endpoint;
 }
@@ -147,7 +149,8 @@ export class RegistryClient {
       // An upstream that ignores Range sends the whole blob again: drop what we have.
       if (from > 0) body = body.pipeThrough(skipBytes(from));
     }
-    return { found: true, size, body: this.upstream.shapeBlobBody(endpoint, body), endpoint };
+    const paced = this.upstream.shapeBlobBody(endpoint, body);
+    return { found: true, size, body: paced, paced: paced !== body, endpoint };
   }
 
   /**

@@ -50,6 +50,7 @@ class ScriptedSource implements BlobSource {
   constructor(
     private readonly size: number | undefined,
     private readonly stallTimeoutMs = 10_000,
+    private readonly paced = false,
   ) {}
 
   async open(offset: number, signal: AbortSignal): Promise<OpenedBody> {
@@ -62,7 +63,7 @@ class ScriptedSource implements BlobSource {
       },
     });
     for (const wake of this.opened.splice(0)) wake();
-    return { size: this.size, body, stallTimeoutMs: this.stallTimeoutMs };
+    return { size: this.size, body, stallTimeoutMs: this.stallTimeoutMs, paced: this.paced };
   }
 
   bodyFailed(): boolean {
@@ -242,7 +243,7 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
     expect(await late).toEqual(blob);
   });
 
-  test.skipIf(!path.startsWith("piped"))("a piped download holds no chunks in memory; readers that keep up read the file", async () => {
+  test.skipIf(!path.startsWith("piped"))("a piped download keeps no upstream chunks; its readers read the file", async () => {
     const { store: s } = await store();
     const chunk = 1024 * 1024;
     const blob = bytes(6 * chunk);
@@ -291,6 +292,45 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
     }
     await Promise.all(downloads.map((d) => d.finished));
     expect(downloads.map((d) => d.state)).toEqual(["done", "done", "done", "done"]);
+  });
+
+  test("readers at different places of one download each get exactly their bytes (fan-in, ranges)", async () => {
+    const { store: s } = await store();
+    const chunk = 256 * 1024;
+    const blob = bytes(13 * chunk + 77); // not a multiple of the read size
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const early = [0, 1, 2].map(() => new Response(download.reader(0, undefined)).bytes());
+    const ranged = new Response(download.reader(1_000_000, 2_500_000)).bytes();
+    for (let i = 0; i < 7; i++) source.push(blob.subarray(i * chunk, (i + 1) * chunk));
+    await waitUntil(() => download.written === 7 * chunk);
+    const late = new Response(download.reader(5, undefined)).bytes(); // starts behind the others
+    source.push(blob.subarray(7 * chunk));
+    source.end();
+    for (const whole of await Promise.all(early)) expect(whole).toEqual(blob);
+    expect(await ranged).toEqual(blob.subarray(1_000_000, 2_500_000));
+    expect(await late).toEqual(blob.subarray(5));
+    await download.finished;
+    expect(download.state).toBe("done");
+  });
+
+  test("a paced body (max_bandwidth) takes the chunk path: readers that keep up are served from memory", async () => {
+    const { store: s } = await store();
+    const chunk = 1024 * 1024;
+    const blob = bytes(3 * chunk);
+    const source = new ScriptedSource(blob.byteLength, 10_000, true);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const reader = download.reader(0, undefined).getReader();
+    source.push(blob.subarray(0, chunk));
+    const first = await readBytes(reader, chunk);
+    expect(download.windowBytes).toBe(chunk);
+    source.push(blob.subarray(chunk));
+    source.end();
+    const rest = await readBytes(reader, 2 * chunk);
+    expect(Buffer.concat([first, rest])).toEqual(Buffer.from(blob));
+    await download.finished;
   });
 
   test("downloads beyond the global bound wait their turn", async () => {
