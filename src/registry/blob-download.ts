@@ -156,7 +156,7 @@ export class BlobDownload {
   /** The body went to the file natively (see pipeFrom): no chunks pass through here. */
   private piped = false;
   /** Recent aligned reads of a piped download's file, shared by its readers (fromSharedRead). */
-  private sharedReads: { index: number; bytes: Uint8Array }[] = [];
+  private sharedReads: { index: number; bytes: Uint8Array; filled: number }[] = [];
 
   private constructor(private readonly opts: DownloadOptions) {
     this.ready = new Promise((resolve, reject) => {
@@ -265,33 +265,43 @@ export class BlobDownload {
   /**
    * A piped download's readers read the file in aligned 1 MiB chunks kept for the others:
    * readers at the same place (a fan-in) share one read and one buffer, as the window
-   * shares upstream chunks on the chunk path. A chunk read while partly written is read
-   * again, whole up to what is available, once a reader needs its rest.
+   * shares upstream chunks on the chunk path. A chunk is allocated whole and filled as the
+   * file grows: each byte is read once, and views already handed out are never written
+   * again. Past chunks are kept only while several clients read (a fan-in).
    */
   private fromSharedRead(position: number, wanted: number, available: number): Uint8Array {
     const index = Math.floor(position / PIPED_READ_CHUNK);
     const base = index * PIPED_READ_CHUNK;
     let entry = this.sharedReads.find((e) => e.index === index);
-    if (!entry || base + entry.bytes.byteLength <= position) {
-      const bytes = this.fromFile(base, Math.min(base + PIPED_READ_CHUNK, available) - base);
-      if (entry) entry.bytes = bytes;
-      else {
-        entry = { index, bytes };
-        this.sharedReads.push(entry);
-        if (this.sharedReads.length > PIPED_SHARED_CHUNKS) this.sharedReads.shift();
-      }
+    if (!entry) {
+      const capacity = Math.min(PIPED_READ_CHUNK, this.size! - base);
+      countChunkGarbage(capacity);
+      entry = { index, bytes: Buffer.allocUnsafe(capacity), filled: 0 };
+      this.sharedReads.push(entry);
+      const keep = this.readers > 1 ? PIPED_SHARED_CHUNKS : 1;
+      while (this.sharedReads.length > keep) this.sharedReads.shift();
+    }
+    if (base + entry.filled <= position) {
+      const until = Math.min(base + entry.bytes.byteLength, available);
+      entry.filled += this.readInto(entry.bytes.subarray(entry.filled, until - base), base + entry.filled);
     }
     const start = position - base;
-    return entry.bytes.subarray(start, Math.min(entry.bytes.byteLength, start + wanted));
+    return entry.bytes.subarray(start, Math.min(entry.filled, start + wanted));
   }
 
   private fromFile(position: number, length: number): Uint8Array {
-    this.readFd ??= openSync(this.committedPath ?? this.writer!.tempPath, "r");
     countChunkGarbage(length);
-    const buffer = new Uint8Array(length);
-    const bytesRead = readSync(this.readFd, buffer, 0, length, position);
-    if (bytesRead === 0) throw new Error("blob temp file shorter than written length");
+    const buffer = Buffer.allocUnsafe(length);
+    const bytesRead = this.readInto(buffer, position);
     return bytesRead === length ? buffer : buffer.subarray(0, bytesRead);
+  }
+
+  /** Reads the file at `position` into `into` (at least one byte: the bytes are known to be there). */
+  private readInto(into: Uint8Array, position: number): number {
+    this.readFd ??= openSync(this.committedPath ?? this.writer!.tempPath, "r");
+    const bytesRead = readSync(this.readFd, into, 0, into.byteLength, position);
+    if (bytesRead === 0) throw new Error("blob temp file shorter than written length");
+    return bytesRead;
   }
 
   /** Bytes held in the in-memory window now. */

@@ -1,7 +1,7 @@
 // BlobDownload against a scripted BlobSource (the logic is local: the source is the
 // interface an upstream or the shared store sits behind) and a real FsBlobStore on disk.
 import { afterEach, beforeAll, describe, expect, test } from "bun:test";
-import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobIntegrityError } from "../../src/cache/blob-store.ts";
@@ -262,6 +262,35 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
     expect(Buffer.concat(got)).toEqual(Buffer.from(blob));
     await download.finished;
     expect(download.state).toBe("done");
+  });
+
+  if (path.startsWith("piped")) test("a reader that keeps up with a piped download in small steps reads each byte of the file once", async () => {
+    // /proc/self/io rchar: bytes this process read with read(2) and pread(2), all threads
+    // (the hash worker reads each byte once too). Re-reading a partly written 1 MiB chunk
+    // from its start at every step read each byte ~8 times.
+    const rchar = () => Number(/^rchar: (\d+)$/m.exec(readFileSync("/proc/self/io", "utf8"))![1]);
+    const { store: s } = await store();
+    const step = 64 * 1024;
+    const blob = bytes(4 * 1024 * 1024 + 1);
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const reader = download.reader(0, undefined).getReader();
+    const before = rchar();
+    const got: Uint8Array[] = [];
+    for (let at = 0; at < blob.byteLength; at += step) {
+      const chunk = blob.subarray(at, Math.min(blob.byteLength, at + step));
+      source.push(chunk);
+      const last = at + step >= blob.byteLength;
+      if (last) source.end();
+      got.push(await readBytes(reader, last ? chunk.byteLength : step));
+    }
+    expect(Buffer.concat(got)).toEqual(Buffer.from(blob));
+    expect((await reader.read()).done).toBe(true);
+    await download.finished;
+    expect(download.state).toBe("done");
+    const readPerByte = (rchar() - before) / blob.byteLength;
+    expect(readPerByte).toBeLessThan(2.5);
   });
 
   if (!path.startsWith("piped")) test("concurrent downloads share one memory budget for their windows; every reader gets its blob", async () => {
