@@ -70,7 +70,7 @@ for arch in "${TARGETS[@]}"; do
   log "building $out (runtime $runtime)"
   rm -f "$out"
   "$BUN" build --compile --minify --bytecode --format=esm --target="bun-linux-$arch" --compile-executable-path="$runtime" \
-    src/main.ts src/cache/file-hash-worker.ts --outfile "$out" >&2
+    src/main.ts src/cache/file-write-worker.ts --outfile "$out" >&2
   [ "$(head -c 4 "$out" | od -An -tx1 | tr -d ' \n')" = 7f454c46 ] || die "$out is not an ELF file"
   [ "$(elf_machine_of "$out")" = "$(elf_machine "$arch")" ] || die "$out: wrong ELF machine $(elf_machine_of "$out")"
   files+=("ferry-linux-$arch")

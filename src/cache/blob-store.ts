@@ -20,12 +20,13 @@ export interface BlobWriter {
   expectSize?(size: number): void;
   write(chunk: Uint8Array): Promise<void>;
   /**
-   * Writes a whole body natively (no JavaScript per chunk) from the current end, the file
-   * hashed behind the write on another thread; `onProgress` gets the bytes hashed so far.
-   * Only at the start of a blob of known size (expectSize). If it fails, bytesWritten says
-   * how much is in place, and write() goes on from there. Absent where a store can't.
+   * Writes a body from the current end on another thread, written and hashed there;
+   * `onProgress` gets the bytes in the file so far. Starts a blob of known size
+   * (expectSize); if it fails, bytesWritten says how much is in place, and a resume
+   * pipes on from there (never write(): the other thread holds the hash). Absent where a
+   * store can't.
    */
-  pipe?(body: ReadableStream<Uint8Array>, onProgress: (hashedBytes: number) => void): Promise<void>;
+  pipe?(body: ReadableStream<Uint8Array>, onProgress: (bytes: number) => void): Promise<void>;
   /** Checks digest (and size when known); throws BlobIntegrityError (and discards) otherwise. */
   verify(expectedSize?: number): Promise<void>;
   /** Makes the verified blob durable and visible (verifies first if verify() was not called). */

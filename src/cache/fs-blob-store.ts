@@ -2,13 +2,13 @@
 // Downloads go to <dir>/tmp and are renamed into place after verification; the
 // rename is atomic, so a crash leaves only temp files, which start-up removes (only those
 // of dead processes: their names carry the pid, and two ferries may share a cache dir).
-import { closeSync, fdatasync, fstatSync, openSync, writeSync } from "node:fs";
+import { closeSync, fdatasync, openSync, writeSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat, statfs, utimes, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
 import { join } from "node:path";
 import { parseDigest } from "../protocol/digest.ts";
 import { BlobIntegrityError, CacheWriteError, type BlobInfo, type BlobKey, type BlobStore, type BlobWriter } from "./blob-store.ts";
-import { fileHasherReady, followFile, startFileHasher, type FileHashJob } from "./file-hasher.ts";
+import { fileWriterReady, FileWriteError, startFileWriter, writeOnWorker, type FileWriteJob } from "./file-writer.ts";
 import { LruIndex } from "./lru-index.ts";
 
 /** Eviction brings the tier down to this share of max_size, so it doesn't run on every commit. */
@@ -73,7 +73,7 @@ export class FsBlobStore implements BlobStore {
       })
       .catch(() => {}); // an eviction that failed is tried again on the next commit
     // In the background: until the worker answers, downloads hash on the event loop.
-    if (this.options.hashOnWorker !== false) void startFileHasher().then((ok) => ok || this.options.onNoHashWorker?.());
+    if (this.options.hashOnWorker !== false) void startFileWriter().then((ok) => ok || this.options.onNoHashWorker?.());
   }
 
   /** Temp files (`<hex>.<pid>.<n>`, `.ready-<pid>`) whose process is gone, or of no known process. */
@@ -117,7 +117,7 @@ export class FsBlobStore implements BlobStore {
 
   /** Whether downloads of known size are piped natively and hashed on the hash worker now. */
   get hashesOnWorker(): boolean {
-    return this.options.hashOnWorker !== false && fileHasherReady();
+    return this.options.hashOnWorker !== false && fileWriterReady();
   }
 
   /** Why the disk counts as full (the last ENOSPC, or too little free space), if it does. */
@@ -238,16 +238,16 @@ const datasync = promisify(fdatasync);
 /**
  * Writes go straight to the page cache with write(2) on the event loop: a chunk takes
  * microseconds there, far less than a thread-pool round trip per chunk would. A body
- * given whole to pipe() is written natively and hashed behind the write on the hash
- * worker instead; from then on (a resume included) the worker is the only hasher.
+ * given to pipe() goes to the file writer's thread instead, written and hashed there
+ * (file-writer.ts); a resume pipes on into the same job, so one hasher sees every byte.
  */
 class FsBlobWriter implements BlobWriter {
   bytesWritten = 0;
   private state: "writing" | "verified" | "closed" = "writing";
   private readonly hasher: Bun.CryptoHasher;
   private expectedSize: number | undefined;
-  /** Set once pipe() ran: the file is hashed behind the write, not chunk by chunk here. */
-  private hashJob: FileHashJob | undefined;
+  /** Set once pipe() ran: the file is written and hashed on the worker, not here. */
+  private job: FileWriteJob | undefined;
 
   constructor(
     private readonly fd: number,
@@ -266,23 +266,40 @@ class FsBlobWriter implements BlobWriter {
     this.expectedSize ??= size;
   }
 
-  pipe?: (body: ReadableStream<Uint8Array>, onProgress: (hashedBytes: number) => void) => Promise<void> = async (body, onProgress) => {
-    if (this.bytesWritten !== 0 || this.expectedSize === undefined) throw new Error("pipe() only starts a blob of known size");
-    this.hashJob?.cancel(); // an earlier pipe that broke before its first byte: start over
-    this.hashJob = followFile(this.tempPath, this.expectedSize, this.algorithm, onProgress);
+  pipe?: (body: ReadableStream<Uint8Array>, onProgress: (bytes: number) => void) => Promise<void> = async (body, onProgress) => {
+    const size = this.expectedSize;
+    if (size === undefined || (this.bytesWritten !== 0 && !this.job)) throw new Error("pipe() only takes a blob of known size, from its start or on from an earlier pipe()");
+    const job = (this.job ??= writeOnWorker(this.tempPath, size, this.algorithm, onProgress));
+    let handedOver = this.bytesWritten;
+    const reader = body.getReader();
     try {
-      // Bun.write truncates and fills the same inode this writer (and every reader) holds open.
-      await Bun.write(this.tempPath, new Response(body));
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        if (handedOver + value.byteLength > size) throw new Error(`body longer than the blob's ${size} bytes`);
+        handedOver += value.byteLength;
+        await job.write(value);
+      }
     } catch (error) {
-      if (isLocalWriteError(error)) throw this.failed(error, "write");
+      reader.cancel().catch(() => {});
+      // What was handed over goes into the file first: a resume goes on from there.
+      const local = error instanceof FileWriteError ? error : await job.drained().then(() => undefined, (e: unknown) => e);
+      if (local instanceof FileWriteError) throw this.failed(local, "write");
       throw error; // the body's: the caller resumes from what is in place
     } finally {
-      this.bytesWritten = fstatSync(this.fd).size;
+      this.bytesWritten = job.done;
+    }
+    try {
+      await job.drained();
+    } catch (error) {
+      throw this.failed(error, "write");
+    } finally {
+      this.bytesWritten = job.done;
     }
   };
 
   async write(chunk: Uint8Array): Promise<void> {
-    if (!this.hashJob) this.hasher.update(chunk);
+    this.hasher.update(chunk);
     let offset = 0;
     try {
       while (offset < chunk.byteLength) offset += writeSync(this.fd, chunk, offset, chunk.byteLength - offset, this.bytesWritten + offset);
@@ -301,8 +318,8 @@ class FsBlobWriter implements BlobWriter {
   async verify(expectedSize?: number): Promise<void> {
     if (this.state !== "writing") return;
     const lengthWrong = expectedSize !== undefined && expectedSize !== this.bytesWritten;
-    if (lengthWrong) this.hashJob?.cancel(); // the worker would wait for bytes that never come
-    const hex = this.hashJob && !lengthWrong ? await this.hashJob.digest.catch(async (error: Error) => {
+    if (lengthWrong) this.job?.cancel(); // the worker would wait for bytes that never come
+    const hex = this.job && !lengthWrong ? await this.job.digest.catch(async (error: Error) => {
       await this.discard();
       throw new CacheWriteError(undefined, error.message);
     }) : this.hasher.digest("hex");
@@ -343,7 +360,7 @@ class FsBlobWriter implements BlobWriter {
   }
 
   private async discard(): Promise<void> {
-    this.hashJob?.cancel();
+    this.job?.cancel();
     if (this.state !== "closed") {
       this.state = "closed";
       this.on.closed();
@@ -353,12 +370,6 @@ class FsBlobWriter implements BlobWriter {
     }
     await rm(this.tempPath, { force: true });
   }
-}
-
-/** A failed native write that is the disk's fault (full, read-only, I/O), not the body's. */
-function isLocalWriteError(error: unknown): boolean {
-  const code = (error as NodeJS.ErrnoException)?.code;
-  return code === "ENOSPC" || code === "EDQUOT" || code === "EROFS" || code === "EIO" || code === "EACCES" || code === "EPERM" || code === "EBADF" || code === "EFBIG";
 }
 
 function processAlive(pid: number): boolean {

@@ -153,7 +153,7 @@ export class BlobDownload {
   private window: { offset: number; bytes: Uint8Array }[] = [];
   private windowTotal = 0;
   private writer: BlobWriter | undefined;
-  /** The body went to the file natively (see pipeFrom): no chunks pass through here. */
+  /** The body goes to the file writer's thread (see pipeFrom): readers read the file. */
   private piped = false;
   /** Recent aligned reads of a piped download's file, shared by its readers (fromSharedRead). */
   private sharedReads: { index: number; bytes: Uint8Array; filled: number }[] = [];
@@ -422,7 +422,8 @@ export class BlobDownload {
       clearTimeout(stallTimer);
       stallTimer = setTimeout(() => abort.abort(), opened.stallTimeoutMs);
     };
-    if (this.written === 0 && this.size !== undefined && this.writer!.pipe && !opened.paced) return this.pipeFrom(source, opened, abort, armStallTimer, () => clearTimeout(stallTimer));
+    // A resume of a piped download pipes on, paced or not: the worker's hasher has every byte so far.
+    if (this.piped || (this.written === 0 && this.size !== undefined && this.writer!.pipe && !opened.paced)) return this.pipeFrom(source, opened, abort, armStallTimer, () => clearTimeout(stallTimer));
     const reader = opened.body.getReader();
     try {
       armStallTimer();
@@ -450,9 +451,9 @@ export class BlobDownload {
   }
 
   /**
-   * The whole body piped natively to the temp file and hashed behind the write on the
-   * hash worker: no JavaScript per chunk. Readers follow what is hashed (so in the file),
-   * read in large chunks; silence (no bytes hashed) for the stall timeout aborts the body.
+   * The body handed chunk by chunk, uncopied, to the file writer's thread, which writes and
+   * hashes it. Readers follow what is written (so in the file), read in large chunks;
+   * silence (no bytes written) for the stall timeout aborts the body.
    */
   private async pipeFrom(source: BlobSource, opened: OpenedBody, abort: AbortController, armStallTimer: () => void, clearStallTimer: () => void): Promise<void> {
     this.piped = true;
@@ -470,7 +471,7 @@ export class BlobDownload {
       throw new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
     } finally {
       clearStallTimer();
-      // What is in the file counts (a resume goes on from there), even if not hashed yet.
+      // What is in the file counts: a resume goes on from there.
       this.written = Math.max(this.written, this.writer!.bytesWritten);
       this.notify();
     }

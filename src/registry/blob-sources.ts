@@ -9,7 +9,7 @@ import type { RegistryClient } from "../upstream/registry-client.ts";
 export interface OpenedBody {
   /** Total size of the blob, when the source knows it. */
   size: number | undefined;
-  /** Bytes from the requested offset to the end. */
+  /** Bytes from the requested offset to the end, in chunks nobody else holds (a piped download hands them to another thread). */
   body: ReadableStream<Uint8Array>;
   /** Silence longer than this means the body is broken. */
   stallTimeoutMs: number;

@@ -5,7 +5,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobIntegrityError } from "../../src/cache/blob-store.ts";
-import { startFileHasher } from "../../src/cache/file-hasher.ts";
+import { startFileWriter } from "../../src/cache/file-writer.ts";
 import { FsBlobStore } from "../../src/cache/fs-blob-store.ts";
 import { createLogger } from "../../src/observe/logger.ts";
 import { digestOf } from "../../src/protocol/digest.ts";
@@ -24,7 +24,7 @@ let piped = false;
 async function store(): Promise<{ store: FsBlobStore; dir: string }> {
   const dir = mkdtempSync(join(tmpdir(), "ferry-download-"));
   dirs.push(dir);
-  if (piped) expect(await startFileHasher()).toBe(true);
+  if (piped) expect(await startFileWriter()).toBe(true);
   const s = new FsBlobStore(dir, { hashOnWorker: piped });
   await s.init();
   return { store: s, dir };
@@ -77,7 +77,8 @@ class ScriptedSource implements BlobSource {
   }
 
   push(chunk: Uint8Array): void {
-    this.controller!.enqueue(chunk);
+    // A fresh buffer per chunk, as a fetch body gives (a piped download hands it to another thread).
+    this.controller!.enqueue(chunk.slice());
   }
   end(): void {
     this.controller!.close();
