@@ -11,7 +11,7 @@ const REPORT_BYTES = 1024 * 1024;
 /** or this long after the last unreported chunk (a slow body's bytes reach readers soon). */
 const REPORT_AFTER_MS = 2;
 /** Chunks arrive transferred from the event loop; their memory goes back this often. */
-const GC_EVERY_BYTES = 64 * 1024 * 1024;
+const GC_EVERY_BYTES = 16 * 1024 * 1024;
 
 interface Job {
   fd: number;

@@ -1,4 +1,4 @@
-// Writes cold downloads' temp files on one worker thread shared by all downloads
+// Writes cold downloads' temp files on writer threads shared by all downloads
 // (file-write-worker.ts), hashing each chunk there as it is written. The event loop hands
 // each upstream chunk over without copying it (a transfer) and learns how far the file is
 // written and hashed from a message per MiB; it then serves readers from the page cache.
@@ -17,14 +17,23 @@ export interface FileWriteJob {
 }
 
 /** Bytes handed over and not yet written, per job: a slow disk holds back the download, not memory. */
-const IN_FLIGHT_BYTES = 4 * 1024 * 1024;
+const IN_FLIGHT_BYTES = 2 * 1024 * 1024;
+/**
+ * Writer threads: page-cache writes cost as much CPU as the rest of a cold download
+ * together, so concurrent downloads spread over the cores (one writer per core, at most 4).
+ */
+const THREADS = Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
 
-let worker: Worker | undefined;
-/** Whether the worker answered its first message: until then (or if it can't start) nothing goes to it. */
-let ready = false;
+type JobHandler = (r: Extract<WriteReport, { id: number }>) => void;
+interface WriterThread {
+  worker: Worker;
+  jobs: Map<number, JobHandler>;
+}
+
+/** The threads that answered their first message; until then (or if none can start) nothing goes to them. */
+let threads: WriterThread[] = [];
 let starting: Promise<boolean> | undefined;
 let nextId = 0;
-const jobs = new Map<number, (r: Extract<WriteReport, { id: number }>) => void>();
 
 /**
  * `bun build --compile` embeds the worker as an extra entry point (package.json's build),
@@ -36,58 +45,57 @@ function workerUrl(): string {
   return new URL(compiled ? "./cache/file-write-worker.ts" : "./file-write-worker.ts", import.meta.url).href;
 }
 
-function writeWorker(): Worker {
-  if (worker) return worker;
-  const w = new Worker(workerUrl());
-  w.onmessage = (event: MessageEvent<WriteReport>) => {
-    const r = event.data;
-    if ("pong" in r) return;
-    jobs.get(r.id)?.(r);
-  };
-  w.onerror = (event) => {
-    // The thread died: every file it wrote fails (and is downloaded again), none is trusted.
-    worker = undefined;
-    ready = false;
-    for (const [id, on] of [...jobs]) on({ id, done: 0, error: `the file writer failed: ${event.message}` });
-  };
-  worker = w;
-  return w;
+/** Starts one writer thread; resolves with it once it answered, or undefined (bounded). */
+function startThread(timeoutMs: number): Promise<WriterThread | undefined> {
+  return new Promise((resolve) => {
+    let worker: Worker;
+    try {
+      worker = new Worker(workerUrl());
+    } catch {
+      return resolve(undefined);
+    }
+    const thread: WriterThread = { worker, jobs: new Map() };
+    const timer = setTimeout(() => {
+      worker.terminate();
+      resolve(undefined);
+    }, timeoutMs);
+    worker.onmessage = (event: MessageEvent<WriteReport>) => {
+      const r = event.data;
+      if ("pong" in r) {
+        clearTimeout(timer);
+        worker.unref();
+        return resolve(thread);
+      }
+      thread.jobs.get(r.id)?.(r);
+    };
+    worker.onerror = (event) => {
+      clearTimeout(timer);
+      resolve(undefined);
+      // The thread died: every file it wrote fails (and is downloaded again), none is trusted.
+      threads = threads.filter((t) => t !== thread);
+      for (const [id, on] of [...thread.jobs]) on({ id, done: 0, error: `the file writer failed: ${event.message}` });
+    };
+    worker.postMessage({ ping: true } satisfies WriteRequest);
+  });
 }
 
 /**
- * Starts the worker and waits for its answer (bounded). False when it can't run (a binary
- * built without its entry point, say): downloads then write and hash on the event loop.
+ * Starts the writer threads and waits for their answer (bounded). False when none can
+ * run (a binary built without the worker's entry point, say): downloads then write and
+ * hash on the event loop.
  */
 export function startFileWriter(timeoutMs = 5_000): Promise<boolean> {
-  starting ??= new Promise<boolean>((resolve) => {
-    let w: Worker;
-    try {
-      w = writeWorker();
-    } catch {
-      return resolve(false);
-    }
-    const timer = setTimeout(() => done(false), timeoutMs);
-    const done = (ok: boolean) => {
-      clearTimeout(timer);
-      w.removeEventListener("message", onPong);
-      w.removeEventListener("error", onError);
-      ready = ok;
-      if (jobs.size === 0) w.unref();
-      if (!ok) starting = undefined; // a later start may try again
-      resolve(ok);
-    };
-    const onPong = (event: MessageEvent<WriteReport>) => "pong" in event.data && done(true);
-    const onError = () => done(false);
-    w.addEventListener("message", onPong);
-    w.addEventListener("error", onError);
-    w.postMessage({ ping: true } satisfies WriteRequest);
+  starting ??= Promise.all(Array.from({ length: THREADS }, () => startThread(timeoutMs))).then((started) => {
+    threads = started.filter((t): t is WriterThread => t !== undefined);
+    if (threads.length === 0) starting = undefined; // a later start may try again
+    return threads.length > 0;
   });
   return starting;
 }
 
 /** Whether writeOnWorker() can be used now. */
 export function fileWriterReady(): boolean {
-  return ready && worker !== undefined;
+  return threads.length > 0;
 }
 
 /** An error of the worker's write, with the errno code (ENOSPC…) the disk gave. */
@@ -102,7 +110,9 @@ export class FileWriteError extends Error {
 
 /** Writes `path` (already created, empty) from offset 0 with the chunks handed to the job, hashing its first `size` bytes; `onProgress` gets the bytes written so far. */
 export function writeOnWorker(path: string, size: number, algorithm: "sha256" | "sha512", onProgress: (done: number) => void): FileWriteJob {
-  const w = writeWorker();
+  // The least busy thread; a download's chunks all go to the same one, in order.
+  const thread = threads.reduce((a, b) => (b.jobs.size < a.jobs.size ? b : a));
+  const w = thread.worker;
   const id = ++nextId;
   let queued = 0;
   let done = 0;
@@ -121,10 +131,10 @@ export function writeOnWorker(path: string, size: number, algorithm: "sha256" | 
     for (const f of all) f();
   };
   const finish = () => {
-    if (!jobs.delete(id)) return;
-    if (jobs.size === 0) w.unref();
+    if (!thread.jobs.delete(id)) return;
+    if (thread.jobs.size === 0) w.unref();
   };
-  jobs.set(id, (r) => {
+  thread.jobs.set(id, (r) => {
     if (r.error !== undefined) {
       failure = new FileWriteError(`writing the blob file failed: ${r.error}`, r.code);
       finish();
@@ -162,7 +172,7 @@ export function writeOnWorker(path: string, size: number, algorithm: "sha256" | 
     },
     drained: () => waitFor(() => done >= queued),
     cancel() {
-      if (!jobs.has(id)) return;
+      if (!thread.jobs.has(id)) return;
       finish();
       failure ??= new Error("cancelled");
       wake();
