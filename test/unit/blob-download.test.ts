@@ -187,6 +187,25 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
     expect(download.state).toBe("done");
   });
 
+  test("readerWithFirstBytes waits for its range's first bytes, and rejects with the download's error if it fails before them", async () => {
+    const { store: s } = await store();
+    const blob = bytes(10_000);
+    const source = new ScriptedSource(blob.byteLength, 100);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const early = download.readerWithFirstBytes(0, 500);
+    const late = download.readerWithFirstBytes(9000, 10_000).then(() => "answered", (error: unknown) => error);
+    source.push(blob.subarray(0, 1000));
+    expect(await new Response(await early).bytes()).toEqual(blob.subarray(0, 500));
+    // Every attempt goes silent: the download gives up before byte 9000.
+    const failed = await late;
+    expect(failed).toBeInstanceOf(UpstreamError);
+    expect((failed as UpstreamError).failure).toEqual({ kind: "timeout", phase: "body" });
+    expect(source.opens).toEqual([0, 1000, 1000, 1000]);
+    await download.finished;
+    expect(download.state).toBe("failed");
+  });
+
   test("a 404 from the source is not resumed: readers see the error", async () => {
     const { store: s } = await store();
     const source: BlobSource = {
