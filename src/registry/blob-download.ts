@@ -236,11 +236,13 @@ export class BlobDownload {
   /** Next bytes at `position`, waiting for the download; null at the end of the range. */
   private async readAt(position: number, end: number | undefined): Promise<Uint8Array | null> {
     for (;;) {
+      // A failed download serves nothing more: its temp file is gone once its last reader left.
+      this.throwIfFailed();
       const limit = end ?? this.size;
       if (limit !== undefined && position >= limit) {
         // The end of the whole blob is only reached once it has been verified.
         if (limit === this.size) await this.verifiedOrFailed();
-        if (this.state === "failed") throw this.error!;
+        this.throwIfFailed();
         return null;
       }
       // While unverified, keep the blob's last byte back (see class comment).
@@ -252,10 +254,13 @@ export class BlobDownload {
         if (this.piped) return this.fromSharedRead(position, wanted, available);
         return this.fromWindow(position, wanted) ?? this.fromFile(position, Math.min(READ_CHUNK, wanted));
       }
-      if (this.state === "failed") throw this.error!;
       if (this.state !== "running" && this.state !== "verified") return null; // size was unknown and the stream ended
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
+  }
+
+  private throwIfFailed(): void {
+    if (this.state === "failed") throw this.error!;
   }
 
   /** A view of a recent upstream chunk, when `position` is still in the window. */

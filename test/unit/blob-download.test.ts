@@ -206,6 +206,25 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
     expect(download.state).toBe("failed");
   });
 
+  // Found by the differential test (FERRY_SEED=670315501): a request that joined a download
+  // as it failed, after its other reader had left, read the temp file the failure had removed (a 500).
+  test("a reader that arrives after the download failed gets the download's error, never its removed temp file", async () => {
+    const { store: s } = await store();
+    const blob = bytes(10_000);
+    const source = new ScriptedSource(blob.byteLength, 50);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const first = download.reader(0, undefined).getReader();
+    source.push(blob.subarray(0, 1000));
+    expect(await readBytes(first, 1000)).toEqual(blob.subarray(0, 1000));
+    await download.finished; // every attempt went silent
+    expect(download.state).toBe("failed");
+    await expect(first.read()).rejects.toBeUndefined(); // it leaves: the read handle is closed
+    const late = await download.readerWithFirstBytes(0, undefined).then(() => "answered", (error: unknown) => error);
+    expect(late).toBeInstanceOf(UpstreamError);
+    expect((late as UpstreamError).failure).toEqual({ kind: "timeout", phase: "body" });
+  });
+
   test("a 404 from the source is not resumed: readers see the error", async () => {
     const { store: s } = await store();
     const source: BlobSource = {
