@@ -17,9 +17,11 @@ interface Job {
   hashed: number;
   hasher: Bun.CryptoHasher;
   lastGrowth: number;
+  /** The writer said the file is whole (complete()): its full length can be trusted now. */
+  whole: boolean;
 }
 
-export type HashRequest = { id: number; path: string; size: number; algorithm: "sha256" | "sha512" } | { id: number; cancel: true } | { ping: true };
+export type HashRequest = { id: number; path: string; size: number; algorithm: "sha256" | "sha512" } | { id: number; cancel: true } | { id: number; whole: true } | { ping: true };
 export type HashReport = { id: number; hashed: number; digest?: string; error?: string } | { pong: true };
 
 const jobs = new Map<number, Job>();
@@ -30,8 +32,13 @@ self.onmessage = (event: MessageEvent<HashRequest>) => {
   const m = event.data;
   if ("ping" in m) return report({ pong: true });
   if ("cancel" in m) return void end(m.id);
+  if ("whole" in m) {
+    const job = jobs.get(m.id);
+    if (job) job.whole = true; // its pump is running: it has a job
+    return;
+  }
   try {
-    jobs.set(m.id, { fd: openSync(m.path, "r"), size: m.size, hashed: 0, hasher: new Bun.CryptoHasher(m.algorithm), lastGrowth: Date.now() });
+    jobs.set(m.id, { fd: openSync(m.path, "r"), size: m.size, hashed: 0, hasher: new Bun.CryptoHasher(m.algorithm), lastGrowth: Date.now(), whole: false });
   } catch (error) {
     return report({ id: m.id, hashed: 0, error: (error as Error).message });
   }
@@ -55,7 +62,10 @@ async function pump(): Promise<void> {
 
 function step(id: number, job: Job): boolean {
   try {
-    const available = Math.min(fstatSync(job.fd).size, job.size);
+    // Bun.write of a body it holds whole fallocate()s the file to its full length before
+    // writing it: a length short of the end was written, the full length only once the writer says so.
+    const length = fstatSync(job.fd).size;
+    const available = length < job.size ? length : job.whole ? job.size : job.hashed;
     if (available <= job.hashed) {
       if (Date.now() - job.lastGrowth > GIVE_UP_MS) fail(id, "the file stopped growing");
       return false;

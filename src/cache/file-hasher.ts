@@ -7,6 +7,8 @@ import type { HashReport, HashRequest } from "./file-hash-worker.ts";
 export interface FileHashJob {
   /** The hex digest of the file's first `size` bytes, once they are all hashed. */
   readonly digest: Promise<string>;
+  /** Every byte is written: the file's full length is data, not a preallocation (see the worker). */
+  complete(): void;
   cancel(): void;
 }
 
@@ -103,6 +105,9 @@ export function followFile(path: string, size: number, algorithm: "sha256" | "sh
   w.postMessage({ id, path, size, algorithm } satisfies HashRequest);
   return {
     digest,
+    complete() {
+      if (followers.has(id)) w.postMessage({ id, whole: true } satisfies HashRequest);
+    },
     cancel() {
       if (!followers.delete(id)) return;
       w.postMessage({ id, cancel: true } satisfies HashRequest);

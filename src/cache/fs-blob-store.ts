@@ -302,6 +302,7 @@ class FsBlobWriter implements BlobWriter {
     if (this.state !== "writing") return;
     const lengthWrong = expectedSize !== undefined && expectedSize !== this.bytesWritten;
     if (lengthWrong) this.hashJob?.cancel(); // the worker would wait for bytes that never come
+    else this.hashJob?.complete(); // every byte is in: the worker may hash the file's last stretch
     const hex = this.hashJob && !lengthWrong ? await this.hashJob.digest.catch(async (error: Error) => {
       await this.discard();
       throw new CacheWriteError(undefined, error.message);

@@ -1,8 +1,9 @@
 import { afterEach, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { closeSync, existsSync, ftruncateSync, mkdtempSync, openSync, readdirSync, rmSync, utimesSync, writeFileSync, writeSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobIntegrityError } from "../../src/cache/blob-store.ts";
+import { followFile, startFileHasher } from "../../src/cache/file-hasher.ts";
 import { FsBlobStore } from "../../src/cache/fs-blob-store.ts";
 import { digestOf } from "../../src/protocol/digest.ts";
 
@@ -148,5 +149,34 @@ describe("FsBlobStore", () => {
     const store = new FsBlobStore(tempDir());
     expect(() => store.pathOf({ registry: "../etc", digest: digestOf(blob(1, 1)) })).toThrow();
     expect(() => store.pathOf({ registry: "docker.io", digest: "sha256:../../passwd" })).toThrow();
+  });
+});
+
+describe("file hasher (the hash worker following a piped download)", () => {
+  // Found by the differential test (FERRY_SEED=1365068267): Bun.write of a body it already
+  // holds whole fallocate()s the file to its full length, then writes it. The worker, taking
+  // the file's length for what was written, hashed zeros: a good 1056-byte blob failed as
+  // "digest mismatch, got sha256:10e2103e…" (the digest of 1056 zero bytes), 7 in 8568 cold pulls.
+  test("a file at its full length is not trusted to be written until the writer says it is whole", async () => {
+    expect(await startFileHasher()).toBe(true);
+    const dir = tempDir();
+    const data = new Uint8Array(1056).map((_, i) => (i * 7 + 1) & 0xff);
+    const path = join(dir, "blob");
+    const fd = openSync(path, "w+");
+    try {
+      ftruncateSync(fd, data.byteLength); // what the preallocation leaves: the full length, all zeros
+      const job = followFile(path, data.byteLength, "sha256", () => {});
+      // The worker answers in order: once a later job is done, it has looked at this file.
+      writeFileSync(join(dir, "probe"), "x");
+      const probe = followFile(join(dir, "probe"), 1, "sha256", () => {});
+      probe.complete();
+      await probe.digest;
+      expect(await Promise.race([job.digest, Promise.resolve("not yet")])).toBe("not yet");
+      writeSync(fd, data, 0, data.byteLength, 0);
+      job.complete();
+      expect(`sha256:${await job.digest}`).toBe(digestOf(data));
+    } finally {
+      closeSync(fd);
+    }
   });
 });
