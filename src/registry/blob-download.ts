@@ -191,6 +191,27 @@ export class BlobDownload {
    * The final byte of the blob is held back until the digest is verified.
    */
   reader(start: number, end: number | undefined): ReadableStream<Uint8Array> {
+    return readerStream(this.cursor(start, end), undefined);
+  }
+
+  /**
+   * The same stream once its first bytes are there (or the range turned out empty); rejects
+   * with the download's error if it fails before. A response's headers go out with its first
+   * byte, so this is where a download that fails first must become an error answer: its
+   * stream erroring before then only resets the connection (and clients send it again).
+   */
+  async readerWithFirstBytes(start: number, end: number | undefined): Promise<ReadableStream<Uint8Array>> {
+    const cursor = this.cursor(start, end);
+    try {
+      return readerStream(cursor, await cursor.next());
+    } catch (error) {
+      cursor.release();
+      throw error;
+    }
+  }
+
+  /** One reader's place in the download; released at the end of its range, on error or cancel. */
+  private cursor(start: number, end: number | undefined): ReadCursor {
     if (++this.readers === 2) fannedOut++;
     let position = start;
     let released = false;
@@ -201,39 +222,27 @@ export class BlobDownload {
       if (this.readers === 0) this.dropWindow();
       this.maybeCloseReadHandle();
     };
-    return new ReadableStream<Uint8Array>(
-      {
-        pull: async (controller) => {
-          try {
-            const chunk = await this.readAt(position, end);
-            if (chunk === null) {
-              release();
-              controller.close();
-              return;
-            }
-            position += chunk.byteLength;
-            controller.enqueue(chunk);
-          } catch {
-            release();
-            // The client's connection is cut without a value: Bun prints an errored body's
-            // reason as a raw stack trace, and the download has logged why (this.error).
-            controller.error(undefined);
-          }
-        },
-        cancel: release,
+    return {
+      next: async () => {
+        const chunk = await this.readAt(position, end);
+        if (chunk === null) release();
+        else position += chunk.byteLength;
+        return chunk;
       },
-      { highWaterMark: 0 },
-    );
+      release,
+    };
   }
 
   /** Next bytes at `position`, waiting for the download; null at the end of the range. */
   private async readAt(position: number, end: number | undefined): Promise<Uint8Array | null> {
     for (;;) {
+      // A failed download serves nothing more: its temp file is gone once its last reader left.
+      this.throwIfFailed();
       const limit = end ?? this.size;
       if (limit !== undefined && position >= limit) {
         // The end of the whole blob is only reached once it has been verified.
         if (limit === this.size) await this.verifiedOrFailed();
-        if (this.state === "failed") throw this.error!;
+        this.throwIfFailed();
         return null;
       }
       // While unverified, keep the blob's last byte back (see class comment).
@@ -245,10 +254,13 @@ export class BlobDownload {
         if (this.piped) return this.fromSharedRead(position, wanted, available);
         return this.fromWindow(position, wanted) ?? this.fromFile(position, Math.min(READ_CHUNK, wanted));
       }
-      if (this.state === "failed") throw this.error!;
       if (this.state !== "running" && this.state !== "verified") return null; // size was unknown and the stream ended
       await new Promise<void>((resolve) => this.waiters.push(resolve));
     }
+  }
+
+  private throwIfFailed(): void {
+    if (this.state === "failed") throw this.error!;
   }
 
   /** A view of a recent upstream chunk, when `position` is still in the window. */
@@ -484,4 +496,34 @@ function isResumable(error: unknown): boolean {
   if (!(error instanceof UpstreamError)) return false;
   const f = error.failure;
   return f.kind !== "status" || f.status >= 500 || f.status === 429;
+}
+
+interface ReadCursor {
+  /** The next bytes of the range; null at its end. */
+  next(): Promise<Uint8Array | null>;
+  release(): void;
+}
+
+/** A cursor as a pull stream; `first` (when not undefined) is what it already read. */
+function readerStream(cursor: ReadCursor, first: Uint8Array | null | undefined): ReadableStream<Uint8Array> {
+  let pending = first;
+  return new ReadableStream<Uint8Array>(
+    {
+      pull: async (controller) => {
+        try {
+          const chunk = pending === undefined ? await cursor.next() : pending;
+          pending = undefined;
+          if (chunk === null) controller.close();
+          else controller.enqueue(chunk);
+        } catch {
+          cursor.release();
+          // The client's connection is cut without a value: Bun prints an errored body's
+          // reason as a raw stack trace, and the download has logged why (its error).
+          controller.error(undefined);
+        }
+      },
+      cancel: () => cursor.release(),
+    },
+    { highWaterMark: 0 },
+  );
 }

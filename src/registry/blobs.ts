@@ -116,14 +116,18 @@ export class BlobService {
 
   private async follow(download: BlobDownload, req: BlobRequest, what: string, source: "shared" | "upstream"): Promise<BlobResult> {
     let size: number | undefined;
+    let range: ByteRange | undefined;
+    let stream: ReadableStream<Uint8Array>;
     try {
       size = await download.ready;
+      range = size === undefined ? undefined : rangeOf(req.range, size);
+      // Answered once there is a byte to send: a download that fails before the range's
+      // first byte is an error answer, not a connection reset (blob-download.ts).
+      stream = await (range ? download.readerWithFirstBytes(range.start, range.end + 1) : download.readerWithFirstBytes(0, undefined));
     } catch (error) {
       if (error instanceof CacheWriteError) return this.uncached(download.source, req, what, error);
       throw toRegistryError(error, "BLOB_UNKNOWN", what);
     }
-    const range = size === undefined ? undefined : rangeOf(req.range, size);
-    const stream = range ? download.reader(range.start, range.end + 1) : download.reader(0, undefined);
     // A download already verified is being published: every byte is local, so it is a hit.
     const local = download.state === "verified" || download.state === "done";
     return { digest: req.digest, source: local ? "local" : source, size, range, body: { kind: "stream", stream }, cache: source === "shared" || local ? "hit" : "miss" };

@@ -1,6 +1,8 @@
 // Upstream answers that end a pull, turned into the OCI error the client should see.
 // A 429 stays a 429 (with Retry-After), an unreachable upstream is a 503, an HTML page
-// in front of the registry is a 502, and only a real upstream 404 becomes *_UNKNOWN.
+// in front of the registry (or bytes that are not the blob asked for) is a 502, and only a
+// real upstream 404 becomes *_UNKNOWN.
+import { BlobIntegrityError } from "../cache/blob-store.ts";
 import { isErrorCode, RegistryError, type ErrorCode } from "../protocol/errors.ts";
 import { TokenFetchError } from "../upstream/auth.ts";
 import { InvalidAnswer, UpstreamError } from "../upstream/errors.ts";
@@ -8,6 +10,8 @@ import { InvalidAnswer, UpstreamError } from "../upstream/errors.ts";
 export function toRegistryError(error: unknown, notFound: ErrorCode, what: string): RegistryError {
   if (error instanceof RegistryError) return error;
   if (error instanceof InvalidAnswer) return new RegistryError("MANIFEST_INVALID", error.message, { status: 502 });
+  // What the source (upstream or shared store) sent is not the blob: its fault, not ours.
+  if (error instanceof BlobIntegrityError) return new RegistryError("UNAVAILABLE", `the bytes fetched for ${what} are not that blob (nothing was kept): ${error.message}`, { status: 502 });
   if (error instanceof TokenFetchError) {
     return new RegistryError("UNAUTHORIZED", `upstream refused ferry's credentials for ${what}: ${error.message}`, { status: error.status === 401 ? 401 : 502 });
   }

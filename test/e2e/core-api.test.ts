@@ -295,6 +295,24 @@ describe("integrity and failure", () => {
     }
   });
 
+  test("a Range of only a corrupt blob's last byte is a 502 saying the upstream's bytes were wrong, never a 500", async () => {
+    const image = images.fiveLayer;
+    await upstream.push(image, "library/corrupt:latest");
+    const blob = image.blobs.find((b) => b.size > 1000)!;
+    const fresh = await startFerry({ config: registryConfig(upstream.url) });
+    try {
+      await upstream.setFault({ kind: "corrupt" });
+      // That byte goes out only once the whole blob is verified, so the answer waits for the verdict.
+      const r = await fetch(`${fresh.url}/v2/library/corrupt/blobs/${blob.digest}`, { headers: { Range: `bytes=${blob.size - 1}-${blob.size - 1}` } });
+      const body = (await r.json()) as { errors: { code: string; message: string }[] };
+      expect({ status: r.status, code: body.errors[0]!.code }).toEqual({ status: 502, code: "UNAVAILABLE" });
+      expect(body.errors[0]!.message).toContain("digest mismatch");
+    } finally {
+      await upstream.setFault(null);
+      await fresh.stop();
+    }
+  });
+
   test("upstream 429 on a never-seen tag is 429 TOOMANYREQUESTS with Retry-After, never 500", async () => {
     const fresh = await startFerry({ config: registryConfig(upstream.url) });
     try {

@@ -7,7 +7,8 @@ import type { Socket, TCPSocketListener } from "bun";
 import { join } from "node:path";
 import { startFaultFront, type FaultFront, type FrontMode } from "../harness/fault-front.ts";
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
-import { bigLayer, fiveLayer, type BuiltImage } from "../harness/images.ts";
+import { startFaultTier } from "../harness/fault-tier.ts";
+import { bigLayer, fiveLayer, readBlob, type BuiltImage } from "../harness/images.ts";
 import { startNginx, type NginxProcess } from "../harness/nginx.ts";
 import { freePort, waitFor } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
@@ -355,6 +356,42 @@ describe("tier faults the networks in front of registries produce", () => {
       expect(stalling.log.length).toBe(1);
       expect(ferry.logs()).toContain("timeout waiting for body");
     });
+  }, 60_000);
+
+  // Found by the differential test (FERRY_SEED=1571165889): headers went out only with a
+  // range's first byte, so a download that failed before reaching it reset the connection,
+  // and the client (Bun's fetch on a pooled socket) sent the request again, four times.
+  test("a Range GET past the bytes a stalling tier's download reached gets an OCI error in bounded time, not a reset", async () => {
+    const tier = await startFaultTier(upstream.url);
+    try {
+      const ferry = await startFerry({ config: hub(`"${tier.url}"`, `timeout = "2s"\nstall_timeout = "1s"\nfailure_cooldown = "1s"\n`) });
+      try {
+        const blob = five.blobs.reduce((a, b) => (a.size > b.size ? a : b));
+        const whole = readBlob(five, blob.digest);
+        // Each attempt of the download gets a third of what it asks for, then silence: after
+        // its four attempts it holds 80% of the blob, never the last tenth.
+        const start = Math.floor(whole.byteLength * 0.9);
+        const range = { Range: `bytes=${start}-${whole.byteLength - 1}` };
+        await tier.setFault("stall");
+        const started = performance.now();
+        const r = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`, { headers: range, signal: AbortSignal.timeout(30_000) });
+        const body = (await r.json()) as { errors: { code: string; message: string }[] };
+        const ms = performance.now() - started;
+        expect({ status: r.status, code: body.errors[0]!.code }).toEqual({ status: 504, code: "UNAVAILABLE" });
+        expect(body.errors[0]!.message).toContain("timed out (body)");
+        // Four attempts of 1 s stall each (plus their requests), not one download per client retry.
+        expect(ms).toBeLessThan(8_000);
+        expect(ferry.logs().split("\n").filter((l) => l.includes("blob download failed")).length).toBe(1);
+        await tier.setFault("none");
+        await waitFor(async () => ((await (await fetch(`${ferry.url}/api/status`)).json()) as { registries: { registry: string; endpoints: { available: boolean }[] }[] }).registries.find((x) => x.registry === "docker.io")!.endpoints[0]!.available, { timeoutMs: 10_000, what: "the tier's cooldown to end" });
+        const again = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`, { headers: range, signal: AbortSignal.timeout(30_000) });
+        expect({ status: again.status, digest: sha256(await again.arrayBuffer()) }).toEqual({ status: 206, digest: sha256(whole.subarray(start)) });
+      } finally {
+        await ferry.stop();
+      }
+    } finally {
+      await tier.stop();
+    }
   }, 60_000);
 
   test("a hanging upstream costs one timeout per cooldown window: the cached tag is served at once, marked stale, and counted", async () => {
