@@ -261,13 +261,23 @@ describe("tags and catalog", () => {
 });
 
 describe("integrity and failure", () => {
-  test("an upstream serving wrong bytes fails the pull and leaves nothing in the cache", async () => {
+  /** A fresh ferry in front of an upstream that serves a blob of library/corrupt with wrong bytes. */
+  async function withCorruptBlob(run: (fresh: FerryProcess, blob: { digest: string; size: number }) => Promise<void>): Promise<void> {
     const image = images.fiveLayer;
     await upstream.push(image, "library/corrupt:latest");
     const blob = image.blobs.find((b) => b.size > 1000)!;
     const fresh = await startFerry({ config: registryConfig(upstream.url) });
     try {
       await upstream.setFault({ kind: "corrupt" });
+      await run(fresh, blob);
+    } finally {
+      await upstream.setFault(null);
+      await fresh.stop();
+    }
+  }
+
+  test("an upstream serving wrong bytes fails the pull and leaves nothing in the cache", () =>
+    withCorruptBlob(async (fresh, blob) => {
       // The client sees a failure: the connection drops before the headers (a small blob)
       // or before the last byte (a larger one). Never a complete, wrong body.
       let failed = false;
@@ -289,29 +299,16 @@ describe("integrity and failure", () => {
       // With the fault gone the same blob is fetched again and is right.
       const ok = await fetch(`${fresh.url}/v2/library/corrupt/blobs/${blob.digest}`);
       expect(sha256(await ok.arrayBuffer())).toBe(blob.digest);
-    } finally {
-      await upstream.setFault(null);
-      await fresh.stop();
-    }
-  });
+    }));
 
-  test("a Range of only a corrupt blob's last byte is a 502 saying the upstream's bytes were wrong, never a 500", async () => {
-    const image = images.fiveLayer;
-    await upstream.push(image, "library/corrupt:latest");
-    const blob = image.blobs.find((b) => b.size > 1000)!;
-    const fresh = await startFerry({ config: registryConfig(upstream.url) });
-    try {
-      await upstream.setFault({ kind: "corrupt" });
+  test("a Range of only a corrupt blob's last byte is a 502 saying the upstream's bytes were wrong, never a 500", () =>
+    withCorruptBlob(async (fresh, blob) => {
       // That byte goes out only once the whole blob is verified, so the answer waits for the verdict.
       const r = await fetch(`${fresh.url}/v2/library/corrupt/blobs/${blob.digest}`, { headers: { Range: `bytes=${blob.size - 1}-${blob.size - 1}` } });
       const body = (await r.json()) as { errors: { code: string; message: string }[] };
       expect({ status: r.status, code: body.errors[0]!.code }).toEqual({ status: 502, code: "UNAVAILABLE" });
       expect(body.errors[0]!.message).toContain("digest mismatch");
-    } finally {
-      await upstream.setFault(null);
-      await fresh.stop();
-    }
-  });
+    }));
 
   test("upstream 429 on a never-seen tag is 429 TOOMANYREQUESTS with Retry-After, never 500", async () => {
     const fresh = await startFerry({ config: registryConfig(upstream.url) });
