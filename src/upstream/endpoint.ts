@@ -43,10 +43,11 @@ export class Endpoint {
 
   /**
    * Sends the request and returns the upstream's response, whatever its status.
-   * Throws UpstreamError for network errors and timeouts, TokenFetchError when auth fails.
+   * Throws UpstreamError for network errors and timeouts, TokenFetchError when auth fails,
+   * and (like fetch) the signal's reason once `req.signal` aborts.
    */
   async request(req: UpstreamRequest): Promise<Response> {
-    const release = await this.slot();
+    const release = await this.slot(req.signal);
     try {
       return await this.requestNow(this.forThisEndpoint(req));
     } finally {
@@ -71,20 +72,32 @@ export class Endpoint {
   /**
    * A place among this endpoint's concurrent requests (max_concurrent), so a burst of
    * clients cannot get this server's address banned upstream. Waits at most the
-   * endpoint's timeout.
+   * endpoint's timeout, and no longer than the request's signal (its deadline, its client):
+   * a request that stops waiting leaves the queue, as fetch would, with the signal's reason.
    */
-  private async slot(): Promise<() => void> {
+  private async slot(signal: AbortSignal | undefined): Promise<() => void> {
     const max = this.config.maxConcurrent;
     if (max === undefined) return () => {};
     if (this.active >= max) {
+      signal?.throwIfAborted();
       let wake!: () => void;
       const granted = new Promise<void>((resolve) => (wake = resolve));
       this.waiting.push(wake);
-      const timedOut = await Promise.race([granted.then(() => false), Bun.sleep(this.config.timeoutMs).then(() => true)]);
-      if (timedOut) {
+      let timer: Timer | undefined;
+      let onAbort = () => {};
+      const gaveUp = new Promise<"timeout" | "aborted">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), this.config.timeoutMs);
+        onAbort = () => resolve("aborted");
+        signal?.addEventListener("abort", onAbort, { once: true });
+      });
+      const outcome = await Promise.race([granted.then(() => "granted" as const), gaveUp]);
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      if (outcome !== "granted") {
         const i = this.waiting.indexOf(wake);
         if (i >= 0) this.waiting.splice(i, 1);
         else this.releaseSlot(); // granted just as we gave up: pass it on
+        if (outcome === "aborted") throw signal!.reason;
         throw new UpstreamError(this.config.url, { kind: "timeout", phase: "headers" });
       }
     } else {
