@@ -144,7 +144,11 @@ export class Endpoint {
     return response;
   }
 
-  /** `signal`: the request's deadline, which the token fetch is part of. */
+  /**
+   * `signal`: the request's deadline, which its wait for a token is part of. The token fetch
+   * itself may be shared with other requests: it runs under the endpoint's timeout and stops
+   * only when none of them waits any more (auth.ts).
+   */
   private async authorization(repository: string | undefined, credentials: Credentials | undefined, fresh: boolean, signal: AbortSignal | undefined, fromChallenge?: Challenge): Promise<string | undefined> {
     const challenge = fromChallenge ?? this.challenge;
     if (!challenge) return undefined;
@@ -153,7 +157,7 @@ export class Endpoint {
     const scope = fromChallenge?.params.scope ?? (repository ? pullScope(repository) : "");
     const key = tokenCacheKey(challenge, scope, credentials);
     try {
-      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge, signal)), fresh);
+      const token = await this.tokens.get(key, (shared) => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge, shared)), fresh, signal);
       return `Bearer ${token.value}`;
     } catch (error) {
       if (error instanceof TokenFetchError && error.status === undefined) {
@@ -169,7 +173,7 @@ export class Endpoint {
    * allow_private_redirects, refused on a non-public address; one on the endpoint's own
    * host is the registry's own token service (the operator named that host).
    */
-  private tokenRequestOptions(challenge: Challenge, signal: AbortSignal | undefined): TokenRequestOptions {
+  private tokenRequestOptions(challenge: Challenge, signal: AbortSignal): TokenRequestOptions {
     let sameOrigin = false;
     try {
       sameOrigin = new URL(challenge.params.realm ?? "").origin === new URL(this.config.url).origin;

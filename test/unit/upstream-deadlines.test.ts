@@ -1,8 +1,10 @@
 // A request's own deadline (its AbortSignal) in the upstream tier code: a request queued
-// for one of an endpoint's max_concurrent places stops waiting when its signal aborts,
-// without taking anything from the requests still waiting. Tiny in-process registries;
-// e2e tests use distribution itself.
+// for one of an endpoint's max_concurrent places, or waiting on a token fetch another
+// request started, stops waiting when its signal aborts, without taking anything from the
+// requests still waiting. Tiny in-process registries and a node:http token service (its
+// socket shows whether the shared fetch was aborted); e2e tests use distribution itself.
 import { afterEach, expect, test } from "bun:test";
+import http from "node:http";
 import { createLogger } from "../../src/observe/logger.ts";
 import { TokenCache } from "../../src/upstream/auth.ts";
 import { Endpoint } from "../../src/upstream/endpoint.ts";
@@ -12,8 +14,10 @@ import { waitFor } from "../harness/proc.ts";
 import { endpointConfig, errorJson, registryConfig, startTinyRegistry, TEST_POLICY, type TinyRegistry } from "./support/tiny-registry.ts";
 
 const running: TinyRegistry[] = [];
-afterEach(() => {
+const closers: (() => Promise<void>)[] = [];
+afterEach(async () => {
   for (const r of running.splice(0)) r.stop();
+  for (const close of closers.splice(0)) await close();
 });
 
 function registry(): TinyRegistry {
@@ -91,4 +95,84 @@ test("max_concurrent: a client gone while queued ends its request at once, asks 
   expect(upstream.endpoints[0]!.health.snapshot().consecutiveFailures).toBe(0);
   releaseAll();
   expect((await holder).response.status).toBe(404);
+});
+
+/** A token service whose answers wait until released; it records each request and whether its client hung up first. */
+async function holdingTokenService() {
+  const seen: { scope: string | null; hungUp: boolean; answered: boolean }[] = [];
+  const releases: (() => void)[] = [];
+  const server = http.createServer((req, res) => {
+    const entry = { scope: new URL(req.url ?? "/", "http://x").searchParams.get("scope"), hungUp: false, answered: false };
+    seen.push(entry);
+    res.on("close", () => {
+      if (!res.writableFinished) entry.hungUp = true;
+    });
+    const answer = () => {
+      entry.answered = true;
+      res.writeHead(200, { "Content-Type": "application/json" }).end(JSON.stringify({ token: `token-for-${entry.scope}`, expires_in: 300 }));
+    };
+    if (entry.scope?.includes("warm")) answer();
+    else releases.push(answer);
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  closers.push(() => new Promise<void>((resolve) => (server.closeAllConnections(), server.close(() => resolve()))));
+  const port = (server.address() as { port: number }).port;
+  return { realm: `http://127.0.0.1:${port}/token`, seen, releaseAll: () => releases.splice(0).forEach((r) => r()) };
+}
+
+/** A registry that wants a bearer token from `realm` for every manifest and 404s once it has one. */
+function tokenRegistry(realm: string): TinyRegistry {
+  const up = registry();
+  up.fault = (req, url) => {
+    const repository = /^\/v2\/(.+)\/manifests\//.exec(url.pathname)?.[1] ?? "";
+    if (req.headers.get("authorization") === `Bearer token-for-repository:${repository}:pull`) return errorJson(404, "MANIFEST_UNKNOWN", "manifest unknown");
+    return errorJson(401, "UNAUTHORIZED", "authentication required", { "WWW-Authenticate": `Bearer realm="${realm}",service="tiny",scope="repository:${repository}:pull"` });
+  };
+  return up;
+}
+
+/** An endpoint that already knows the registry's challenge (from a request for another repository). */
+async function warmEndpoint(url: string): Promise<Endpoint> {
+  const endpoint = new Endpoint(endpointConfig(url, { timeoutMs: ENDPOINT_TIMEOUT_MS }), new TokenCache(), new EndpointHealth(TEST_POLICY));
+  expect((await endpoint.request(get("warm"))).status).toBe(404);
+  return endpoint;
+}
+
+test("shared token fetch: the first caller leaving stops its own wait only; the fetch goes on for the callers still waiting", async () => {
+  const tokens = await holdingTokenService();
+  const up = tokenRegistry(tokens.realm);
+  const endpoint = await warmEndpoint(up.url);
+  const firstCaller = new AbortController();
+  const first = endpoint.request(get("app", firstCaller.signal));
+  const second = endpoint.request(get("app", new AbortController().signal));
+  await waitFor(() => tokens.seen.some((s) => s.scope === "repository:app:pull"), { what: "the token request for app" });
+  firstCaller.abort();
+  const left = await settledWithin(first);
+  expect(left.state).toBe("rejected");
+  if (left.state === "rejected") expect(left.error.name).toBe("AbortError");
+  tokens.releaseAll();
+  const stayed = await settledWithin(second);
+  expect(stayed.state).toBe("fulfilled");
+  if (stayed.state === "fulfilled") expect(stayed.value.status).toBe(404); // the registry's answer with the token
+  // One token request for both callers, answered, not abandoned.
+  expect(tokens.seen.filter((s) => s.scope === "repository:app:pull")).toEqual([{ scope: "repository:app:pull", hungUp: false, answered: true }]);
+});
+
+test("shared token fetch: once every caller has left, the fetch is aborted; a later caller starts a new one", async () => {
+  const tokens = await holdingTokenService();
+  const up = tokenRegistry(tokens.realm);
+  const endpoint = await warmEndpoint(up.url);
+  const callers = [new AbortController(), new AbortController()];
+  const requests = callers.map((c) => endpoint.request(get("app", c.signal)));
+  await waitFor(() => tokens.seen.some((s) => s.scope === "repository:app:pull"), { what: "the token request for app" });
+  callers[0]!.abort();
+  expect((await settledWithin(requests[0]!)).state).toBe("rejected");
+  expect(tokens.seen[1]!.hungUp).toBe(false); // one caller is still waiting
+  callers[1]!.abort();
+  expect((await settledWithin(requests[1]!)).state).toBe("rejected");
+  await waitFor(() => tokens.seen[1]!.hungUp, { timeoutMs: PROMPTLY_MS, what: "the abandoned token request to be hung up" });
+  const later = endpoint.request(get("app"));
+  await waitFor(() => tokens.seen.length === 3, { timeoutMs: PROMPTLY_MS, what: "a new token request for the later caller" });
+  tokens.releaseAll();
+  expect((await later).status).toBe(404);
 });
