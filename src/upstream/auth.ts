@@ -25,11 +25,14 @@ export class TokenCache {
 
   constructor(private readonly redis?: SharedRedis) {}
 
-  /** A cached token, or one fetched once for all concurrent callers. */
-  async get(key: string, fetcher: () => Promise<Token>, fresh = false): Promise<Token> {
+  /**
+   * A cached token, or one fetched once for all concurrent callers. `signal` (the caller's
+   * deadline) ends this caller's wait only; the fetcher's signal aborts when no caller is left.
+   */
+  async get(key: string, fetcher: (signal: AbortSignal) => Promise<Token>, fresh = false, signal?: AbortSignal): Promise<Token> {
     const cached = this.tokens.get(key);
     if (!fresh && cached && cached.expiresAt > Date.now()) return cached;
-    const token = await this.pending.run(key, () => this.load(key, fetcher, fresh));
+    const token = await this.pending.run(key, (shared) => this.load(key, () => fetcher(shared), fresh), signal);
     this.tokens.set(key, token);
     return token;
   }
@@ -75,7 +78,7 @@ export class TokenFetchError extends Error {
 
 export interface TokenRequestOptions {
   timeoutMs: number;
-  /** The deadline of the request that needs the token: it covers the token's body too. */
+  /** Aborts the fetch (its body too), e.g. once no request waits for the token; timeoutMs bounds it either way. */
   signal?: AbortSignal;
   userAgent: string;
   proxy?: string;

@@ -43,10 +43,11 @@ export class Endpoint {
 
   /**
    * Sends the request and returns the upstream's response, whatever its status.
-   * Throws UpstreamError for network errors and timeouts, TokenFetchError when auth fails.
+   * Throws UpstreamError for network errors and timeouts, TokenFetchError when auth fails,
+   * and (like fetch) the signal's reason once `req.signal` aborts.
    */
   async request(req: UpstreamRequest): Promise<Response> {
-    const release = await this.slot();
+    const release = await this.slot(req.signal);
     try {
       return await this.requestNow(this.forThisEndpoint(req));
     } finally {
@@ -71,20 +72,32 @@ export class Endpoint {
   /**
    * A place among this endpoint's concurrent requests (max_concurrent), so a burst of
    * clients cannot get this server's address banned upstream. Waits at most the
-   * endpoint's timeout.
+   * endpoint's timeout, and no longer than the request's signal (its deadline, its client):
+   * a request that stops waiting leaves the queue, as fetch would, with the signal's reason.
    */
-  private async slot(): Promise<() => void> {
+  private async slot(signal: AbortSignal | undefined): Promise<() => void> {
     const max = this.config.maxConcurrent;
     if (max === undefined) return () => {};
     if (this.active >= max) {
+      signal?.throwIfAborted();
       let wake!: () => void;
       const granted = new Promise<void>((resolve) => (wake = resolve));
       this.waiting.push(wake);
-      const timedOut = await Promise.race([granted.then(() => false), Bun.sleep(this.config.timeoutMs).then(() => true)]);
-      if (timedOut) {
+      let timer: Timer | undefined;
+      let onAbort = () => {};
+      const gaveUp = new Promise<"timeout" | "aborted">((resolve) => {
+        timer = setTimeout(() => resolve("timeout"), this.config.timeoutMs);
+        onAbort = () => resolve("aborted");
+        signal?.addEventListener("abort", onAbort, { once: true });
+      });
+      const outcome = await Promise.race([granted.then(() => "granted" as const), gaveUp]);
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", onAbort);
+      if (outcome !== "granted") {
         const i = this.waiting.indexOf(wake);
         if (i >= 0) this.waiting.splice(i, 1);
         else this.releaseSlot(); // granted just as we gave up: pass it on
+        if (outcome === "aborted") throw signal!.reason;
         throw new UpstreamError(this.config.url, { kind: "timeout", phase: "headers" });
       }
     } else {
@@ -131,7 +144,11 @@ export class Endpoint {
     return response;
   }
 
-  /** `signal`: the request's deadline, which the token fetch is part of. */
+  /**
+   * `signal`: the request's deadline, which its wait for a token is part of. The token fetch
+   * itself may be shared with other requests: it runs under the endpoint's timeout and stops
+   * only when none of them waits any more (auth.ts).
+   */
   private async authorization(repository: string | undefined, credentials: Credentials | undefined, fresh: boolean, signal: AbortSignal | undefined, fromChallenge?: Challenge): Promise<string | undefined> {
     const challenge = fromChallenge ?? this.challenge;
     if (!challenge) return undefined;
@@ -140,7 +157,7 @@ export class Endpoint {
     const scope = fromChallenge?.params.scope ?? (repository ? pullScope(repository) : "");
     const key = tokenCacheKey(challenge, scope, credentials);
     try {
-      const token = await this.tokens.get(key, () => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge, signal)), fresh);
+      const token = await this.tokens.get(key, (shared) => fetchToken(challenge, scope, credentials, this.tokenRequestOptions(challenge, shared)), fresh, signal);
       return `Bearer ${token.value}`;
     } catch (error) {
       if (error instanceof TokenFetchError && error.status === undefined) {
@@ -156,7 +173,7 @@ export class Endpoint {
    * allow_private_redirects, refused on a non-public address; one on the endpoint's own
    * host is the registry's own token service (the operator named that host).
    */
-  private tokenRequestOptions(challenge: Challenge, signal: AbortSignal | undefined): TokenRequestOptions {
+  private tokenRequestOptions(challenge: Challenge, signal: AbortSignal): TokenRequestOptions {
     let sameOrigin = false;
     try {
       sameOrigin = new URL(challenge.params.realm ?? "").origin === new URL(this.config.url).origin;
