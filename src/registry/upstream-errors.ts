@@ -19,6 +19,8 @@ export function toRegistryError(error: unknown, notFound: ErrorCode, what: strin
   const f = error.failure;
   switch (f.kind) {
     case "timeout":
+      // Queued: ferry's own max_concurrent limit kept the request from being sent at all.
+      if (f.phase === "queued") return new RegistryError("UNAVAILABLE", `every place ferry allows for the upstream (max_concurrent) stayed taken for ${what}`, { status: 503 });
       return new RegistryError("UNAVAILABLE", `upstream timed out (${f.phase}) for ${what}`, { status: 504 });
     case "network":
       return new RegistryError("UNAVAILABLE", `upstream unreachable for ${what}: ${f.message}`, { status: 503 });

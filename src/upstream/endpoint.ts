@@ -42,12 +42,14 @@ export class Endpoint {
   }
 
   /**
-   * Sends the request and returns the upstream's response, whatever its status.
+   * Sends the request and returns the upstream's response, whatever its status; `onPlace`
+   * runs once it has one of the endpoint's max_concurrent places (at once without a limit).
    * Throws UpstreamError for network errors and timeouts, TokenFetchError when auth fails,
    * and (like fetch) the signal's reason once `req.signal` aborts.
    */
-  async request(req: UpstreamRequest): Promise<Response> {
+  async request(req: UpstreamRequest, onPlace?: () => void): Promise<Response> {
     const release = await this.slot(req.signal);
+    onPlace?.(); // the tier's own time starts here: the wait for a place is ferry's
     try {
       return await this.requestNow(this.forThisEndpoint(req));
     } finally {
@@ -98,7 +100,7 @@ export class Endpoint {
         if (i >= 0) this.waiting.splice(i, 1);
         else this.releaseSlot(); // granted just as we gave up: pass it on
         if (outcome === "aborted") throw signal!.reason;
-        throw new UpstreamError(this.config.url, { kind: "timeout", phase: "headers" });
+        throw new UpstreamError(this.config.url, { kind: "timeout", phase: "queued" });
       }
     } else {
       this.active++;

@@ -4,7 +4,7 @@ export type UpstreamFailure =
   /** `foreign`: the body is not the registry's error JSON (an HTML page from a CDN or proxy in front of it). */
   | { kind: "status"; status: number; code?: string; message?: string; retryAfterSeconds?: number; foreign?: boolean }
   | { kind: "network"; message: string }
-  | { kind: "timeout"; phase: "headers" | "body" };
+  | { kind: "timeout"; phase: "headers" | "body" | "queued" };
 
 export class UpstreamError extends Error {
   constructor(
@@ -23,7 +23,7 @@ function describe(f: UpstreamFailure): string {
     case "network":
       return `network error (${f.message})`;
     case "timeout":
-      return `timeout waiting for ${f.phase}`;
+      return f.phase === "queued" ? "every max_concurrent place stayed taken for the timeout" : `timeout waiting for ${f.phase}`;
   }
 }
 

@@ -102,11 +102,13 @@ export class Upstream {
     const started = performance.now();
     const labels = { registry: this.registry.name, endpoint: endpoint.url };
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), endpoint.config.timeoutMs);
+    // Armed once the endpoint gives the request a place: a wait behind max_concurrent is not the tier's time.
+    let timer: Timer | undefined;
+    const armDeadline = () => (timer ??= setTimeout(() => deadline.abort(), endpoint.config.timeoutMs));
     let phase: "headers" | "body" = "headers";
     let failed: UpstreamError;
     try {
-      const streamed = await endpoint.request({ ...req, signal: req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal });
+      const streamed = await endpoint.request({ ...req, signal: req.signal ? AbortSignal.any([req.signal, deadline.signal]) : deadline.signal }, armDeadline);
       phase = "body";
       this.metrics?.upstreamDuration.observe({ ...labels, method: req.method }, (performance.now() - started) / 1000);
       this.metrics?.upstreamResponses.inc({ ...labels, status: String(streamed.status) });
@@ -132,8 +134,12 @@ export class Upstream {
       if (deadline.signal.aborted && !req.signal?.aborted) failed = new UpstreamError(endpoint.url, { kind: "timeout", phase });
       else if (error instanceof UpstreamError) failed = error;
       else throw error;
-      if (phase === "headers") this.metrics?.upstreamResponses.inc({ ...labels, status: "0" });
-      endpoint.health.recordFailure(failed.message);
+      // No place among its max_concurrent: a local limit, so the next tier is asked and this one is not blamed.
+      const queued = failed.failure.kind === "timeout" && failed.failure.phase === "queued";
+      if (!queued) {
+        if (phase === "headers") this.metrics?.upstreamResponses.inc({ ...labels, status: "0" });
+        endpoint.health.recordFailure(failed.message);
+      }
     } finally {
       clearTimeout(timer);
       if (holdsSlot) endpoint.health.release();

@@ -10,6 +10,8 @@ import { TokenCache } from "../../src/upstream/auth.ts";
 import { Endpoint } from "../../src/upstream/endpoint.ts";
 import { EndpointHealth } from "../../src/upstream/health.ts";
 import { Upstream } from "../../src/upstream/upstream.ts";
+import { UpstreamError } from "../../src/upstream/errors.ts";
+import { toRegistryError } from "../../src/registry/upstream-errors.ts";
 import { waitFor } from "../harness/proc.ts";
 import { endpointConfig, errorJson, registryConfig, startTinyRegistry, TEST_POLICY, type TinyRegistry } from "./support/tiny-registry.ts";
 
@@ -175,4 +177,56 @@ test("shared token fetch: once every caller has left, the fetch is aborted; a la
   await waitFor(() => tokens.seen.length === 3, { timeoutMs: PROMPTLY_MS, what: "a new token request for the later caller" });
   tokens.releaseAll();
   expect((await later).status).toBe(404);
+});
+
+test("max_concurrent: time spent waiting for a place is not the tier's: a request queued behind a slow answer is answered by that tier, which is not marked failed", async () => {
+  // The tier answers every request in 1.2 s, within its 2 s timeout; a request queued behind
+  // another waits 1.2 s for the place, then 1.2 s for its own answer.
+  const primary = registry();
+  primary.fault = (_req, url) => (url.pathname.includes("/slow/") ? Bun.sleep(1_200).then(() => errorJson(404, "MANIFEST_UNKNOWN", "manifest unknown")) : errorJson(404, "MANIFEST_UNKNOWN", "manifest unknown"));
+  const secondary = registry();
+  const upstream = new Upstream(registryConfig([endpointConfig(primary.url, { maxConcurrent: 1, timeoutMs: 2_000 }), secondary.url]), new TokenCache(), createLogger("silent"));
+  const first = upstream.request(get("slow/a"));
+  await waitFor(() => primary.count({ pathIncludes: "/slow/" }) === 1, { what: "the first request to hold the only place" });
+  const queued = upstream.request(get("slow/b"));
+  const [a, b] = await Promise.all([first, queued]);
+  expect([a.endpoint.url, b.endpoint.url]).toEqual([primary.url, primary.url]);
+  expect([a.response.status, b.response.status]).toEqual([404, 404]);
+  expect(secondary.log).toEqual([]);
+  expect(upstream.endpoints[0]!.health.snapshot().consecutiveFailures).toBe(0);
+});
+
+test("max_concurrent: a place that stays taken for the endpoint's timeout is a 'queued' timeout, answered as ferry's own limit (503), never as the upstream timing out", async () => {
+  // Each answer takes 0.6 s, within the 1 s timeout; the third request in line waits 1.2 s for a place.
+  const up = registry();
+  up.fault = () => Bun.sleep(600).then(() => errorJson(404, "MANIFEST_UNKNOWN", "manifest unknown"));
+  const endpoint = new Endpoint(endpointConfig(up.url, { maxConcurrent: 1, timeoutMs: 1_000 }), new TokenCache(), new EndpointHealth(TEST_POLICY));
+  const first = endpoint.request(get("first"));
+  await waitFor(() => up.count({ pathIncludes: "/first/" }) === 1, { what: "the first request to hold the only place" });
+  const second = endpoint.request(get("second"));
+  const third = await settledWithin(endpoint.request(get("third")));
+  expect(third.state).toBe("rejected");
+  const error = (third as { error: Error }).error;
+  expect(error).toBeInstanceOf(UpstreamError);
+  expect((error as UpstreamError).failure).toEqual({ kind: "timeout", phase: "queued" });
+  const answer = toRegistryError(error, "MANIFEST_UNKNOWN", "manifest third:1");
+  expect({ status: answer.status, code: answer.code }).toEqual({ status: 503, code: "UNAVAILABLE" });
+  expect(answer.message).toContain("max_concurrent");
+  expect([(await first).status, (await second).status]).toEqual([404, 404]);
+  expect(up.count({ pathIncludes: "/third/" })).toBe(0);
+});
+
+test("max_concurrent: a request that finds no place in time is asked of the next tier, and the full tier is not marked failed", async () => {
+  const primary = registry();
+  primary.fault = () => Bun.sleep(600).then(() => errorJson(404, "MANIFEST_UNKNOWN", "manifest unknown"));
+  const secondary = registry();
+  const upstream = new Upstream(registryConfig([endpointConfig(primary.url, { maxConcurrent: 1, timeoutMs: 1_000 }), secondary.url]), new TokenCache(), createLogger("silent"));
+  const first = upstream.request(get("first"));
+  await waitFor(() => primary.count({ pathIncludes: "/first/" }) === 1, { what: "the first request to hold the only place" });
+  const second = upstream.request(get("second"));
+  const third = await upstream.request(get("third"));
+  expect(third.endpoint.url).toBe(secondary.url);
+  expect([(await first).endpoint.url, (await second).endpoint.url]).toEqual([primary.url, primary.url]);
+  expect(primary.count({ pathIncludes: "/third/" })).toBe(0);
+  expect(upstream.endpoints[0]!.health.snapshot().consecutiveFailures).toBe(0);
 });
