@@ -24,10 +24,8 @@ export interface FileWriteJob {
  */
 const IN_FLIGHT_CAP_BYTES = 8 * 1024 * 1024;
 const IN_FLIGHT_BUDGET_BYTES = 16 * 1024 * 1024;
-/** Jobs writing now, on all threads. */
-let activeJobs = 0;
-
 function inFlightShare(): number {
+  const activeJobs = threads.reduce((n, t) => n + t.jobs.size, 0);
   return Math.max(1024 * 1024, Math.min(IN_FLIGHT_CAP_BYTES, Math.floor(IN_FLIGHT_BUDGET_BYTES / Math.max(1, activeJobs))));
 }
 /**
@@ -144,7 +142,6 @@ export function writeOnWorker(path: string, size: number, algorithm: "sha256" | 
   };
   const finish = () => {
     if (!thread.jobs.delete(id)) return;
-    activeJobs--;
     if (thread.jobs.size === 0) w.unref();
   };
   thread.jobs.set(id, (r) => {
@@ -167,7 +164,6 @@ export function writeOnWorker(path: string, size: number, algorithm: "sha256" | 
     while (!failure && !until()) await new Promise<void>((resolve) => wakeups.push(resolve));
     if (failure) throw failure;
   };
-  activeJobs++;
   w.ref();
   w.postMessage({ id, open: path, size, algorithm } satisfies WriteRequest);
   return {

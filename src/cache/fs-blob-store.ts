@@ -115,7 +115,7 @@ export class FsBlobStore implements BlobStore {
     return this.evicting;
   }
 
-  /** Whether downloads of known size are piped natively and hashed on the hash worker now. */
+  /** Whether downloads of known size are written and hashed on the writer threads now. */
   get hashesOnWorker(): boolean {
     return this.options.hashOnWorker !== false && fileWriterReady();
   }
@@ -236,10 +236,10 @@ export class FsBlobStore implements BlobStore {
 const datasync = promisify(fdatasync);
 
 /**
- * Writes go straight to the page cache with write(2) on the event loop: a chunk takes
- * microseconds there, far less than a thread-pool round trip per chunk would. A body
- * given to pipe() goes to the file writer's thread instead, written and hashed there
- * (file-writer.ts); a resume pipes on into the same job, so one hasher sees every byte.
+ * write() puts a chunk in the page cache with write(2) on the event loop (the S3 tee,
+ * bodies of unknown length or paced, no writer thread). A body given to pipe() goes to a
+ * writer thread instead, written and hashed there (file-writer.ts); a resume pipes on into
+ * the same job, so one hasher sees every byte.
  */
 class FsBlobWriter implements BlobWriter {
   bytesWritten = 0;
@@ -280,19 +280,13 @@ class FsBlobWriter implements BlobWriter {
         handedOver += value.byteLength;
         await job.write(value);
       }
+      await job.drained();
     } catch (error) {
       reader.cancel().catch(() => {});
       // What was handed over goes into the file first: a resume goes on from there.
       const local = error instanceof FileWriteError ? error : await job.drained().then(() => undefined, (e: unknown) => e);
       if (local instanceof FileWriteError) throw this.failed(local, "write");
       throw error; // the body's: the caller resumes from what is in place
-    } finally {
-      this.bytesWritten = job.done;
-    }
-    try {
-      await job.drained();
-    } catch (error) {
-      throw this.failed(error, "write");
     } finally {
       this.bytesWritten = job.done;
     }
