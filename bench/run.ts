@@ -34,6 +34,7 @@ import { runWrk, type WrkResult } from "./lib/wrk.ts";
 import { freePort, onExit, waitFor } from "../test/harness/proc.ts";
 import { startS3 } from "../test/harness/s3.ts";
 import { cpuSeconds, mainThreadCpuSeconds, settledCpu } from "./lib/proc-stats.ts";
+import { measureColdCosts } from "./lib/cold-costs.ts";
 import { addFixtureBlob, writeCacheFixture, type CacheFixture } from "./lib/cache-fixture.ts";
 import { FsBlobStore } from "../src/cache/fs-blob-store.ts";
 
@@ -212,6 +213,11 @@ interface ColdRun {
   ttfbMs: number;
   lagMs: number;
   mirrorCpuS?: number;
+  /** The mirror's and the upstream's CPU from before the first request to the client's last byte (distribution stores after it). */
+  pullCpuS?: number;
+  pullUpstreamCpuS: number;
+  /** Share of all cores busy over the same window (0..1), whoever used them. */
+  pullMachineBusy: number;
   mainThreadCpuS?: number;
   upstreamCpuS: number;
   clientCpuS: number;
@@ -221,6 +227,11 @@ interface ColdRun {
   blobBytes: number;
   frontBlobGets: number;
   frontBlobHeads: number;
+}
+
+/** How busy the machine's cores were (/proc/stat) until the client's last byte, median of runs. */
+function pullBusy(runs: ColdRun[]): string {
+  return `${(100 * median(runs.map((r) => r.pullMachineBusy))).toFixed(0)}%`;
 }
 
 /**
@@ -237,7 +248,11 @@ async function coldRun(spec: ClientSpec, digests: string[], blobBytes: number, p
   const cpu0 = pid ? cpuSeconds(pid) : undefined;
   const main0 = pid ? mainThreadCpuSeconds(pid) : undefined;
   const upstreamCpu0 = process.cpuUsage(); // the upstream (front, token, CDN) runs in this process
+  const machine0 = cpuTimes();
   const result = await client<ClientResult>(spec);
+  const machine1 = cpuTimes();
+  const pullCpu = pid && cpu0 !== undefined ? (cpuSeconds(pid) ?? NaN) - cpu0 : undefined;
+  const pullUpstreamCpu = process.cpuUsage(upstreamCpu0);
   if (stored) await waitFor(stored, { timeoutMs: 60_000, intervalMs: 20, what: "the mirror to store the pulled blobs" });
   const after = pid ? await settledCpu(pid) : {};
   const upstreamCpu = process.cpuUsage(upstreamCpu0);
@@ -252,6 +267,9 @@ async function coldRun(spec: ClientSpec, digests: string[], blobBytes: number, p
       ttfbMs: first?.firstByteMs ?? NaN,
       lagMs: arrival !== undefined && first?.firstByteEpochMs !== undefined ? first.firstByteEpochMs - arrival : NaN,
       mirrorCpuS: cpu0 !== undefined && after.process !== undefined ? after.process - cpu0 : undefined,
+      pullCpuS: pullCpu,
+      pullUpstreamCpuS: (pullUpstreamCpu.user + pullUpstreamCpu.system) / 1e6,
+      pullMachineBusy: machine1.total > machine0.total ? 1 - (machine1.idle - machine0.idle) / (machine1.total - machine0.total) : NaN,
       mainThreadCpuS: main0 !== undefined && after.mainThread !== undefined ? after.mainThread - main0 : undefined,
       upstreamCpuS: (upstreamCpu.user + upstreamCpu.system) / 1e6,
       clientCpuS: result.cpuS ?? NaN,
@@ -511,7 +529,7 @@ async function main(): Promise<void> {
     }
     raw.coldPull = runs;
     memory.push({ scenario: "3 cold pull", peakMiB: max(runs.ferry!.map((r) => r.peakMiB ?? NaN)) });
-    const cpu = (n: string, k: "mirrorCpuS" | "mainThreadCpuS" | "upstreamCpuS" | "clientCpuS") => median((runs[n] ?? []).map((r) => r[k] ?? NaN));
+    const cpu = (n: string, k: "mirrorCpuS" | "pullCpuS" | "pullUpstreamCpuS" | "mainThreadCpuS" | "upstreamCpuS" | "clientCpuS") => median((runs[n] ?? []).map((r) => r[k] ?? NaN));
     const med = (n: string, k: "totalMs" | "ttfbMs" | "lagMs") => median((runs[n] ?? []).map((r) => r[k]));
     const pullS = (n: string) => med(n, "totalMs") / 1000;
     const gib = layer.size / 2 ** 30;
@@ -598,6 +616,28 @@ async function main(): Promise<void> {
       distribution: perGiB("distribution"),
       ...atMostDistribution(perGiB("ferry"), perGiB("distribution")),
       note: `user + system, all threads, per GiB of layer pulled; window: from before the pull until the mirror has stored the blob and used < 10 ms of CPU in 250 ms; the upstream (front, token, CDN) used ${cpu("ferry", "upstreamCpuS").toFixed(2)} s through ferry, ${cpu("distribution", "upstreamCpuS").toFixed(2)} s through distribution and ${cpu("direct", "upstreamCpuS").toFixed(2)} s direct; the client ${cpu("ferry", "clientCpuS").toFixed(2)}, ${cpu("distribution", "clientCpuS").toFixed(2)} and ${cpu("direct", "clientCpuS").toFixed(2)} s`,
+    });
+    // The obligatory work alone (bench/lib/cold-costs.ts), beside the Bun relay that only
+    // relays: the floor under any Bun data path that hashes and stores each byte.
+    const costs = measureColdCosts();
+    const relayOnly = perGiB("bun-relay");
+    coldRow({
+      metric: "CPU per cold GiB of the obligatory parts, each alone",
+      unit: "s",
+      ferry: perGiB("ferry"),
+      ratio: { value: perGiB("ferry") / (relayOnly + costs.sha256 + costs.pageCacheWrite), of: "Bun relay + SHA-256 + page-cache write" },
+      note: `bench/lib/cold-costs.ts on this machine, one thread: SHA-256 (Bun.CryptoHasher, 1 MiB updates) ${costs.sha256.toFixed(2)} s, page-cache write (1 MiB writeSync) ${costs.pageCacheWrite.toFixed(2)} s, pread into fresh 1 MiB buffers ${costs.preadFresh.toFixed(2)} s, copying 64 KiB pieces into 1 MiB batches ${costs.copyIntoBatch.toFixed(2)} s; the Bun relay that only relays (natively piped) ${relayOnly.toFixed(2)} s; ferry's process`,
+    });
+    // The same until the client's last byte: what competes with the pull for the machine's
+    // cores (distribution stores from its second GET after it), and how busy they were.
+    const pullPerGiB = (n: string) => cpu(n, "pullCpuS") / gib;
+    coldRow({
+      metric: "mirror CPU per cold GiB, until the client's last byte",
+      unit: "s",
+      ferry: pullPerGiB("ferry"),
+      nginx: pullPerGiB("nginx"),
+      distribution: pullPerGiB("distribution"),
+      note: `the machine's ${cpus().length} cores were busy ${pullBusy(runs.ferry!)} of the time through ferry's pull (/proc/stat: mirror, upstream, client and the rest), ${pullBusy(runs.distribution!)} through distribution's, ${pullBusy(runs.direct!)} through the direct pull; the upstream used ${cpu("ferry", "pullUpstreamCpuS").toFixed(2)} s and ${cpu("distribution", "pullUpstreamCpuS").toFixed(2)} s in the same window`,
     });
     // What caps one process: the event loop's share (Bun's main thread) of that CPU.
     coldRow({
@@ -706,6 +746,7 @@ async function main(): Promise<void> {
     const scenario = `${P.concurrentImages} concurrent cold pulls of different ${P.blobMiB} MiB images`;
     const wall = (n: string) => median(runs[n]!.map((r) => r.totalMs)) / 1000;
     const perGiB = (n: string) => median(runs[n]!.map((r) => (r.mirrorCpuS ?? NaN) / (bytes / 2 ** 30)));
+    const pullPerGiB = (n: string) => median(runs[n]!.map((r) => (r.pullCpuS ?? NaN) / (bytes / 2 ** 30)));
     rows.push({
       id: "3c",
       scenario,
@@ -715,7 +756,7 @@ async function main(): Promise<void> {
       distribution: wall("distribution"),
       direct: wall("direct"),
       ...atMostDistribution(wall("ferry"), wall("distribution")),
-      note: `a client per image, all started at once; ${(wall("ferry") / wall("direct")).toFixed(2)}× direct; mirror CPU per GiB pulled (same window as 3): ferry ${perGiB("ferry").toFixed(2)} s (event loop ${median(runs.ferry!.map((r) => (r.mainThreadCpuS ?? NaN) / (bytes / 2 ** 30))).toFixed(2)} s), distribution ${perGiB("distribution").toFixed(2)} s`,
+      note: `a client per image, all started at once; ${(wall("ferry") / wall("direct")).toFixed(2)}× direct; mirror CPU per GiB pulled (same window as 3): ferry ${perGiB("ferry").toFixed(2)} s (event loop ${median(runs.ferry!.map((r) => (r.mainThreadCpuS ?? NaN) / (bytes / 2 ** 30))).toFixed(2)} s), distribution ${perGiB("distribution").toFixed(2)} s; until the last client's last byte: ferry ${pullPerGiB("ferry").toFixed(2)} s, distribution ${pullPerGiB("distribution").toFixed(2)} s; the machine's ${cpus().length} cores busy ${pullBusy(runs.ferry!)} of ferry's pulls, ${pullBusy(runs.distribution!)} of distribution's`,
     });
     rows.push({ id: "3c", scenario, ...upstreamBytesRow(runs, ["ferry", "distribution"]) });
   }
