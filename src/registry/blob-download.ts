@@ -18,6 +18,7 @@ import { CacheWriteError, type BlobKey, type BlobWriter } from "../cache/blob-st
 import type { Logger } from "../observe/logger.ts";
 import { UpstreamError } from "../upstream/errors.ts";
 import type { BlobSource, OpenedBody } from "./blob-sources.ts";
+import { cursorStream, cursorStreamWithFirstBytes, type ReadCursor } from "./read-cursor.ts";
 
 const READ_CHUNK = 64 * 1024;
 /** A piped download has no window: its readers read the file in aligned chunks this large, */
@@ -191,23 +192,12 @@ export class BlobDownload {
    * The final byte of the blob is held back until the digest is verified.
    */
   reader(start: number, end: number | undefined): ReadableStream<Uint8Array> {
-    return readerStream(this.cursor(start, end), undefined);
+    return cursorStream(this.cursor(start, end), undefined);
   }
 
-  /**
-   * The same stream once its first bytes are there (or the range turned out empty); rejects
-   * with the download's error if it fails before. A response's headers go out with its first
-   * byte, so this is where a download that fails first must become an error answer: its
-   * stream erroring before then only resets the connection (and clients send it again).
-   */
-  async readerWithFirstBytes(start: number, end: number | undefined): Promise<ReadableStream<Uint8Array>> {
-    const cursor = this.cursor(start, end);
-    try {
-      return readerStream(cursor, await cursor.next());
-    } catch (error) {
-      cursor.release();
-      throw error;
-    }
+  /** The same stream once its first bytes are there; rejects with the download's error if it fails before (read-cursor.ts). */
+  readerWithFirstBytes(start: number, end: number | undefined): Promise<ReadableStream<Uint8Array>> {
+    return cursorStreamWithFirstBytes(this.cursor(start, end));
   }
 
   /** One reader's place in the download; released at the end of its range, on error or cancel. */
@@ -496,34 +486,4 @@ function isResumable(error: unknown): boolean {
   if (!(error instanceof UpstreamError)) return false;
   const f = error.failure;
   return f.kind !== "status" || f.status >= 500 || f.status === 429;
-}
-
-interface ReadCursor {
-  /** The next bytes of the range; null at its end. */
-  next(): Promise<Uint8Array | null>;
-  release(): void;
-}
-
-/** A cursor as a pull stream; `first` (when not undefined) is what it already read. */
-function readerStream(cursor: ReadCursor, first: Uint8Array | null | undefined): ReadableStream<Uint8Array> {
-  let pending = first;
-  return new ReadableStream<Uint8Array>(
-    {
-      pull: async (controller) => {
-        try {
-          const chunk = pending === undefined ? await cursor.next() : pending;
-          pending = undefined;
-          if (chunk === null) controller.close();
-          else controller.enqueue(chunk);
-        } catch {
-          cursor.release();
-          // The client's connection is cut without a value: Bun prints an errored body's
-          // reason as a raw stack trace, and the download has logged why (its error).
-          controller.error(undefined);
-        }
-      },
-      cancel: () => cursor.release(),
-    },
-    { highWaterMark: 0 },
-  );
 }

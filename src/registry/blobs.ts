@@ -22,7 +22,7 @@ import { PeerBlobSource, shareLocalCopy } from "./peer-blobs.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
 import { SharedBackfill } from "./shared-backfill.ts";
 import type { BlobResult } from "./results.ts";
-import { openUncached, sliceBytes } from "./uncached-blob.ts";
+import { openUncached } from "./uncached-blob.ts";
 import { toRegistryError } from "./upstream-errors.ts";
 
 export interface BlobRequest {
@@ -66,6 +66,11 @@ export class BlobService {
   /** Downloads in progress (for status pages and draining). */
   get inFlight(): ReadonlyMap<string, BlobDownload> {
     return this.downloads;
+  }
+
+  /** The max_downloads bound: places taken (cached and uncached downloads) and requests waiting for one. */
+  get downloadPlaces(): { max: number; taken: number; waiting: number } {
+    return { max: this.slots.max, taken: this.slots.active, waiting: this.slots.waiting };
   }
 
   async get(req: BlobRequest): Promise<BlobResult> {
@@ -138,19 +143,15 @@ export class BlobService {
     this.log.warn({ digest: req.digest, registry: req.registry, reason: why.message }, "blob not cached (local disk); streaming it uncached");
     let opened: Awaited<ReturnType<typeof openUncached>>;
     try {
-      opened = await openUncached(from, req.digest, (mismatch) => this.log.warn({ digest: req.digest, registry: req.registry, error: mismatch.message }, "uncached blob failed verification; client's stream cut"));
+      opened = await openUncached(from, req.digest, {
+        range: (size) => (size === undefined ? undefined : rangeOf(req.range, size)),
+        slots: this.slots,
+        onMismatch: (mismatch) => this.log.warn({ digest: req.digest, registry: req.registry, error: mismatch.message }, "uncached blob failed verification; client's stream cut"),
+      });
     } catch (error) {
       throw toRegistryError(error, "BLOB_UNKNOWN", what);
     }
-    let range: ByteRange | undefined;
-    try {
-      range = opened.size === undefined ? undefined : rangeOf(req.range, opened.size);
-    } catch (error) {
-      await opened.body.cancel().catch(() => {});
-      throw error;
-    }
-    const stream = range ? opened.body.pipeThrough(sliceBytes(range.start, range.end + 1)) : opened.body;
-    return { digest: req.digest, source: from.kind === "shared-store" ? "shared" : "upstream", size: opened.size, range, body: { kind: "stream", stream }, cache: "bypass" };
+    return { digest: req.digest, source: from.kind === "shared-store" ? "shared" : "upstream", size: opened.size, range: opened.range, body: { kind: "stream", stream: opened.body }, cache: "bypass" };
   }
 
   /** Another replica is downloading the blob: stream its download (or take over from it). */

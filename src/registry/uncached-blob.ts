@@ -1,54 +1,119 @@
 // A blob streamed from its source without caching, for when the local disk can't take it
 // (full, read-only): the client still gets its bytes, and still never a corrupt blob,
-// because the last chunk is held back until the digest and length are verified.
+// because the last chunk is held back until the digest and length are verified. It is a
+// download like the cached ones in what bounds it: a max_downloads place while it runs,
+// the source's stall timeout (silence is the source's failure, recorded against its tier),
+// and an error answer, not a reset connection, when it fails before its first byte.
 import { BlobIntegrityError } from "../cache/blob-store.ts";
 import { parseDigest } from "../protocol/digest.ts";
+import type { ByteRange } from "../protocol/range.ts";
+import { UpstreamError } from "../upstream/errors.ts";
+import type { DownloadSlots } from "./blob-download.ts";
 import type { BlobSource } from "./blob-sources.ts";
+import { cursorStreamWithFirstBytes, type ReadCursor } from "./read-cursor.ts";
 
-export async function openUncached(
-  source: BlobSource,
-  digest: string,
-  onMismatch: (error: BlobIntegrityError) => void,
-): Promise<{ size: number | undefined; body: ReadableStream<Uint8Array> }> {
-  const opened = await source.open(0, new AbortController().signal);
-  return { size: opened.size, body: opened.body.pipeThrough(verifying(digest, opened.size, onMismatch)) };
+export interface UncachedOptions {
+  /** Where the client's range falls once the size is known (throws for one that can't be served). */
+  range: (size: number | undefined) => ByteRange | undefined;
+  slots?: DownloadSlots;
+  onMismatch: (error: BlobIntegrityError) => void;
 }
 
-/** Passes chunks on one behind; the held one goes out only once the whole body matched `digest`. */
-function verifying(digest: string, size: number | undefined, onMismatch: (error: BlobIntegrityError) => void): TransformStream<Uint8Array, Uint8Array> {
+export async function openUncached(source: BlobSource, digest: string, opts: UncachedOptions): Promise<{ size: number | undefined; range: ByteRange | undefined; body: ReadableStream<Uint8Array> }> {
   const parsed = parseDigest(digest);
   if (!parsed) throw new Error(`invalid digest ${digest}`);
+  const releaseSlot = (await opts.slots?.acquire()) ?? (() => {});
+  const abort = new AbortController();
+  let reader: ReturnType<ReadableStream<Uint8Array>["getReader"]>;
+  let size: number | undefined;
+  let range: ByteRange | undefined;
+  let stallTimeoutMs: number;
+  try {
+    const opened = await source.open(0, abort.signal);
+    reader = opened.body.getReader();
+    size = opened.size;
+    stallTimeoutMs = opened.stallTimeoutMs;
+    try {
+      range = opts.range(size);
+    } catch (error) {
+      reader.cancel().catch(() => {});
+      throw error;
+    }
+  } catch (error) {
+    releaseSlot();
+    throw error;
+  }
   const hasher = new Bun.CryptoHasher(parsed.algorithm);
-  let held: Uint8Array | undefined;
-  let length = 0;
-  return new TransformStream({
-    transform(chunk, controller) {
-      hasher.update(chunk);
-      length += chunk.byteLength;
-      if (held) controller.enqueue(held);
-      held = chunk;
-    },
-    flush(controller) {
-      const actual = `${parsed.algorithm}:${hasher.digest("hex")}`;
-      if (actual !== parsed.text || (size !== undefined && size !== length)) {
-        onMismatch(new BlobIntegrityError(parsed.text, actual, size, length));
-        controller.error(undefined); // cut without a value, as BlobDownload's readers are
-        return;
+  const [start, end] = range ? [range.start, range.end + 1] : [0, Infinity];
+  let received = 0; // bytes of the body read so far
+  let held: Uint8Array | undefined; // the chunk kept back, starting at received - held.byteLength
+  let finished = false;
+  let verified = false; // the body ended and matched; only the held chunk is left
+  let stallTimer: Timer | undefined;
+  const release = () => {
+    clearTimeout(stallTimer);
+    if (finished) return;
+    finished = true;
+    releaseSlot();
+    reader.cancel().catch(() => {});
+  };
+  /** The next whole chunk in the order received, one behind the body; null at its verified end. */
+  const nextVerified = async (): Promise<Uint8Array | null> => {
+    for (;;) {
+      if (verified) {
+        const last = held ?? null;
+        held = undefined;
+        return last;
       }
-      if (held) controller.enqueue(held);
+      clearTimeout(stallTimer);
+      stallTimer = setTimeout(() => abort.abort(), stallTimeoutMs);
+      let read: Awaited<ReturnType<typeof reader.read>>;
+      try {
+        read = await reader.read();
+      } catch (error) {
+        const failure = abort.signal.aborted
+          ? new UpstreamError(source.kind, { kind: "timeout", phase: "body" })
+          : new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
+        source.bodyFailed(failure);
+        throw failure;
+      } finally {
+        clearTimeout(stallTimer);
+      }
+      if (read.done) {
+        const actual = `${parsed.algorithm}:${hasher.digest("hex")}`;
+        if (actual !== parsed.text || (size !== undefined && size !== received)) {
+          const mismatch = new BlobIntegrityError(parsed.text, actual, size, received);
+          opts.onMismatch(mismatch);
+          throw mismatch;
+        }
+        verified = true;
+        continue;
+      }
+      hasher.update(read.value);
+      received += read.value.byteLength;
+      const previous = held;
+      held = read.value;
+      if (previous) return previous;
+    }
+  };
+  let position = 0; // of the next verified chunk's first byte
+  const cursor: ReadCursor = {
+    next: async () => {
+      for (;;) {
+        if (position >= end) return null;
+        const chunk = await nextVerified();
+        if (chunk === null) {
+          release();
+          return null;
+        }
+        const at = position;
+        position += chunk.byteLength;
+        const from = Math.max(start - at, 0);
+        const to = Math.min(end - at, chunk.byteLength);
+        if (to > from) return chunk.subarray(from, to);
+      }
     },
-  });
-}
-
-/** Bytes [start, end) of a stream. */
-export function sliceBytes(start: number, end: number): TransformStream<Uint8Array, Uint8Array> {
-  let position = 0;
-  return new TransformStream({
-    transform(chunk, controller) {
-      const from = Math.max(start - position, 0);
-      const to = Math.min(end - position, chunk.byteLength);
-      position += chunk.byteLength;
-      if (to > from) controller.enqueue(chunk.subarray(from, to));
-    },
-  });
+    release,
+  };
+  return { size, range, body: await cursorStreamWithFirstBytes(cursor) };
 }

@@ -60,6 +60,7 @@ function statusView(mirror: Mirror, certificate: () => CertificateState | undefi
   return {
     registries: () => mirror.upstreamStatus(),
     downloads: () => mirror.blobs.inFlight,
+    downloadPlaces: () => mirror.blobs.downloadPlaces,
     cache: () => ({ dir: config.cache.dir, bytes: blobStore.usage.size, blobs: blobStore.usage.count, maxBytes: config.cache.maxSize, diskFull: blobStore.diskFull, hashWorker: blobStore.hashesOnWorker }),
     shared: sharedBlobs ? { bucket: config.s3?.bucket, redirect: sharedBlobs.redirect } : undefined,
     redisConnected: redis ? () => redis.ready : undefined,

@@ -11,6 +11,8 @@ import type { CertificateState } from "../tls/cert-manager.ts";
 export interface StatusView {
   registries(): RegistryStatus[];
   downloads(): ReadonlyMap<string, Pick<BlobDownload, "digest" | "sourceKind" | "written" | "size" | "state">>;
+  /** [cache] max_downloads: places taken, and requests waiting for one. */
+  downloadPlaces(): { max: number; taken: number; waiting: number };
   cache(): { dir: string; bytes: number; blobs: number; maxBytes: number | undefined; diskFull: string | undefined; hashWorker: boolean };
   /** The shared blob store, when configured. */
   shared: { bucket: string | undefined; redirect: boolean } | undefined;
@@ -34,6 +36,7 @@ export function statusApi(view: StatusView) {
         uptimeSeconds: Math.round(process.uptime()),
         registries: view.registries(),
         downloads: [...view.downloads().entries()].map(([key, d]) => ({ key, registry: key.split("/")[0], digest: d.digest, from: d.sourceKind, bytes: d.written, size: d.size ?? null, state: d.state })),
+        downloadPlaces: view.downloadPlaces(),
         cache: {
           dir: cache.dir,
           bytes: cache.bytes,

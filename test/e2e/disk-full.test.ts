@@ -136,6 +136,84 @@ describe("a full cache disk", () => {
       await ferry.stop();
     }
   }, 120_000);
+  test("streamed uncached, the upstream goes silent: before the first byte a 504 OCI error, after it a cut stream (stall_timeout, not the idle timeout)", async () => {
+    const cacheDir = join(mountPoint, "c");
+    mkdirSync(cacheDir, { recursive: true });
+    const ferry = await startFerry({ cacheDir, config: hubRegistry(upstream.url, 'stall_timeout = "1s"') });
+    const filler = join(mountPoint, "filler-c");
+    try {
+      fill(filler);
+      upstream.clearLog();
+      // Each GET opens the upstream twice: the cached attempt (refused by the full disk at its
+      // first write) and the uncached stream; both go silent.
+      const blob = small.blobs[0]!;
+      await upstream.setFault({ kind: "stall", afterBytes: 0, match: new RegExp(blob.digest.slice(7)), times: 2 });
+      const silent = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`);
+      expect(silent.status).toBe(504);
+      const error = (await silent.json()) as { errors: { code: string; message: string }[] };
+      expect(error.errors[0]!.code).toBe("UNAVAILABLE");
+      expect(error.errors[0]!.message).toMatch(/timed out \(body\)/);
+      // Silence is the upstream's failure, recorded against its tier; the full disk is not.
+      expect((await endpointState(ferry))[0]!.consecutiveFailures).toBe(1);
+
+      const layer = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
+      await upstream.setFault({ kind: "stall", afterBytes: 1024 * 1024, match: new RegExp(layer.digest.slice(7)), times: 2 });
+      const cut = await fetch(`${ferry.url}/v2/library/big/blobs/${layer.digest}`);
+      expect(cut.status).toBe(200);
+      expect(cut.headers.get("x-ferry-cache")).toBe("bypass");
+      const body = await cut.bytes().then(
+        (b) => `complete: ${b.byteLength} bytes`,
+        () => "broken",
+      );
+      expect(body).toBe("broken");
+      await upstream.setFault(null);
+      // Again the tier's (its count restarted when the cached attempt's GET was answered).
+      expect((await endpointState(ferry))[0]!.consecutiveFailures).toBe(1);
+      expect(ferry.logs().match(/endpoint failed; cooling down/g)?.length).toBe(2);
+      // Once it answers again the blob streams whole, still uncached.
+      const whole = await fetch(`${ferry.url}/v2/library/big/blobs/${layer.digest}`);
+      expect(whole.status).toBe(200);
+      expect(sha256(await whole.bytes())).toBe(layer.digest);
+      expect(ferry.logs()).not.toMatch(/^\s+at /m);
+    } finally {
+      await upstream.setFault(null);
+      rmSync(filler, { force: true });
+      await ferry.stop();
+    }
+  }, 60_000);
+
+  test("streamed uncached, a download holds a max_downloads place while it runs", async () => {
+    const cacheDir = join(mountPoint, "d");
+    mkdirSync(cacheDir, { recursive: true });
+    const ferry = await startFerry({ cacheDir, cacheConfig: "max_downloads = 1", config: hubRegistry(upstream.url, 'stall_timeout = "2s"') });
+    const filler = join(mountPoint, "filler-d");
+    const places = async () => ((await (await fetch(`${ferry.url}/api/status`)).json()) as { downloadPlaces: { max: number; taken: number; waiting: number } }).downloadPlaces;
+    try {
+      fill(filler);
+      const layer = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
+      const other = small.blobs[0]!;
+      // The first stream stalls after 1 MiB and holds the only place until its stall timeout.
+      await upstream.setFault({ kind: "stall", afterBytes: 1024 * 1024, match: new RegExp(layer.digest.slice(7)), times: 2 });
+      const first = await fetch(`${ferry.url}/v2/library/big/blobs/${layer.digest}`);
+      expect(first.status).toBe(200);
+      const firstBody = first.bytes().then(
+        () => "complete",
+        () => "broken",
+      );
+      expect(await places()).toEqual({ max: 1, taken: 1, waiting: 0 });
+      const second = fetch(`${ferry.url}/v2/library/five/blobs/${other.digest}`);
+      await waitFor(async () => (await places()).waiting === 1, { what: "the second download to wait for the place" });
+      expect(await firstBody).toBe("broken");
+      const r = await second;
+      expect(r.status).toBe(200);
+      expect(sha256(await r.bytes())).toBe(other.digest);
+      await waitFor(async () => (await places()).taken === 0, { what: "the place to be given back" });
+    } finally {
+      await upstream.setFault(null);
+      rmSync(filler, { force: true });
+      await ferry.stop();
+    }
+  }, 60_000);
 });
 
 

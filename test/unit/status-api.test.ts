@@ -11,6 +11,7 @@ function view(extra: Partial<StatusView> = {}): StatusView {
   return {
     registries: () => [{ registry: "docker.io", endpoints: [], staleResponses: { stale: 1 } }],
     downloads: () => new Map([["docker.io/sha256:ab", { digest: "sha256:ab", sourceKind: "upstream" as const, written: 5, size: undefined, state: "running" as const }]]),
+    downloadPlaces: () => ({ max: 32, taken: 1, waiting: 0 }),
     cache: () => ({ dir: "/var/cache/ferry", bytes: 40, blobs: 2, maxBytes: undefined, diskFull: "ENOSPC", hashWorker: true }),
     shared: { bucket: "layers", redirect: true },
     redisConnected: () => false,
@@ -27,6 +28,7 @@ test("/api/status: tiers, downloads, cache, shared store, Redis and traffic from
   const body = (await res.json()) as Record<string, unknown>;
   expect(body.registries).toEqual([{ registry: "docker.io", endpoints: [], staleResponses: { stale: 1 } }]);
   expect(body.downloads).toEqual([{ key: "docker.io/sha256:ab", registry: "docker.io", digest: "sha256:ab", from: "upstream", bytes: 5, size: null, state: "running" }]);
+  expect(body.downloadPlaces).toEqual({ max: 32, taken: 1, waiting: 0 });
   expect(body.cache).toEqual({ dir: "/var/cache/ferry", bytes: 40, blobs: 2, maxBytes: null, diskFull: "ENOSPC", hashWorker: true, shared: { kind: "s3", bucket: "layers", redirect: true }, redis: { connected: false } });
   expect(body.tls).toBeNull();
   expect(body.traffic).toMatchObject({ requests: 2, hits: 1, misses: 1, bytesFromCache: 10, bytesFromUpstream: 30, hitRatio: 0.5 });
