@@ -400,6 +400,15 @@ export class BlobDownload {
   }
 
   private committedPath: string | undefined;
+  /** The source's answer the local tier refused before its first byte (a full disk), until one request takes it. */
+  private refused: RefusedBody | undefined;
+
+  /** The source's answer to this download when the local tier refused it (a CacheWriteError), once. */
+  takeRefusedBody(): RefusedBody | undefined {
+    const refused = this.refused;
+    this.refused = undefined;
+    return refused;
+  }
 
   /** One request from the current offset; appends what it receives. */
   private async fetchFrom(source: BlobSource): Promise<void> {
@@ -413,7 +422,12 @@ export class BlobDownload {
         // Opened now, before any rename, so readers can always reach the bytes.
         this.readFd = openSync(this.writer.tempPath, "r");
       } catch (error) {
-        opened.body.cancel().catch(() => {});
+        if (error instanceof CacheWriteError) {
+          // The requests waiting on this download stream the blob uncached: one of them takes
+          // this answer instead of asking the source again. Once they had their turn, it goes.
+          this.refused = { opened, abort };
+          setTimeout(() => this.takeRefusedBody()?.opened.body.cancel().catch(() => {}), 0);
+        } else opened.body.cancel().catch(() => {});
         throw error;
       }
     }
@@ -479,6 +493,12 @@ export class BlobDownload {
     }
     if (this.written < this.size!) throw new UpstreamError(source.kind, { kind: "network", message: `body ended early at ${this.written} of ${this.size} bytes` });
   }
+}
+
+/** An opened body nobody read from, with what aborts it. */
+export interface RefusedBody {
+  opened: OpenedBody;
+  abort: AbortController;
 }
 
 /** Network trouble, timeouts and 5xx/429 are worth a resume; a 404 or 401 is not. */

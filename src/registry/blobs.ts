@@ -16,7 +16,7 @@ import { RegistryError } from "../protocol/errors.ts";
 import { parseRange, type ByteRange } from "../protocol/range.ts";
 import type { Credentials } from "../upstream/auth.ts";
 import type { RegistryClient } from "../upstream/registry-client.ts";
-import { BlobDownload, type DownloadSlots } from "./blob-download.ts";
+import { BlobDownload, type DownloadSlots, type RefusedBody } from "./blob-download.ts";
 import type { BlobMembership } from "./blob-membership.ts";
 import { PeerBlobSource, shareLocalCopy } from "./peer-blobs.ts";
 import { SharedStoreBlobSource, UpstreamBlobSource, type BlobSource } from "./blob-sources.ts";
@@ -130,7 +130,7 @@ export class BlobService {
       // first byte is an error answer, not a connection reset (blob-download.ts).
       stream = await (range ? download.readerWithFirstBytes(range.start, range.end + 1) : download.readerWithFirstBytes(0, undefined));
     } catch (error) {
-      if (error instanceof CacheWriteError) return this.uncached(download.source, req, what, error);
+      if (error instanceof CacheWriteError) return this.uncached(download.source, req, what, error, download.takeRefusedBody());
       throw toRegistryError(error, "BLOB_UNKNOWN", what);
     }
     // A download already verified is being published: every byte is local, so it is a hit.
@@ -139,13 +139,14 @@ export class BlobService {
   }
 
   /** The local disk refused the blob (full): stream it from the same source, verified, uncached. */
-  private async uncached(from: BlobSource, req: BlobRequest, what: string, why: CacheWriteError): Promise<BlobResult> {
+  private async uncached(from: BlobSource, req: BlobRequest, what: string, why: CacheWriteError, refused: RefusedBody | undefined): Promise<BlobResult> {
     this.log.warn({ digest: req.digest, registry: req.registry, reason: why.message }, "blob not cached (local disk); streaming it uncached");
     let opened: Awaited<ReturnType<typeof openUncached>>;
     try {
       opened = await openUncached(from, req.digest, {
         range: (size) => (size === undefined ? undefined : rangeOf(req.range, size)),
         slots: this.slots,
+        refused,
         onMismatch: (mismatch) => this.log.warn({ digest: req.digest, registry: req.registry, error: mismatch.message }, "uncached blob failed verification; client's stream cut"),
       });
     } catch (error) {

@@ -8,7 +8,7 @@ import { BlobIntegrityError } from "../cache/blob-store.ts";
 import { parseDigest } from "../protocol/digest.ts";
 import type { ByteRange } from "../protocol/range.ts";
 import { UpstreamError } from "../upstream/errors.ts";
-import type { DownloadSlots } from "./blob-download.ts";
+import type { DownloadSlots, RefusedBody } from "./blob-download.ts";
 import type { BlobSource } from "./blob-sources.ts";
 import { cursorStreamWithFirstBytes, type ReadCursor } from "./read-cursor.ts";
 
@@ -17,19 +17,21 @@ export interface UncachedOptions {
   range: (size: number | undefined) => ByteRange | undefined;
   slots?: DownloadSlots;
   onMismatch: (error: BlobIntegrityError) => void;
+  /** The source's answer already in hand (the cached attempt's, refused by the disk): not asked again. */
+  refused?: RefusedBody;
 }
 
 export async function openUncached(source: BlobSource, digest: string, opts: UncachedOptions): Promise<{ size: number | undefined; range: ByteRange | undefined; body: ReadableStream<Uint8Array> }> {
   const parsed = parseDigest(digest);
   if (!parsed) throw new Error(`invalid digest ${digest}`);
   const releaseSlot = (await opts.slots?.acquire()) ?? (() => {});
-  const abort = new AbortController();
+  const abort = opts.refused?.abort ?? new AbortController();
   let reader: ReturnType<ReadableStream<Uint8Array>["getReader"]>;
   let size: number | undefined;
   let range: ByteRange | undefined;
   let stallTimeoutMs: number;
   try {
-    const opened = await source.open(0, abort.signal);
+    const opened = opts.refused?.opened ?? (await source.open(0, abort.signal));
     reader = opened.body.getReader();
     size = opened.size;
     stallTimeoutMs = opened.stallTimeoutMs;
