@@ -102,10 +102,9 @@ export async function openUncached(source: BlobSource, digest: string, opts: Unc
   const cursor: ReadCursor = {
     next: async () => {
       for (;;) {
-        if (position >= end) return null;
-        const chunk = await nextVerified();
+        const chunk = position < end ? await nextVerified() : null;
         if (chunk === null) {
-          release();
+          release(); // the range's end, which may come before the body's
           return null;
         }
         const at = position;

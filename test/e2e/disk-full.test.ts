@@ -211,6 +211,11 @@ describe("a full cache disk", () => {
       expect(r.status).toBe(200);
       expect(sha256(await r.bytes())).toBe(other.digest);
       await waitFor(async () => (await places()).taken === 0, { what: "the place to be given back" });
+      // A range that ends before the blob does gives its place back too.
+      const ranged = await fetch(`${ferry.url}/v2/library/big/blobs/${layer.digest}`, { headers: { Range: "bytes=0-99" } });
+      expect(ranged.status).toBe(206);
+      expect((await ranged.bytes()).byteLength).toBe(100);
+      await waitFor(async () => (await places()).taken === 0, { what: "the ranged stream's place to be given back" });
     } finally {
       await upstream.setFault(null);
       rmSync(filler, { force: true });
