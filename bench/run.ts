@@ -124,8 +124,12 @@ function cpuTimes(): { idle: number; total: number } {
 async function machineBusy(ms = 300): Promise<number> {
   const a = cpuTimes();
   await Bun.sleep(ms);
-  const b = cpuTimes();
-  return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : 0;
+  return busyBetween(a, cpuTimes()) || 0;
+}
+
+/** Share of the machine's CPU busy between two cpuTimes() readings (NaN if no tick passed). */
+function busyBetween(a: { idle: number; total: number }, b: { idle: number; total: number }): number {
+  return b.total > a.total ? 1 - (b.idle - a.idle) / (b.total - a.total) : NaN;
 }
 
 /**
@@ -269,7 +273,7 @@ async function coldRun(spec: ClientSpec, digests: string[], blobBytes: number, p
       mirrorCpuS: cpu0 !== undefined && after.process !== undefined ? after.process - cpu0 : undefined,
       pullCpuS: pullCpu,
       pullUpstreamCpuS: (pullUpstreamCpu.user + pullUpstreamCpu.system) / 1e6,
-      pullMachineBusy: machine1.total > machine0.total ? 1 - (machine1.idle - machine0.idle) / (machine1.total - machine0.total) : NaN,
+      pullMachineBusy: busyBetween(machine0, machine1),
       mainThreadCpuS: main0 !== undefined && after.mainThread !== undefined ? after.mainThread - main0 : undefined,
       upstreamCpuS: (upstreamCpu.user + upstreamCpu.system) / 1e6,
       clientCpuS: result.cpuS ?? NaN,
