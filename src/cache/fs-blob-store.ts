@@ -2,6 +2,7 @@
 // Downloads go to <dir>/tmp and are renamed into place after verification; the
 // rename is atomic, so a crash leaves only temp files, which start-up removes (only those
 // of dead processes: their names carry the pid, and two ferries may share a cache dir).
+import { fullGC } from "bun:jsc";
 import { closeSync, fdatasync, openSync, writeSync } from "node:fs";
 import { mkdir, readdir, rename, rm, stat, statfs, utimes, writeFile } from "node:fs/promises";
 import { promisify } from "node:util";
@@ -13,6 +14,8 @@ import { LruIndex } from "./lru-index.ts";
 
 /** Eviction brings the tier down to this share of max_size, so it doesn't run on every commit. */
 const EVICTION_LOW_WATER = 0.9;
+/** A start-up index of this many files is collected once it is complete. */
+const INDEX_GC_FILES = 10_000;
 /** Free space a new blob must leave on the disk (the metadata database lives there too). */
 const HEADROOM_BYTES = 1024 * 1024;
 
@@ -69,6 +72,8 @@ export class FsBlobStore implements BlobStore {
       .load(this.blobsDir)
       .then(() => {
         this.options.onIndexed?.({ files: this.usage.count, bytes: this.usage.size, ms: Math.round(performance.now() - t0) });
+        // The walk's garbage (a record per file) would sit under the first downloads' chunk garbage.
+        if (this.usage.count >= INDEX_GC_FILES) fullGC();
         return this.enforceMaxSize();
       })
       .catch(() => {}); // an eviction that failed is tried again on the next commit
