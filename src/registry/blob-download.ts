@@ -12,10 +12,10 @@
 // the temp file, with pread(2) on the event loop (the bytes were just written, so they
 // are in the page cache). The last byte is released as soon as the digest is verified;
 // fsync and the rename into the cache follow.
-import { fullGC } from "bun:jsc";
 import { closeSync, openSync, readSync } from "node:fs";
 import { CacheWriteError, type BlobKey, type BlobWriter } from "../cache/blob-store.ts";
 import type { Logger } from "../observe/logger.ts";
+import { countChunkGarbage, countFanIn, countLiveChunks, settleChunkGarbage } from "../shared/chunk-garbage.ts";
 import { UpstreamError } from "../upstream/errors.ts";
 import type { BlobSource, OpenedBody } from "./blob-sources.ts";
 import { cursorStream, cursorStreamWithFirstBytes, type ReadCursor } from "./read-cursor.ts";
@@ -25,53 +25,6 @@ const READ_CHUNK = 64 * 1024;
 const PIPED_READ_CHUNK = 1024 * 1024;
 /** and the most recent this many are kept for the other readers (fan-in). */
 const PIPED_SHARED_CHUNKS = 8;
-/** Chunk bytes allocated (upstream chunks, temp-file reads; all downloads) since the last GC request. */
-let chunkBytes = 0;
-const GC_EVERY_BYTES = 64 * 1024 * 1024;
-const GC_EVERY_MIN_BYTES = 16 * 1024 * 1024;
-/** Downloads read by more than one client now (fan-in). */
-let fannedOut = 0;
-
-/**
- * Every chunk is a fresh buffer that is garbage once sent: gigabytes of short-lived
- * garbage per download, which the collector left to pile up (a single cold 300 MiB GET
- * peaked at 160 MiB RSS). A full collection every 64 MiB keeps RSS near the live set
- * (a cold 300 MiB GET peaks at ~150 MiB, 32 cold clients at ~160 MiB). Every 128 MiB
- * went up to 185 MiB with 32 clients.
- *
- * JSC's own full collection, not Bun.gc(true): that one also makes the allocator hand
- * every freed page back to the kernel at once, so the next 64 MiB of chunks were
- * faulted in fresh: half the page faults of a cold GET (48k of them for 300 MiB, 23k
- * without) and 5–10% of its CPU. Pages still go back to the kernel on the allocator's
- * own schedule (RSS is back near 80 MiB seconds after the download).
- *
- * The windows' live chunks count against the same 64 MiB. While a download is read by
- * several clients, half as often: 32 cold clients of one blob peaked near 200 MiB at 64 MiB
- * of chunk garbage per collection and ~140 MiB at 32, with no more CPU (bench/ scenario 4).
- */
-function countChunkGarbage(bytes: number): void {
-  chunkBytes += bytes;
-  if (chunkBytes >= gcEvery()) {
-    chunkBytes = 0;
-    fullGC();
-  }
-}
-
-/**
- * When a download ends, what it left since the last collection (up to 64 MiB) goes too:
- * left to the collector's own pace, it stayed while the next work (a wrk run on small
- * cached blobs after a cold 300 MiB GET) piled its garbage on top.
- */
-function settleChunkGarbage(): void {
-  if (chunkBytes < GC_SETTLE_BYTES) return;
-  chunkBytes = 0;
-  fullGC();
-}
-const GC_SETTLE_BYTES = 8 * 1024 * 1024;
-
-function gcEvery(): number {
-  return Math.max(GC_EVERY_MIN_BYTES, (fannedOut > 0 ? GC_EVERY_BYTES / 2 : GC_EVERY_BYTES) - windowedBytes);
-}
 /** Recent chunks kept in memory for readers that keep up with the download. */
 const WINDOW_BYTES = 8 * 1024 * 1024;
 /**
@@ -82,7 +35,6 @@ const WINDOW_BYTES = 8 * 1024 * 1024;
 const WINDOW_BUDGET_BYTES = 16 * 1024 * 1024;
 /** Downloads holding a window now. */
 const windowed = new Set<BlobDownload>();
-let windowedBytes = 0;
 
 function windowShare(): number {
   return Math.min(WINDOW_BYTES, Math.floor(WINDOW_BUDGET_BYTES / Math.max(1, windowed.size)));
@@ -202,13 +154,13 @@ export class BlobDownload {
 
   /** One reader's place in the download; released at the end of its range, on error or cancel. */
   private cursor(start: number, end: number | undefined): ReadCursor {
-    if (++this.readers === 2) fannedOut++;
+    if (++this.readers === 2) countFanIn(1);
     let position = start;
     let released = false;
     const release = () => {
       if (released) return;
       released = true;
-      if (this.readers-- === 2) fannedOut--;
+      if (this.readers-- === 2) countFanIn(-1);
       if (this.readers === 0) this.dropWindow();
       this.maybeCloseReadHandle();
     };
@@ -320,7 +272,7 @@ export class BlobDownload {
     }
     this.window.push({ offset, bytes });
     this.windowTotal += bytes.byteLength;
-    windowedBytes += bytes.byteLength;
+    countLiveChunks(bytes.byteLength);
     this.trimWindow();
   }
 
@@ -329,13 +281,13 @@ export class BlobDownload {
     while (this.windowTotal > share && this.window.length > 1) {
       const dropped = this.window.shift()!.bytes.byteLength;
       this.windowTotal -= dropped;
-      windowedBytes -= dropped;
+      countLiveChunks(-dropped);
     }
   }
 
   private dropWindow(): void {
     windowed.delete(this);
-    windowedBytes -= this.windowTotal;
+    countLiveChunks(-this.windowTotal);
     this.window = [];
     this.windowTotal = 0;
     this.sharedReads = [];
