@@ -962,9 +962,14 @@ async function main(): Promise<void> {
     await withPeer(Promise.resolve({ stop: () => s3.dispose() }), async () => {
       const s3cfg = { endpoint: s3.endpoint, bucket: s3.bucket, accessKeyId: s3.accessKeyId, secretAccessKey: s3.secretAccessKey, prefix: "ferry/" };
       const hex = layer.digest.slice(7);
-      // One pull fills the S3 tier (the upload completes after the digest is verified).
-      await withPeer(startFerryPeer(ferryOpts({ s3: s3cfg })), (f) => getBlob(blobUrl(f.url, bigRepo, layer.digest), 1, layer.size));
-      const key = await waitFor(async () => (await s3.listKeys("ferry/")).find((k) => k.endsWith(hex)), { timeoutMs: 120_000, intervalMs: 200, what: "the blob in the S3 tier" });
+      // One cold pull fills the S3 tier (the upload completes after the digest is verified);
+      // its peak RSS is the tee's: every byte goes to the local file and to S3 parts at once.
+      let key = "";
+      await withPeer(startFerryPeer(ferryOpts({ s3: s3cfg })), async (f) => {
+        await getBlob(blobUrl(f.url, bigRepo, layer.digest), 1, layer.size);
+        key = await waitFor(async () => (await s3.listKeys("ferry/")).find((k) => k.endsWith(hex)), { timeoutMs: 120_000, intervalMs: 200, what: "the blob in the S3 tier" });
+        memory.push({ scenario: "8 cold pull filling the S3 tier", peakMiB: peakRssMiB(f.pid) ?? NaN });
+      });
       const { getSignedUrl } = await import("@aws-sdk/s3-request-presigner");
       const { GetObjectCommand } = await import("@aws-sdk/client-s3");
       const direct = await getSignedUrl(s3.client(), new GetObjectCommand({ Bucket: s3.bucket, Key: key }), { expiresIn: 3600 });

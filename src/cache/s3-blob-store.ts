@@ -42,7 +42,7 @@ export interface S3StoreOptions {
   requestTimeoutMs?: number;
   /** Budget for calls that carry or assemble data: UploadPart, PutObject, Complete (default 120 s). */
   transferTimeoutMs?: number;
-  /** A socket idle this long fails the call (default 30 s); GetObject bodies are bounded by open()'s signal. */
+  /** A socket idle this long fails a metadata call (default 30 s); GetObject bodies are bounded by open()'s signal, part uploads by transferTimeoutMs. */
   socketIdleTimeoutMs?: number;
   /** Attempts per call, including the first (default 2: one retry). */
   maxAttempts?: number;
@@ -107,9 +107,11 @@ export class S3BlobStore implements RemoteBlobStore {
   /**
    * GetObject goes through Bun's own fetch: its body is a native stream. The Node handler's
    * (IncomingMessage, then Readable.toWeb) held ~45 MiB more RSS over a 300 MiB body and
-   * streamed at ~0.6× a plain GET of the object (bench/ scenario 8).
+   * streamed at ~0.6× a plain GET of the object (bench/ scenario 8). UploadPart and PutObject
+   * too: through the Node handler a cold pull that filled the S3 tier peaked ~23 MiB higher.
+   * (Exposed for tests that watch what is sent.)
    */
-  private readonly bodyClient: S3Client;
+  readonly bodyClient: S3Client;
   private readonly bucket: string;
   private readonly prefix: string;
   private readonly publicBaseUrl?: string;
@@ -309,7 +311,7 @@ export class S3BlobStore implements RemoteBlobStore {
 
   /** The S3 calls of one object's upload; data-carrying ones get the longer transfer budget. */
   private uploadCalls(objectKey: string): UploadCalls {
-    const [Bucket, Key, client] = [this.bucket, objectKey, this.client];
+    const [Bucket, Key, client, bodyClient] = [this.bucket, objectKey, this.client, this.bodyClient];
     const opts = { requestTimeout: this.transferTimeoutMs };
     const call = async <T>(operation: string, run: () => Promise<T>): Promise<T> => {
       try {
@@ -322,11 +324,11 @@ export class S3BlobStore implements RemoteBlobStore {
     return {
       create: () => call("CreateMultipartUpload", async () => (await client.send(new CreateMultipartUploadCommand({ Bucket, Key, ...object }), opts)).UploadId ?? ""),
       uploadPart: (UploadId, PartNumber, Body) =>
-        call("UploadPart", async () => (await client.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body, ContentLength: Body.byteLength }), opts)).ETag ?? ""),
+        call("UploadPart", async () => (await bodyClient.send(new UploadPartCommand({ Bucket, Key, UploadId, PartNumber, Body, ContentLength: Body.byteLength }), opts)).ETag ?? ""),
       // The answer's ETag is not used: RGW, like many S3-compatible stores, sends it empty.
       complete: (UploadId, Parts) => call("CompleteMultipartUpload", async () => void (await client.send(new CompleteMultipartUploadCommand({ Bucket, Key, UploadId, MultipartUpload: { Parts } }), opts))),
       abort: (UploadId) => call("AbortMultipartUpload", async () => void (await client.send(new AbortMultipartUploadCommand({ Bucket, Key, UploadId }), opts))),
-      put: (Body) => call("PutObject", async () => void (await client.send(new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.byteLength, ...object }), opts))),
+      put: (Body) => call("PutObject", async () => void (await bodyClient.send(new PutObjectCommand({ Bucket, Key, Body, ContentLength: Body.byteLength, ...object }), opts))),
     };
   }
 }

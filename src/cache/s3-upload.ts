@@ -1,6 +1,7 @@
 // One blob upload to S3, as a state machine over five calls (Create, UploadPart,
 // Complete, Abort, Put) that S3BlobStore makes with the SDK. Bytes are hashed and
-// buffered; every full part is uploaded in the background (at most queueSize at once).
+// copied into the part being filled; every full part is uploaded in the background (at
+// most queueSize at once), and its buffer is filled again once the part is stored.
 // Nothing is visible until complete(), and complete() publishes only after the bytes
 // hash to the digest (and match expectedSize): a blob that fits one part is one
 // PutObject then, a larger one a multipart upload completed there and nowhere else.
@@ -13,6 +14,7 @@
 import { digestHasher, type Digest } from "../protocol/digest.ts";
 import { BlobIntegrityError } from "./blob-store.ts";
 import type { RemoteStoreError, RemoteUpload } from "./remote-blob-store.ts";
+import { countChunkGarbage } from "../shared/chunk-garbage.ts";
 
 const MiB = 1024 * 1024;
 /** S3's minimum for every part but the last. */
@@ -71,9 +73,12 @@ export class S3Upload implements RemoteUpload {
   private state: UploadState = "open";
   private readonly hasher: Bun.CryptoHasher;
   private total = 0;
-  /** Copied chunks not yet in a part (fewer bytes than the next part's size). */
-  private pending: Uint8Array[] = [];
+  /** The part being filled (fewer bytes than its size): `pendingBytes` of `part` hold data. */
+  private part: Uint8Array | undefined;
   private pendingBytes = 0;
+  /** Buffers of stored parts, to be filled again (a fresh 8 MiB part per part left up to
+   * ~150 MiB of garbage over a 300 MiB blob before the collector ran; bench/ scenario 8). */
+  private spare: Uint8Array[] = [];
   private created: Promise<string> | undefined; // CreateMultipartUpload → UploadId
   private nextPart = 1;
   private readonly parts: { PartNumber: number; ETag: string }[] = [];
@@ -103,11 +108,14 @@ export class S3Upload implements RemoteUpload {
       if (chunk.byteLength === 0) return;
       this.hasher.update(chunk);
       this.total += chunk.byteLength;
-      // Copy: the caller may reuse its buffer once we resolve.
-      this.pending.push(chunk.slice());
-      this.pendingBytes += chunk.byteLength;
-      while (this.pendingBytes >= this.partSizes.of(this.nextPart)) {
-        await this.uploadPart(this.takePending(this.partSizes.of(this.nextPart)));
+      // Copied: the caller may reuse its buffer once we resolve.
+      for (let at = 0; at < chunk.byteLength; ) {
+        const part = (this.part ??= this.partBuffer(this.partSizes.of(this.nextPart)));
+        const take = Math.min(chunk.byteLength - at, part.byteLength - this.pendingBytes);
+        part.set(chunk.subarray(at, at + take), this.pendingBytes);
+        this.pendingBytes += take;
+        at += take;
+        if (this.pendingBytes === part.byteLength) await this.uploadPart(this.takePart());
       }
     });
   }
@@ -120,8 +128,9 @@ export class S3Upload implements RemoteUpload {
   abort(): Promise<void> {
     if (this.state === "completed") return Promise.resolve(); // the object exists: not ours to remove
     this.state = "aborted";
-    this.pending = [];
+    this.part = undefined;
     this.pendingBytes = 0;
+    this.spare = [];
     this.aborting ??= this.abortRemote().catch((error: unknown) => {
       this.aborting = undefined; // let a later abort() try again
       throw error;
@@ -143,12 +152,12 @@ export class S3Upload implements RemoteUpload {
 
       if (!this.created) {
         // Everything fits in one part: a single PutObject, atomic by nature.
-        const body = this.takePending(this.pendingBytes);
+        const body = this.takePart();
         this.checkNotAborted();
         await this.calls.put(body);
       } else {
         if (this.pendingBytes > 0 || this.parts.length + this.inflight.size === 0) {
-          await this.uploadPart(this.takePending(this.pendingBytes));
+          await this.uploadPart(this.takePart());
         }
         await Promise.all([...this.inflight]);
         if (this.failure) throw this.failure;
@@ -175,7 +184,10 @@ export class S3Upload implements RemoteUpload {
       .then((etag) => {
         if (!etag) throw new Error(`UploadPart ${partNumber} returned no ETag`);
         this.parts.push({ PartNumber: partNumber, ETag: etag });
+        // The SDK is done with the body once the part is stored; a resent part is sent from it.
+        if (this.state === "open" && body.byteLength === body.buffer.byteLength && this.spare.length < this.queueSize) this.spare.push(new Uint8Array(body.buffer));
       })
+      .finally(() => countChunkGarbage(body.byteLength)) // the HTTP client's copy of the part
       .catch((error: unknown) => {
         this.failure ??= error as Error;
         void this.abort().catch(() => {}); // the writer may never come back to do it
@@ -213,20 +225,21 @@ export class S3Upload implements RemoteUpload {
     }
   }
 
-  /** Removes and concatenates the first `n` pending bytes. */
-  private takePending(n: number): Uint8Array {
-    const out = new Uint8Array(n);
-    let filled = 0;
-    while (filled < n) {
-      const head = this.pending[0]!;
-      const take = Math.min(head.byteLength, n - filled);
-      out.set(take === head.byteLength ? head : head.subarray(0, take), filled);
-      filled += take;
-      if (take === head.byteLength) this.pending.shift();
-      else this.pending[0] = head.subarray(take);
-    }
-    this.pendingBytes -= n;
-    return out;
+  /** The filled bytes of the current part (maybe none), which starts a new part. */
+  private takePart(): Uint8Array {
+    const body = (this.part ?? new Uint8Array(0)).subarray(0, this.pendingBytes);
+    this.part = undefined;
+    this.pendingBytes = 0;
+    return body;
+  }
+
+  /** A part buffer of `size` bytes: a stored part's, or a new one. */
+  private partBuffer(size: number): Uint8Array {
+    const i = this.spare.findIndex((b) => b.byteLength === size);
+    if (i >= 0) return this.spare.splice(i, 1)[0]!;
+    this.spare = []; // parts grew (unknown size): the smaller buffers are of no more use
+    countChunkGarbage(size);
+    return new Uint8Array(size);
   }
 
   private serial<T>(fn: () => Promise<T>): Promise<T> {

@@ -70,7 +70,7 @@ beforeAll(async () => {
     prefix: "ferry/",
   };
   store = new S3BlobStore(config, { connectTimeoutMs: 1000, requestTimeoutMs: 1500, maxAttempts: 2 });
-  store.client.middlewareStack.add(
+  store.bodyClient.middlewareStack.add(
     (next, context) => async (args) => {
       const input = args.input as { Body?: Uint8Array };
       if (context.commandName === "UploadPartCommand" || context.commandName === "PutObjectCommand") {
@@ -84,6 +84,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   store?.client.destroy();
+  store?.bodyClient.destroy();
   await s3?.stop();
 });
 

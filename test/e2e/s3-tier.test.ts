@@ -117,7 +117,7 @@ describe("ferry's S3 tier on Ceph RGW", () => {
     // maxParts lowered so growth shows with a small blob: parts of 5, 10, 20 MiB, then the rest.
     const store = new S3BlobStore(storeConfig(), { partSize: 5 * MiB, maxParts: 4 });
     const partSizes: number[] = [];
-    store.client.middlewareStack.add(
+    store.bodyClient.middlewareStack.add(
       (next, context) => async (args) => {
         if (context.commandName === "UploadPartCommand") partSizes.push((args.input as { Body: Uint8Array }).Body.byteLength);
         return next(args);

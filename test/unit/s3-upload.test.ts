@@ -209,6 +209,28 @@ describe("S3Upload", () => {
     expect(f.log).toEqual(["create"]);
   });
 
+  test("part buffers are filled again once their part is stored: queueSize + 1 buffers for 13 parts, each part's bytes intact", async () => {
+    const data = bytes(60 * MiB + 7, 5);
+    const buffers = new Set<ArrayBufferLike>();
+    const received: Uint8Array[] = [];
+    const f = fakeCalls();
+    const calls: UploadCalls = {
+      ...f.calls,
+      async uploadPart(id, partNumber, body) {
+        buffers.add(body.buffer);
+        await Bun.sleep(0); // stored a turn later, as S3 answers after the whole body
+        received[partNumber - 1] = body.slice(); // what S3 stored: the body when it answers
+        return f.calls.uploadPart(id, partNumber, body);
+      },
+    };
+    const up = upload(calls, data, { expectedSize: data.length, queue: 2 });
+    await writeIn(up, data, 64 * 1024 + 1);
+    await up.complete();
+    expect(f.parts.length).toBe(13);
+    expect(buffers.size).toBeLessThanOrEqual(3);
+    expect(sha256(Buffer.concat(received))).toBe(sha256(data));
+  });
+
   test("unknown size: parts grow as the upload proceeds; past maxParts the upload fails and is aborted", async () => {
     const f = fakeCalls();
     const data = bytes(40 * MiB);
