@@ -109,13 +109,16 @@ export class S3Upload implements RemoteUpload {
       this.hasher.update(chunk);
       this.total += chunk.byteLength;
       // Copied: the caller may reuse its buffer once we resolve.
+      const placedBefore = this.total - chunk.byteLength;
       for (let at = 0; at < chunk.byteLength; ) {
-        const part = (this.part ??= this.partBuffer(this.partSizes.of(this.nextPart)));
+        const full = this.partSizes.of(this.nextPart);
+        // A blob's last part (or a small blob) gets a buffer of what is left, not a whole part.
+        const part = (this.part ??= this.partBuffer(Math.min(full, (this.expectedSize ?? Infinity) - (placedBefore + at))));
         const take = Math.min(chunk.byteLength - at, part.byteLength - this.pendingBytes);
         part.set(chunk.subarray(at, at + take), this.pendingBytes);
         this.pendingBytes += take;
         at += take;
-        if (this.pendingBytes === part.byteLength) await this.uploadPart(this.takePart());
+        if (this.pendingBytes === full) await this.uploadPart(this.takePart());
       }
     });
   }

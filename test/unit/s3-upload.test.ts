@@ -229,6 +229,14 @@ describe("S3Upload", () => {
     expect(f.parts.length).toBe(13);
     expect(buffers.size).toBeLessThanOrEqual(3);
     expect(sha256(Buffer.concat(received))).toBe(sha256(data));
+
+    // A blob under one part holds a buffer of its own size, not a whole part's.
+    let putBuffer = 0;
+    const small = bytes(3000, 6);
+    const s = upload({ ...f.calls, put: async (body) => void (putBuffer = body.buffer.byteLength) }, small, { expectedSize: small.length });
+    await writeIn(s, small, 1000);
+    await s.complete();
+    expect(putBuffer).toBe(3000);
   });
 
   test("unknown size: parts grow as the upload proceeds; past maxParts the upload fails and is aborted", async () => {
