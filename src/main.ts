@@ -25,7 +25,7 @@ Usage:
 With no config, ferry listens on 0.0.0.0:5000, mirrors Docker Hub and the other
 built-in registries, and caches under ./data. Environment overrides:
   FERRY_CONFIG FERRY_LISTEN FERRY_PUBLIC_URL FERRY_CACHE_DIR FERRY_CACHE_MAX_SIZE
-  FERRY_TAG_TTL FERRY_NEGATIVE_TTL FERRY_LOG_LEVEL FERRY_REDIS_URL FERRY_S3_*
+  FERRY_TAG_TTL FERRY_NEGATIVE_TTL FERRY_LOG_LEVEL FERRY_MEMORY_LIMIT FERRY_REDIS_URL FERRY_S3_*
 See config.example.toml for every key.
 `;
 

@@ -23,6 +23,7 @@ import { peerAddresses } from "./access/client-ip.ts";
 import type { Https } from "./tls/https.ts";
 import { defaultPeerUrl } from "./registry/peer-blobs.ts";
 import { exemptStreamFromIdleTimeout } from "./server/stream-timeout.ts";
+import { MemoryLimit } from "./shared/memory-limit.ts";
 
 /** Longest a SIGTERM waits for in-flight downloads to finish. */
 const DRAIN_TIMEOUT_MS = 30_000;
@@ -45,6 +46,7 @@ interface Stores {
   traffic: TrafficStats;
   /** Tokens, cooldowns, single-flight (leases, blob downloads), [cache] max_downloads. */
   carried: CarriedState;
+  memoryLimit: MemoryLimit;
   limiterCounters: LimiterCounters;
   /** The token secret of this process when neither auth.token_secret nor Redis gives one. */
   ownTokenSecret: string;
@@ -117,6 +119,7 @@ export async function serve(config: Config): Promise<RunningServer> {
     await stores.https?.reloadFiles(next.server.tls);
     const generation = await buildGeneration(next, stores);
     stores.carried.downloadSlots.max = next.cache.maxDownloads;
+    stores.memoryLimit.limitBytes = next.server.memoryLimit;
     void stores.blobStore.rescan(); // a reload after `ferry prune` recounts the cache
     const previous = current;
     current = generation;
@@ -136,6 +139,7 @@ export async function serve(config: Config): Promise<RunningServer> {
       const downloads = [...current.mirror.blobs.inFlight.values()].map((d) => d.finished);
       await Promise.race([Promise.all(downloads), Bun.sleep(DRAIN_TIMEOUT_MS)]);
       current.mirror.close();
+      stores.memoryLimit.stop();
       stores.meta.close();
       await stores.redis?.close();
       log.info("stopped");
@@ -145,6 +149,7 @@ export async function serve(config: Config): Promise<RunningServer> {
 
 async function openStores(config: Config): Promise<Stores> {
   const log = createLogger(config.log.level);
+  const memoryLimit = new MemoryLimit(config.server.memoryLimit).start();
   await mkdir(config.cache.dir, { recursive: true });
   const blobStore = new FsBlobStore(config.cache.dir, {
     maxSize: config.cache.maxSize,
@@ -179,7 +184,9 @@ async function openStores(config: Config): Promise<Stores> {
     limiterCounters: new LimiterCounters(),
     ownTokenSecret: randomBytes(32).toString("hex"),
     traffic: new TrafficStats(),
+    memoryLimit,
     metrics: new Metrics({
+      memoryLimitCollections: () => memoryLimit.collections,
       inFlightDownloads: () => stores.serving?.blobs.inFlight.size ?? 0,
       cacheBytes: () => blobStore.usage.size,
       cacheBlobs: () => blobStore.usage.count,

@@ -143,7 +143,8 @@ export interface TlsSettings {
 }
 
 export interface Config {
-  server: { hostname: string; port: number; publicUrl?: string; peerUrl?: string; idleTimeoutSeconds: number; tls?: TlsSettings };
+  /** memoryLimit: the soft RSS limit in bytes (0: off), see shared/memory-limit.ts. */
+  server: { hostname: string; port: number; publicUrl?: string; peerUrl?: string; idleTimeoutSeconds: number; memoryLimit: number; tls?: TlsSettings };
   auth?: AuthSettings;
   limits: LimitSettings;
   /** maxDownloads: blob downloads (upstream or shared store → local tier) running at once, for everyone. */

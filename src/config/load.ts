@@ -18,6 +18,8 @@ export class ConfigError extends Error {
 
 const DEFAULT_TIMEOUT_MS = 30_000;
 const DEFAULT_STALL_TIMEOUT_MS = 30_000;
+/** Below the 200 MiB peak RSS bench/ holds ferry to; above what a warm manifest load settles at (~165 MiB). */
+const DEFAULT_MEMORY_LIMIT = "176MiB";
 const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace", "silent"];
 
 /** Environment variables that override file keys (documented in config.example.toml). */
@@ -31,6 +33,7 @@ const ENV_KEYS: Record<string, [section: "server" | "cache" | "log" | "redis" | 
   FERRY_LISTEN: ["server", "listen"],
   FERRY_PUBLIC_URL: ["server", "public_url"],
   FERRY_PEER_URL: ["server", "peer_url"],
+  FERRY_MEMORY_LIMIT: ["server", "memory_limit"],
   FERRY_CACHE_DIR: ["cache", "dir"],
   FERRY_CACHE_MAX_SIZE: ["cache", "max_size"],
   FERRY_TAG_TTL: ["cache", "tag_ttl"],
@@ -97,7 +100,7 @@ function build(file: ConfigFile): Config {
   if (!LOG_LEVELS.includes(level)) throw new ConfigError("log.level", `must be one of ${LOG_LEVELS.join(", ")} (got "${level}")`);
   const auth = buildAuth(file.auth);
   return {
-    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), idleTimeoutSeconds: idleTimeout(file.server?.idle_timeout), tls: buildTls(file), ...(peerUrl ? { peerUrl: peerUrl.replace(/\/+$/, "") } : {}) },
+    server: { ...listen, publicUrl: publicUrl?.replace(/\/+$/, ""), idleTimeoutSeconds: idleTimeout(file.server?.idle_timeout), memoryLimit: size("server.memory_limit", file.server?.memory_limit ?? DEFAULT_MEMORY_LIMIT), tls: buildTls(file), ...(peerUrl ? { peerUrl: peerUrl.replace(/\/+$/, "") } : {}) },
     auth,
     limits: buildLimits(file.limits),
     cache: {

@@ -76,6 +76,7 @@ export const ConfigFileSchema = t.Object(
           public_url: t.Optional(t.String()),
           tls_listen: t.Optional(t.String()),
           idle_timeout: t.Optional(Duration),
+          memory_limit: t.Optional(Size),
           peer_url: t.Optional(t.String()),
           tls_cert: t.Optional(t.String()),
           tls_key: t.Optional(t.String()),

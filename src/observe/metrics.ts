@@ -55,7 +55,7 @@ export class Metrics {
   readonly upstreamRateLimited = new Counter({ name: "ferry_upstream_rate_limited_total", help: "429s received from upstream endpoints", labelNames: ["registry", "endpoint"], registers: [this.registry] });
   readonly rateLimitedResponses = new Counter({ name: "ferry_rate_limited_responses_total", help: "429s sent to clients", labelNames: ["reason"], registers: [this.registry] });
 
-  constructor(sources: { inFlightDownloads: () => number; cacheBytes: () => number; cacheBlobs: () => number; cacheMaxBytes?: number; certificate?: () => { notAfter?: string; source: string } | undefined }) {
+  constructor(sources: { inFlightDownloads: () => number; cacheBytes: () => number; cacheBlobs: () => number; cacheMaxBytes?: number; memoryLimitCollections?: () => number; certificate?: () => { notAfter?: string; source: string } | undefined }) {
     collectDefaultMetrics({ register: this.registry, prefix: "ferry_" });
     new Gauge({ name: "ferry_inflight_downloads", help: "Blob downloads in progress", registers: [this.registry], collect() {
       this.set(sources.inFlightDownloads());
@@ -72,6 +72,13 @@ export class Metrics {
       const cert = sources.certificate?.();
       if (cert?.notAfter) this.set({ source: cert.source }, Date.parse(cert.notAfter) / 1000);
     } });
+    if (sources.memoryLimitCollections) {
+      const count = sources.memoryLimitCollections;
+      new Counter({ name: "ferry_memory_limit_collections_total", help: "Full collections run because RSS was over server.memory_limit", registers: [this.registry], collect() {
+        this.reset();
+        this.inc(count());
+      } });
+    }
     if (sources.cacheMaxBytes !== undefined) {
       const max = sources.cacheMaxBytes;
       new Gauge({ name: "ferry_cache_max_size_bytes", help: "cache.max_size", registers: [this.registry], collect() {

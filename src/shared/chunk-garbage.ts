@@ -11,6 +11,8 @@ const GC_SETTLE_BYTES = 8 * 1024 * 1024;
 let fannedOut = 0;
 /** Bytes of live chunks that downloads keep for readers that keep up. */
 let liveBytes = 0;
+/** When chunk bytes were last counted (performance.now()). */
+let lastChunkAt = -Infinity;
 
 /**
  * Gigabytes of short-lived garbage per download, which the collector left to pile up (a
@@ -30,6 +32,7 @@ let liveBytes = 0;
  */
 export function countChunkGarbage(bytes: number): void {
   chunkBytes += bytes;
+  lastChunkAt = performance.now();
   if (chunkBytes >= gcEvery()) {
     chunkBytes = 0;
     fullGC();
@@ -45,6 +48,11 @@ export function settleChunkGarbage(): void {
   if (chunkBytes < GC_SETTLE_BYTES) return;
   chunkBytes = 0;
   fullGC();
+}
+
+/** Milliseconds since a transfer last counted chunk bytes: while they flow, the collections above bound memory. */
+export function msSinceChunks(): number {
+  return performance.now() - lastChunkAt;
 }
 
 /** A download's kept chunks grew (or shrank, negative) by `bytes`. */

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { startFerry, type FerryProcess } from "../harness/ferry.ts";
 import { fiveLayer, type BuiltImage } from "../harness/images.ts";
-import { freePort } from "../harness/proc.ts";
+import { freePort, waitFor } from "../harness/proc.ts";
 import { startUpstream, type Upstream } from "../harness/upstream.ts";
 import { ACCEPT } from "../harness/oci.ts";
 
@@ -50,6 +50,27 @@ describe("machine interfaces", () => {
     expect(value(/^ferry_cache_size_bytes (\d+)$/m)).toBe(totalBlobBytes);
     expect(text).toMatch(/^ferry_inflight_downloads 0$/m);
     expect(text).toContain("ferry_process_resident_memory_bytes");
+  });
+
+  test("server.memory_limit: over it, ferry collects (counted in /metrics) and serves on", async () => {
+    const collections = async (f: FerryProcess) => Number(/^ferry_memory_limit_collections_total (\d+)$/m.exec(await (await fetch(`${f.url}/metrics`)).text())?.[1] ?? NaN);
+    // The default limit (176 MiB) is far above a ferry at rest; 1 MiB is below any.
+    expect(await collections(ferry)).toBe(0);
+    const tight = await startFerry({ server: `memory_limit = "1MiB"`, config: `[[registry]]\nname = "docker.io"\nendpoints = ["${upstream.url}"]\nallow_private_redirects = true\n` });
+    try {
+      const first = await waitFor(async () => ((await collections(tight)) >= 1 ? collections(tight) : 0), { timeoutMs: 10_000, what: "a collection over the limit" });
+      const blob = image.blobs[0]!;
+      const r = await fetch(`${tight.url}/v2/library/watched/blobs/${blob.digest}`);
+      expect(r.status).toBe(200);
+      expect(new Bun.CryptoHasher("sha256").update(await r.arrayBuffer()).digest("hex")).toBe(blob.digest.slice("sha256:".length));
+      // Still over the limit: collections go on, each ≥ 200 ms after the last.
+      const t0 = Date.now();
+      const later = await waitFor(async () => ((await collections(tight)) >= first + 2 ? collections(tight) : 0), { timeoutMs: 10_000, what: "two more collections" });
+      expect(later).toBeGreaterThanOrEqual(first + 2);
+      expect(Date.now() - t0).toBeGreaterThanOrEqual(200);
+    } finally {
+      await tight.stop();
+    }
   });
 
   test("/healthz and /readyz", async () => {

@@ -24,7 +24,7 @@ describe("units", () => {
 describe("config", () => {
   test("defaults: embedded storage, Docker Hub and the built-in registries", () => {
     const c = parseConfig("");
-    expect(c.server).toEqual({ hostname: "0.0.0.0", port: 5000, publicUrl: undefined, idleTimeoutSeconds: 120, tls: undefined });
+    expect(c.server).toEqual({ hostname: "0.0.0.0", port: 5000, publicUrl: undefined, idleTimeoutSeconds: 120, memoryLimit: 176 * 1024 ** 2, tls: undefined });
     expect(c.cache.dir).toBe("./data");
     expect(c.cache.tagTtlMs).toBe(300_000);
     expect(c.registries.find((r) => r.name === "docker.io")?.endpoints[0]?.url).toBe("https://registry-1.docker.io");
@@ -40,6 +40,9 @@ describe("config", () => {
     expect(c.cache.dir).toBe("/tmp/x");
     expect(c.cache.tagTtlMs).toBe(60_000);
     expect(c.cache.maxSize).toBe(10 * 1024 ** 3);
+    expect(parseConfig(`[server]\nmemory_limit = "1GiB"`).server.memoryLimit).toBe(1024 ** 3);
+    expect(parseConfig("", { FERRY_MEMORY_LIMIT: "0" }).server.memoryLimit).toBe(0);
+    expect(() => parseConfig(`[server]\nmemory_limit = "lots"`)).toThrow("server.memory_limit");
     const hub = c.registries.find((r) => r.name === "docker.io")!;
     expect(hub.endpoints).toMatchObject([
       { url: "http://127.0.0.1:9", username: "u", password: "p", timeoutMs: 30_000 },
