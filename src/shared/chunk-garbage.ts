@@ -11,8 +11,8 @@ const GC_SETTLE_BYTES = 8 * 1024 * 1024;
 let fannedOut = 0;
 /** Bytes of live chunks that downloads keep for readers that keep up. */
 let liveBytes = 0;
-/** When chunk bytes were last counted (performance.now()). */
-let lastChunkAt = -Infinity;
+/** Chunk bytes counted since start (never reset): whether transfers run, read off the hot path. */
+let chunkBytesEver = 0;
 
 /**
  * Gigabytes of short-lived garbage per download, which the collector left to pile up (a
@@ -32,7 +32,7 @@ let lastChunkAt = -Infinity;
  */
 export function countChunkGarbage(bytes: number): void {
   chunkBytes += bytes;
-  lastChunkAt = performance.now();
+  chunkBytesEver += bytes;
   if (chunkBytes >= gcEvery()) {
     chunkBytes = 0;
     fullGC();
@@ -50,9 +50,9 @@ export function settleChunkGarbage(): void {
   fullGC();
 }
 
-/** Milliseconds since a transfer last counted chunk bytes: while they flow, the collections above bound memory. */
-export function msSinceChunks(): number {
-  return performance.now() - lastChunkAt;
+/** Chunk bytes counted so far: while this grows, the collections above bound memory. */
+export function chunkBytesCounted(): number {
+  return chunkBytesEver;
 }
 
 /** A download's kept chunks grew (or shrank, negative) by `bytes`. */

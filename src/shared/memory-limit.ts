@@ -5,7 +5,7 @@
 // It is not a cap: a live set above the limit stays, and collections then back off.
 // While blob bytes flow, chunk-garbage.ts collects on its own budget instead: returning
 // pages then made every next chunk fault fresh memory (8 concurrent cold pulls: 7.2 → 9.1 s).
-import { msSinceChunks } from "./chunk-garbage.ts";
+import { chunkBytesCounted } from "./chunk-garbage.ts";
 
 /** How often RSS is read (one read of /proc/self/statm). */
 const CHECK_EVERY_MS = 50;
@@ -25,12 +25,26 @@ export interface MemoryLimitDeps {
   transfers: () => boolean;
 }
 
-const runtimeDeps: MemoryLimitDeps = {
+/** Whether chunk bytes were counted within CHUNKS_QUIET_MS (seen at each check, so the blob stream reads no clock). */
+function transfersRunning(): () => boolean {
+  let seen = chunkBytesCounted();
+  let changedAt = -Infinity;
+  return () => {
+    const now = performance.now();
+    if (chunkBytesCounted() !== seen) {
+      seen = chunkBytesCounted();
+      changedAt = now;
+    }
+    return now - changedAt < CHUNKS_QUIET_MS;
+  };
+}
+
+const runtimeDeps = (): MemoryLimitDeps => ({
   rss: () => process.memoryUsage.rss(),
   collect: () => Bun.gc(true),
   now: () => performance.now(),
-  transfers: () => msSinceChunks() < CHUNKS_QUIET_MS,
-};
+  transfers: transfersRunning(),
+});
 
 export class MemoryLimit {
   /** Collections run because RSS was over the limit (ferry_memory_limit_collections_total). */
@@ -41,14 +55,15 @@ export class MemoryLimit {
   /** `limitBytes` 0 turns it off; settable (a reload applies a new limit). */
   constructor(
     public limitBytes: number,
-    private readonly deps: MemoryLimitDeps = runtimeDeps,
+    private readonly deps: MemoryLimitDeps = runtimeDeps(),
   ) {}
 
   /** One check: collects if RSS is over the limit and the last collection is far enough behind. */
   check(): boolean {
     if (this.limitBytes <= 0) return false;
     const start = this.deps.now();
-    if (start < this.notBefore || this.deps.rss() <= this.limitBytes || this.deps.transfers()) return false;
+    const transfers = this.deps.transfers(); // asked at every check: it notices chunks as they go by
+    if (transfers || start < this.notBefore || this.deps.rss() <= this.limitBytes) return false;
     this.deps.collect();
     this.collections++;
     this.notBefore = start + Math.max(MIN_GAP_MS, (this.deps.now() - start) / MAX_TIME_SHARE);
