@@ -25,6 +25,8 @@ const READ_CHUNK = 64 * 1024;
 const PIPED_READ_CHUNK = 1024 * 1024;
 /** and the most recent this many are kept for the other readers (fan-in). */
 const PIPED_SHARED_CHUNKS = 8;
+/** Buffers of dropped chunks kept for the next reads (one reader needs one; a fan-in, a few). */
+const SPARE_READ_BUFFERS = 2;
 /** Recent chunks kept in memory for readers that keep up with the download. */
 const WINDOW_BYTES = 8 * 1024 * 1024;
 /**
@@ -86,6 +88,36 @@ export class DownloadSlots {
 /** "verified": every byte is in and the digest matches; publishing (fsync, rename) is under way. */
 type State = "running" | "verified" | "done" | "failed";
 
+/**
+ * How a reader's chunks may be used. "owned": the consumer keeps them. "lent": each is valid
+ * only until the consumer's next read, so the download reads the next bytes into the same
+ * buffer and makes no garbage: for Bun's HTTP response sink, which copies a chunk (to the
+ * socket or its own buffer) before it reads again, behind pull-through wrappers that read
+ * nothing ahead (test/unit/blob-download.test.ts checks it with slow HTTP clients).
+ */
+export type ChunkUse = "owned" | "lent";
+
+/** One aligned 1 MiB read of a piped download's file, shared by its readers (fromSharedRead). */
+interface SharedRead {
+  index: number;
+  buffer: Buffer;
+  /** The part of `buffer` this chunk of the blob covers. */
+  bytes: Uint8Array;
+  filled: number;
+  /** Readers holding a lent view of it now. */
+  lent: number;
+  /** A view went out as a reader's own: the buffer is never reused. */
+  given: boolean;
+  /** No longer kept for readers: its buffer is reused once no view is lent. */
+  dropped: boolean;
+}
+
+/** A reader's chunk use, and the shared read its last lent chunk came from. */
+interface ReaderState {
+  use: ChunkUse;
+  holds: SharedRead | undefined;
+}
+
 export class BlobDownload {
   state: State = "running";
   /** Total length, known once the upstream answered. */
@@ -109,7 +141,9 @@ export class BlobDownload {
   /** The body goes to the file writer's thread (see pipeFrom): readers read the file. */
   private piped = false;
   /** Recent aligned reads of a piped download's file, shared by its readers (fromSharedRead). */
-  private sharedReads: { index: number; bytes: Uint8Array; filled: number }[] = [];
+  private sharedReads: SharedRead[] = [];
+  /** Buffers of dropped shared reads that no reader holds: the next reads fill them. */
+  private spareBuffers: Buffer[] = [];
 
   private constructor(private readonly opts: DownloadOptions) {
     this.ready = new Promise((resolve, reject) => {
@@ -143,30 +177,33 @@ export class BlobDownload {
    * A stream of bytes [start, end) of the blob as the download provides them.
    * The final byte of the blob is held back until the digest is verified.
    */
-  reader(start: number, end: number | undefined): ReadableStream<Uint8Array> {
-    return cursorStream(this.cursor(start, end), undefined);
+  reader(start: number, end: number | undefined, use: ChunkUse = "owned"): ReadableStream<Uint8Array> {
+    return cursorStream(this.cursor(start, end, use), undefined);
   }
 
   /** The same stream once its first bytes are there; rejects with the download's error if it fails before (read-cursor.ts). */
-  readerWithFirstBytes(start: number, end: number | undefined): Promise<ReadableStream<Uint8Array>> {
-    return cursorStreamWithFirstBytes(this.cursor(start, end));
+  readerWithFirstBytes(start: number, end: number | undefined, use: ChunkUse = "owned"): Promise<ReadableStream<Uint8Array>> {
+    return cursorStreamWithFirstBytes(this.cursor(start, end, use));
   }
 
   /** One reader's place in the download; released at the end of its range, on error or cancel. */
-  private cursor(start: number, end: number | undefined): ReadCursor {
+  private cursor(start: number, end: number | undefined, use: ChunkUse): ReadCursor {
     if (++this.readers === 2) countFanIn(1);
     let position = start;
     let released = false;
+    const reader: ReaderState = { use, holds: undefined };
     const release = () => {
       if (released) return;
       released = true;
+      this.giveBack(reader);
       if (this.readers-- === 2) countFanIn(-1);
       if (this.readers === 0) this.dropWindow();
       this.maybeCloseReadHandle();
     };
     return {
       next: async () => {
-        const chunk = await this.readAt(position, end);
+        this.giveBack(reader); // asking for more: done with the last lent chunk
+        const chunk = await this.readAt(position, end, reader);
         if (chunk === null) release();
         else position += chunk.byteLength;
         return chunk;
@@ -176,7 +213,7 @@ export class BlobDownload {
   }
 
   /** Next bytes at `position`, waiting for the download; null at the end of the range. */
-  private async readAt(position: number, end: number | undefined): Promise<Uint8Array | null> {
+  private async readAt(position: number, end: number | undefined, reader: ReaderState): Promise<Uint8Array | null> {
     for (;;) {
       // A failed download serves nothing more: its temp file is gone once its last reader left.
       this.throwIfFailed();
@@ -193,7 +230,7 @@ export class BlobDownload {
         const wanted = Math.min(available - position, limit === undefined ? Infinity : limit - position);
         // Window views cost nothing, so they go out whole; file reads come in small chunks,
         // which keeps what a slow client's connection holds (and the garbage) small.
-        if (this.piped) return this.fromSharedRead(position, wanted, available);
+        if (this.piped) return this.fromSharedRead(position, wanted, available, reader);
         return this.fromWindow(position, wanted) ?? this.fromFile(position, Math.min(READ_CHUNK, wanted));
       }
       if (this.state !== "running" && this.state !== "verified") return null; // size was unknown and the stream ended
@@ -221,26 +258,53 @@ export class BlobDownload {
    * readers at the same place (a fan-in) share one read and one buffer, as the window
    * shares upstream chunks on the chunk path. A chunk is allocated whole and filled as the
    * file grows: each byte is read once, and views already handed out are never written
-   * again. Past chunks are kept only while several clients read (a fan-in).
+   * again. Past chunks are kept only while several clients read (a fan-in). A dropped
+   * chunk's buffer is filled again once every view of it was lent (ChunkUse) and given back.
    */
-  private fromSharedRead(position: number, wanted: number, available: number): Uint8Array {
+  private fromSharedRead(position: number, wanted: number, available: number, reader: ReaderState): Uint8Array {
     const index = Math.floor(position / PIPED_READ_CHUNK);
     const base = index * PIPED_READ_CHUNK;
     let entry = this.sharedReads.find((e) => e.index === index);
     if (!entry) {
-      const capacity = Math.min(PIPED_READ_CHUNK, this.size! - base);
-      countChunkGarbage(capacity);
-      entry = { index, bytes: Buffer.allocUnsafe(capacity), filled: 0 };
-      this.sharedReads.push(entry);
       const keep = this.readers > 1 ? PIPED_SHARED_CHUNKS : 1;
-      while (this.sharedReads.length > keep) this.sharedReads.shift();
+      while (this.sharedReads.length >= keep) this.dropSharedRead(this.sharedReads.shift()!);
+      const capacity = Math.min(PIPED_READ_CHUNK, this.size! - base);
+      const buffer = this.spareBuffers.length > 0 && this.spareBuffers.at(-1)!.byteLength >= capacity ? this.spareBuffers.pop()! : this.newReadBuffer(capacity);
+      entry = { index, buffer, bytes: buffer.subarray(0, capacity), filled: 0, lent: 0, given: false, dropped: false };
+      this.sharedReads.push(entry);
     }
     if (base + entry.filled <= position) {
       const until = Math.min(base + entry.bytes.byteLength, available);
       entry.filled += this.readInto(entry.bytes.subarray(entry.filled, until - base), base + entry.filled);
     }
+    if (reader.use === "lent") {
+      reader.holds = entry;
+      entry.lent++;
+    } else entry.given = true;
     const start = position - base;
     return entry.bytes.subarray(start, Math.min(entry.filled, start + wanted));
+  }
+
+  private newReadBuffer(capacity: number): Buffer {
+    countChunkGarbage(capacity);
+    return Buffer.allocUnsafe(capacity);
+  }
+
+  /** The reader is done with its last lent chunk. */
+  private giveBack(reader: ReaderState): void {
+    const entry = reader.holds;
+    if (!entry) return;
+    reader.holds = undefined;
+    if (--entry.lent === 0 && entry.dropped) this.recycle(entry);
+  }
+
+  private dropSharedRead(entry: SharedRead): void {
+    entry.dropped = true;
+    if (entry.lent === 0) this.recycle(entry);
+  }
+
+  private recycle(entry: SharedRead): void {
+    if (!entry.given && this.spareBuffers.length < SPARE_READ_BUFFERS) this.spareBuffers.push(entry.buffer);
   }
 
   private fromFile(position: number, length: number): Uint8Array {
@@ -256,6 +320,11 @@ export class BlobDownload {
     const bytesRead = readSync(this.readFd, into, 0, into.byteLength, position);
     if (bytesRead === 0) throw new Error("blob temp file shorter than written length");
     return bytesRead;
+  }
+
+  /** Clients reading the download now. */
+  get readerCount(): number {
+    return this.readers;
   }
 
   /** Bytes held in the in-memory window now. */
@@ -291,6 +360,7 @@ export class BlobDownload {
     this.window = [];
     this.windowTotal = 0;
     this.sharedReads = [];
+    this.spareBuffers = [];
   }
 
   private async verifiedOrFailed(): Promise<void> {

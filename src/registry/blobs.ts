@@ -128,7 +128,7 @@ export class BlobService {
       range = size === undefined ? undefined : rangeOf(req.range, size);
       // Answered once there is a byte to send: a download that fails before the range's
       // first byte is an error answer, not a connection reset (blob-download.ts).
-      stream = await (range ? download.readerWithFirstBytes(range.start, range.end + 1) : download.readerWithFirstBytes(0, undefined));
+      stream = await (range ? download.readerWithFirstBytes(range.start, range.end + 1, "lent") : download.readerWithFirstBytes(0, undefined, "lent"));
     } catch (error) {
       if (error instanceof CacheWriteError) return this.uncached(download.source, req, what, error, download.takeRefusedBody());
       throw toRegistryError(error, "BLOB_UNKNOWN", what);

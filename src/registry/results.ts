@@ -11,7 +11,7 @@ export interface ManifestResult {
 
 export type BlobBody =
   | { kind: "file"; path: string } // a verified cached blob: sent with sendfile
-  | { kind: "stream"; stream: ReadableStream<Uint8Array> } // following a download
+  | { kind: "stream"; stream: ReadableStream<Uint8Array> } // following a download; its chunks are lent (ChunkUse): for an HTTP response
   | { kind: "redirect"; url: string } // a short-lived URL of the shared store
   | { kind: "none" }; // HEAD
 

@@ -43,7 +43,7 @@ async function peerCopy(downloads: ReadonlyMap<string, BlobDownload>, local: FsB
       const size = await running.ready.catch(() => null);
       if (size === null) return new Response("download failed\n", { status: 502 });
       if (size === undefined && offset > 0) return new Response("size unknown\n", { status: 416 });
-      return bodyFrom(running.reader(offset, undefined), offset, size);
+      return bodyFrom(running.reader(offset, undefined, "lent"), offset, size);
     }
     const cached = await local.stat(key);
     if (cached) return bodyFrom(Bun.file(cached.path).slice(offset).stream(), offset, cached.size);
