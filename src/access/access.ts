@@ -150,19 +150,20 @@ export class AccessControl {
    * Limits for a blob download: byte budget, a concurrency slot and the client's delivery
    * bandwidth (the body is paced, shared fairly by the client's concurrent downloads).
    * `wrap` hands the slot to a body (released when it ends); every answer without one must
-   * call `release`.
+   * call `release`. `paced`: the body goes out in bandwidth slices.
    */
-  async admitDownload(client: Client): Promise<{ wrap?: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>; release: () => void; addBytes: (n: number) => void }> {
+  async admitDownload(client: Client): Promise<{ wrap?: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>; paced: boolean; release: () => void; addBytes: (n: number) => void }> {
     const none = () => {};
-    if (client.exempt) return { addBytes: none, release: none };
+    if (client.exempt) return { addBytes: none, release: none, paced: false };
     rejectOver(await this.limiter.bytesLeft(client.ip));
     const addBytes = (n: number) => void this.limiter.addBytes(client.ip, n);
     const delivery = this.delivery;
     const pace = delivery ? (body: ReadableStream<Uint8Array>) => delivery.shape(client.ip, body) : (body: ReadableStream<Uint8Array>) => body;
-    if (!this.limiter.concurrencyLimited) return { addBytes, release: none, ...(delivery && { wrap: pace }) };
+    const paced = delivery !== undefined;
+    if (!this.limiter.concurrencyLimited) return { addBytes, release: none, paced, ...(delivery && { wrap: pace }) };
     const slot = this.limiter.acquireDownload(client.ip);
     rejectOver(slot.verdict);
-    return { wrap: (body) => onStreamEnd(pace(body), slot.release), release: slot.release, addBytes };
+    return { wrap: (body) => onStreamEnd(pace(body), slot.release), release: slot.release, addBytes, paced };
   }
 
   /** 401 with a Bearer challenge pointing at ferry's own token service. */

@@ -1,7 +1,6 @@
 // The pull side of the OCI distribution API under /v2/. Pull-only: every write method
 // answers 405 UNSUPPORTED. Access control (access/access.ts) is asked before anything
 // is looked up or fetched.
-import { closeSync, openSync, readSync } from "node:fs";
 import { Elysia } from "elysia";
 import type { AccessControl } from "../access/access.ts";
 import { peerOf } from "../access/client-ip.ts";
@@ -14,6 +13,7 @@ import { paginate } from "../registry/tags.ts";
 import type { Credentials } from "../upstream/auth.ts";
 import { parseApiPath, routeName, type RoutedName } from "../routing/route.ts";
 import { toRegistryErrorResponse } from "./errors.ts";
+import { cachedFileStream } from "./file-stream.ts";
 import { annotate } from "./request-log.ts";
 import { requestUrl } from "../protocol/request-url.ts";
 import { API_VERSION_HEADER, blobResponse, cacheHeaders, jsonResponse, manifestResponse, referrersResponse } from "./responses.ts";
@@ -78,7 +78,7 @@ export function registryApi(mirror: RegistryApiServices, access: AccessControl) 
             annotate(request, { cache: b.cache });
             const bytes = recordBlob(mirror, b, method);
             limits?.addBytes(bytes);
-            const tracked = limits?.wrap ? trackedBody(b, limits.wrap) : b;
+            const tracked = limits?.wrap ? trackedBody(b, limits.wrap, limits.paced) : b;
             const response = blobResponse(tracked, { ...extra, ...cacheHeaders(b.cache) });
             slotHandedOver = tracked !== b;
             return response;
@@ -134,54 +134,22 @@ function recordBlob(mirror: Pick<Mirror, "metrics" | "traffic">, b: BlobResult, 
 }
 
 /**
- * A body whose end is observed (to release a concurrent-download slot). Cached files
- * then go out as a stream instead of sendfile: only for clients under that limit.
+ * A body whose end is observed (to release a concurrent-download slot) or paced. Cached
+ * files then go out as a stream instead of sendfile: only for clients under those limits.
  */
-function trackedBody(b: BlobResult, wrap: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>): BlobResult {
+function trackedBody(b: BlobResult, wrap: (body: ReadableStream<Uint8Array>) => ReadableStream<Uint8Array>, paced: boolean): BlobResult {
   if (b.body.kind === "stream") return { ...b, body: { kind: "stream", stream: wrap(b.body.stream) } };
   if (b.body.kind === "file") {
-    const stream = fileStream(b.body.path, b.range?.start ?? 0, b.range ? b.range.end + 1 : (b.size ?? Bun.file(b.body.path).size));
+    const stream = cachedFileStream(b.body.path, b.range?.start ?? 0, b.range ? b.range.end + 1 : (b.size ?? Bun.file(b.body.path).size), paced ? PACED_FILE_READ_BYTES : FILE_READ_BYTES);
     return { ...b, body: { kind: "stream", stream: wrap(stream) } };
   }
   return b;
 }
 
-/** Bytes read per pull of a paced or tracked file: the size of a bandwidth slice. */
-const FILE_READ_BYTES = 64 * 1024;
-
-/**
- * Bytes [start, end) of a cached file, read only when the consumer pulls, in small pieces.
- * Bun.file().stream() reads ahead in 512 KiB blocks, and under a bandwidth cap that churn of
- * large short-lived buffers let the allocator's scavenger stall the event loop for 100+ ms.
- */
-function fileStream(path: string, start: number, end: number): ReadableStream<Uint8Array> {
-  let fd: number | undefined;
-  let position = start;
-  const close = () => {
-    if (fd === undefined) return;
-    closeSync(fd);
-    fd = undefined;
-  };
-  return new ReadableStream<Uint8Array>(
-    {
-      pull(controller) {
-        fd ??= openSync(path, "r");
-        const length = Math.min(FILE_READ_BYTES, end - position);
-        const chunk = new Uint8Array(length);
-        const n = length > 0 ? readSync(fd, chunk, 0, length, position) : 0;
-        if (n === 0) {
-          close();
-          if (position < end) return controller.error(new Error(`cached blob file shorter than ${end} bytes`));
-          return controller.close();
-        }
-        position += n;
-        controller.enqueue(n === length ? chunk : chunk.subarray(0, n));
-      },
-      cancel: close,
-    },
-    { highWaterMark: 0 },
-  );
-}
+/** Bytes read per pull of a tracked file: each stream holds one buffer this size. */
+const FILE_READ_BYTES = 1024 * 1024;
+/** The same for a paced file: a bandwidth slice, since a paced stream waits with its buffer. */
+const PACED_FILE_READ_BYTES = 64 * 1024;
 
 function pageParams(url: URL): { n: number | undefined; last: string | undefined } {
   const nText = url.searchParams.get("n");
