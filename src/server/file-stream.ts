@@ -6,7 +6,9 @@ import { closeSync, openSync, readSync } from "node:fs";
  * Bytes [start, end) of a cached file, read only when the consumer pulls, `readBytes` at a
  * time into one buffer: each piece is lent (ChunkUse "lent" in registry/blob-download.ts),
  * valid until the next pull, so a stream makes no garbage however many bytes it sends. For
- * an HTTP response body only, behind wrappers that read nothing ahead.
+ * an HTTP response body only, behind wrappers that read nothing ahead. (Bun.file().stream()
+ * reads ahead into fresh 512 KiB blocks: under a bandwidth cap that churn let the allocator's
+ * scavenger stall the event loop for 100+ ms.)
  */
 export function cachedFileStream(path: string, start: number, end: number, readBytes: number): ReadableStream<Uint8Array> {
   let fd: number | undefined;
