@@ -15,6 +15,7 @@ import { Bandwidth } from "../../src/shared/bandwidth.ts";
 import { chunkBytesCounted } from "../../src/shared/chunk-garbage.ts";
 import type { BlobSource, OpenedBody } from "../../src/registry/blob-sources.ts";
 import { UpstreamError } from "../../src/upstream/errors.ts";
+import { curlDigest, serveHttpAndHttps } from "./support/http-clients.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -386,25 +387,17 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
     const source = new ScriptedSource(blob.byteLength);
     const download = start(s, digestOf(blob), source);
     await download.ready;
-    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]);
-    expect(gen.exitCode).toBe(0);
     const paced = new Bandwidth(8 * chunk);
-    const fetchHandler = async (req: Request) => {
+    using server = serveHttpAndHttps(dir, async (req) => {
       const stream = await download.readerWithFirstBytes(0, undefined, "lent");
       return new Response(new URL(req.url).pathname === "/paced" ? paced.shape(stream) : stream);
-    };
-    using http = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: fetchHandler });
-    using https = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: fetchHandler, tls: { cert: Bun.file(join(dir, "cert.pem")), key: Bun.file(join(dir, "key.pem")) } });
-    const curl = (url: string, ...flags: string[]) => {
-      const proc = Bun.spawn(["curl", "-sS", "--fail", "-k", ...flags, url], { stdout: "pipe", stderr: "pipe" });
-      return new Response(proc.stdout).bytes().then(async (body) => ({ exit: await proc.exited, sha: digestOf(body) }));
-    };
+    });
     const clients = [
-      curl(`http://127.0.0.1:${http.port}/`),
-      curl(`http://127.0.0.1:${http.port}/`, "--limit-rate", "6M"),
-      curl(`http://127.0.0.1:${http.port}/paced`),
-      curl(`https://127.0.0.1:${https.port}/`, "--limit-rate", "10M"),
-      curl(`https://127.0.0.1:${https.port}/`),
+      curlDigest(`${server.httpUrl}/`),
+      curlDigest(`${server.httpUrl}/`, "--limit-rate", "6M"),
+      curlDigest(`${server.httpUrl}/paced`),
+      curlDigest(`${server.httpsUrl}/`, "--limit-rate", "10M"),
+      curlDigest(`${server.httpsUrl}/`),
     ];
     await waitUntil(() => download.readerCount === clients.length);
     for (let at = 0; at < blob.byteLength; at += chunk) {
@@ -412,7 +405,7 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
       await waitUntil(() => download.written >= Math.min(at + chunk, blob.byteLength - 1));
     }
     source.end();
-    const expected = { exit: 0, sha: digestOf(blob) };
+    const expected = { exit: 0, digest: digestOf(blob) };
     expect(await Promise.all(clients)).toEqual(clients.map(() => expected));
     await download.finished;
     expect(download.state).toBe("done");

@@ -7,8 +7,10 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { onStreamEnd } from "../../src/access/limits.ts";
+import { digestOf } from "../../src/protocol/digest.ts";
 import { cachedFileStream } from "../../src/server/file-stream.ts";
 import { Bandwidth } from "../../src/shared/bandwidth.ts";
+import { curlDigest, serveHttpAndHttps } from "./support/http-clients.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "ferry-file-stream-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -19,8 +21,6 @@ function blobFile(name: string, size: number): { path: string; bytes: Uint8Array
   writeFileSync(path, bytes);
   return { path, bytes };
 }
-
-const sha256 = (b: Uint8Array) => new Bun.CryptoHasher("sha256").update(b).digest("hex");
 
 describe("a cached file streamed to a client under limits", () => {
   test("is read into one buffer: every piece of a whole file and of a range arrives intact, and no piece is a new buffer", async () => {
@@ -55,29 +55,21 @@ describe("a cached file streamed to a client under limits", () => {
     // Lending is safe only if the response sink copies a piece before it pulls the next one,
     // also under backpressure: real clients (curl), one of them slower than the server.
     const { path, bytes } = blobFile("http", 6 * 1024 * 1024 + 321);
-    const gen = Bun.spawnSync(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1", "-keyout", join(dir, "key.pem"), "-out", join(dir, "cert.pem")]);
-    expect(gen.exitCode).toBe(0);
     const paced = new Bandwidth(16 * 1024 * 1024);
     let ended = 0;
-    const fetchHandler = (req: Request) => {
+    using server = serveHttpAndHttps(dir, (req) => {
       const stream = onStreamEnd(cachedFileStream(path, 0, bytes.byteLength, 1024 * 1024), () => ended++);
       return new Response(new URL(req.url).pathname === "/paced" ? paced.shape(stream) : stream);
-    };
-    using http = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: fetchHandler });
-    using https = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: fetchHandler, tls: { cert: Bun.file(join(dir, "cert.pem")), key: Bun.file(join(dir, "key.pem")) } });
-    const curl = (url: string, ...flags: string[]) => {
-      const proc = Bun.spawn(["curl", "-sS", "--fail", "-k", ...flags, url], { stdout: "pipe", stderr: "pipe" });
-      return new Response(proc.stdout).bytes().then(async (body) => ({ exit: await proc.exited, sha: sha256(body) }));
-    };
+    });
     const clients = [
-      curl(`http://127.0.0.1:${http.port}/`),
-      curl(`http://127.0.0.1:${http.port}/`, "--limit-rate", "8M"),
-      curl(`http://127.0.0.1:${http.port}/paced`),
-      curl(`https://127.0.0.1:${https.port}/`),
-      curl(`https://127.0.0.1:${https.port}/paced`, "--limit-rate", "12M"),
+      curlDigest(`${server.httpUrl}/`),
+      curlDigest(`${server.httpUrl}/`, "--limit-rate", "8M"),
+      curlDigest(`${server.httpUrl}/paced`),
+      curlDigest(`${server.httpsUrl}/`),
+      curlDigest(`${server.httpsUrl}/paced`, "--limit-rate", "12M"),
     ];
     const results = await Promise.all(clients);
-    expect(results).toEqual(clients.map(() => ({ exit: 0, sha: sha256(bytes) })));
+    expect(results).toEqual(clients.map(() => ({ exit: 0, digest: digestOf(bytes) })));
     expect(ended).toBe(results.length);
   }, 30_000);
 });
