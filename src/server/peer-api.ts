@@ -41,9 +41,13 @@ async function peerCopy(downloads: ReadonlyMap<string, BlobDownload>, local: FsB
     const running = downloads.get(id);
     if (running) {
       const size = await running.ready.catch(() => null);
-      if (size === null) return new Response("download failed\n", { status: 502 });
+      if (size === null) return downloadFailed();
       if (size === undefined && offset > 0) return new Response("size unknown\n", { status: 416 });
-      return bodyFrom(running.reader(offset, undefined, "lent"), offset, size);
+      // Answered once a byte is there: a download that fails first is a 502 the waiting
+      // replica reads as such, not a 200 whose body breaks.
+      const body = await running.readerWithFirstBytes(offset, undefined, "lent").catch(() => null);
+      if (body === null) return downloadFailed();
+      return bodyFrom(body, offset, size);
     }
     const cached = await local.stat(key);
     if (cached) return bodyFrom(Bun.file(cached.path).slice(offset).stream(), offset, cached.size);
@@ -51,6 +55,10 @@ async function peerCopy(downloads: ReadonlyMap<string, BlobDownload>, local: FsB
     await Bun.sleep(50);
   } while (Date.now() < deadline);
   return new Response("no such download here\n", { status: 404 });
+}
+
+function downloadFailed(): Response {
+  return new Response("download failed\n", { status: 502 });
 }
 
 function bodyFrom(body: ReadableStream<Uint8Array>, offset: number, size: number | undefined): Response {
