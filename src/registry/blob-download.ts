@@ -42,7 +42,7 @@ function windowShare(): number {
   return Math.min(WINDOW_BYTES, Math.floor(WINDOW_BUDGET_BYTES / Math.max(1, windowed.size)));
 }
 /** Attempts per download: the first, then resumes from the byte reached. */
-const MAX_ATTEMPTS = 4;
+export const MAX_DOWNLOAD_ATTEMPTS = 4;
 
 export interface DownloadOptions {
   key: BlobKey;
@@ -394,7 +394,8 @@ export class BlobDownload {
           await this.fetchFrom(source);
           break;
         } catch (error) {
-          const resumable = isResumable(error) && this.size !== undefined && attempt < MAX_ATTEMPTS && source.bodyFailed(error as Error);
+          // A body that broke is its tier's failure, the last attempt's too.
+          const resumable = isResumable(error) && source.bodyFailed(error as Error) && this.size !== undefined && attempt < MAX_DOWNLOAD_ATTEMPTS;
           if (!resumable) throw error;
           log.warn({ digest: key.digest, registry: key.registry, from: source.kind, at: this.written, attempt, error: (error as Error).message }, "blob download interrupted; resuming");
         }
@@ -524,7 +525,7 @@ export interface RefusedBody {
 }
 
 /** Network trouble, timeouts and 5xx/429 are worth a resume; a 404 or 401 is not. */
-function isResumable(error: unknown): boolean {
+export function isResumable(error: unknown): boolean {
   if (!(error instanceof UpstreamError)) return false;
   const f = error.failure;
   return f.kind !== "status" || f.status >= 500 || f.status === 429;

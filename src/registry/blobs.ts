@@ -148,6 +148,7 @@ export class BlobService {
         slots: this.slots,
         refused,
         onMismatch: (mismatch) => this.log.warn({ digest: req.digest, registry: req.registry, error: mismatch.message }, "uncached blob failed verification; client's stream cut"),
+        onResume: (at, attempt, error) => this.log.warn({ digest: req.digest, registry: req.registry, from: from.kind, at, attempt, error: error.message }, "uncached blob interrupted; resuming"),
       });
     } catch (error) {
       throw toRegistryError(error, "BLOB_UNKNOWN", what);

@@ -3,12 +3,13 @@
 // because the last chunk is held back until the digest and length are verified. It is a
 // download like the cached ones in what bounds it: a max_downloads place while it runs,
 // the source's stall timeout (silence is the source's failure, recorded against its tier),
-// and an error answer, not a reset connection, when it fails before its first byte.
+// resumes from the byte reached when the body breaks, and an error answer, not a reset
+// connection, when it fails before its first byte.
 import { BlobIntegrityError } from "../cache/blob-store.ts";
 import { parseDigest } from "../protocol/digest.ts";
 import type { ByteRange } from "../protocol/range.ts";
 import { UpstreamError } from "../upstream/errors.ts";
-import type { DownloadSlots, RefusedBody } from "./blob-download.ts";
+import { isResumable, MAX_DOWNLOAD_ATTEMPTS, type DownloadSlots, type RefusedBody } from "./blob-download.ts";
 import type { BlobSource } from "./blob-sources.ts";
 import { cursorStreamWithFirstBytes, type ReadCursor } from "./read-cursor.ts";
 
@@ -17,22 +18,27 @@ export interface UncachedOptions {
   range: (size: number | undefined) => ByteRange | undefined;
   slots?: DownloadSlots;
   onMismatch: (error: BlobIntegrityError) => void;
+  /** The body broke at byte `at` and is asked for again (attempt 2 and on). */
+  onResume: (at: number, attempt: number, error: UpstreamError) => void;
   /** The source's answer already in hand (the cached attempt's, refused by the disk): not asked again. */
   refused?: RefusedBody;
 }
+
+type BodyReader = ReturnType<typeof readerOf>;
+const readerOf = (body: ReadableStream<Uint8Array>) => body.getReader();
 
 export async function openUncached(source: BlobSource, digest: string, opts: UncachedOptions): Promise<{ size: number | undefined; range: ByteRange | undefined; body: ReadableStream<Uint8Array> }> {
   const parsed = parseDigest(digest);
   if (!parsed) throw new Error(`invalid digest ${digest}`);
   const releaseSlot = (await opts.slots?.acquire()) ?? (() => {});
-  const abort = opts.refused?.abort ?? new AbortController();
-  let reader: ReturnType<ReadableStream<Uint8Array>["getReader"]>;
+  let abort = opts.refused?.abort ?? new AbortController();
+  let reader: BodyReader;
   let size: number | undefined;
   let range: ByteRange | undefined;
   let stallTimeoutMs: number;
   try {
     const opened = opts.refused?.opened ?? (await source.open(0, abort.signal));
-    reader = opened.body.getReader();
+    reader = readerOf(opened.body);
     size = opened.size;
     stallTimeoutMs = opened.stallTimeoutMs;
     try {
@@ -51,6 +57,7 @@ export async function openUncached(source: BlobSource, digest: string, opts: Unc
   let held: Uint8Array | undefined; // the chunk kept back, starting at received - held.byteLength
   let finished = false;
   let verified = false; // the body ended and matched; only the held chunk is left
+  let attempt = 1;
   let stallTimer: Timer | undefined;
   const release = () => {
     clearTimeout(stallTimer);
@@ -58,6 +65,26 @@ export async function openUncached(source: BlobSource, digest: string, opts: Unc
     finished = true;
     releaseSlot();
     reader.cancel().catch(() => {});
+  };
+  /** The body broke: asks the source again from the byte reached, as a cached download would (blob-download.ts). */
+  const resumeAfter = async (failure: UpstreamError): Promise<void> => {
+    for (;;) {
+      // A body that broke is its tier's failure, the last attempt's too.
+      const resumable = isResumable(failure) && source.bodyFailed(failure) && size !== undefined && attempt < MAX_DOWNLOAD_ATTEMPTS;
+      if (!resumable || finished) throw failure;
+      attempt++;
+      opts.onResume(received, attempt, failure);
+      abort = new AbortController();
+      try {
+        const opened = await source.open(received, abort.signal);
+        reader = readerOf(opened.body);
+        stallTimeoutMs = opened.stallTimeoutMs;
+        return;
+      } catch (error) {
+        if (!(error instanceof UpstreamError)) throw error;
+        failure = error;
+      }
+    }
   };
   /** The next whole chunk in the order received, one behind the body; null at its verified end. */
   const nextVerified = async (): Promise<Uint8Array | null> => {
@@ -68,20 +95,25 @@ export async function openUncached(source: BlobSource, digest: string, opts: Unc
         return last;
       }
       clearTimeout(stallTimer);
-      stallTimer = setTimeout(() => abort.abort(), stallTimeoutMs);
+      const attemptAbort = abort;
+      stallTimer = setTimeout(() => attemptAbort.abort(), stallTimeoutMs);
       let read: Awaited<ReturnType<typeof reader.read>>;
       try {
         read = await reader.read();
       } catch (error) {
-        const failure = abort.signal.aborted
+        const failure = attemptAbort.signal.aborted
           ? new UpstreamError(source.kind, { kind: "timeout", phase: "body" })
           : new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
-        source.bodyFailed(failure);
-        throw failure;
+        await resumeAfter(failure);
+        continue;
       } finally {
         clearTimeout(stallTimer);
       }
       if (read.done) {
+        if (size !== undefined && received < size) {
+          await resumeAfter(new UpstreamError(source.kind, { kind: "network", message: `body ended early at ${received} of ${size} bytes` }));
+          continue;
+        }
         const actual = `${parsed.algorithm}:${hasher.digest("hex")}`;
         if (actual !== parsed.text || (size !== undefined && size !== received)) {
           const mismatch = new BlobIntegrityError(parsed.text, actual, size, received);

@@ -139,30 +139,47 @@ describe("a full cache disk", () => {
       await ferry.stop();
     }
   }, 120_000);
-  test("streamed uncached, the upstream goes silent: before the first byte a 504 OCI error, after it a cut stream (stall_timeout, not the idle timeout)", async () => {
+  test("streamed uncached, the upstream goes silent: resumed from the byte reached; on every attempt a 504 OCI error before the first byte, a cut stream after it", async () => {
     const cacheDir = join(mountPoint, "c");
     mkdirSync(cacheDir, { recursive: true });
     const ferry = await startFerry({ cacheDir, config: hubRegistry(upstream.url, 'stall_timeout = "1s"') });
     const filler = join(mountPoint, "filler-c");
     try {
       fill(filler);
-      upstream.clearLog();
       // The cached attempt's answer (refused by the full disk before its first byte) is the one
-      // streamed uncached, and it goes silent.
+      // streamed uncached, and it and every resume go silent.
       const blob = small.blobs[0]!;
-      await upstream.setFault({ kind: "stall", afterBytes: 0, match: new RegExp(blob.digest.slice(7)), times: 1 });
+      await upstream.setFault({ kind: "stall", afterBytes: 0, match: new RegExp(blob.digest.slice(7)) });
       const silent = await fetch(`${ferry.url}/v2/library/five/blobs/${blob.digest}`);
       expect(silent.status).toBe(504);
       const error = (await silent.json()) as { errors: { code: string; message: string }[] };
       expect(error.errors[0]!.code).toBe("UNAVAILABLE");
       expect(error.errors[0]!.message).toMatch(/timed out \(body\)/);
       // Silence is the upstream's failure, recorded against its tier; the full disk is not.
-      expect((await endpointState(ferry))[0]!.consecutiveFailures).toBe(1);
+      expect((await endpointState(ferry))[0]!.consecutiveFailures).toBeGreaterThan(0);
+      await upstream.setFault(null);
 
+      // Silent once after the first MiB: the stream goes on from the byte reached, whole and verified.
       const layer = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
-      await upstream.setFault({ kind: "stall", afterBytes: 1024 * 1024, match: new RegExp(layer.digest.slice(7)), times: 1 });
+      const layerPath = new RegExp(layer.digest.slice(7));
+      upstream.clearLog();
+      await upstream.setFault({ kind: "stall", afterBytes: 1024 * 1024, match: layerPath, times: 1 });
+      const resumed = await fetch(`${ferry.url}/v2/library/big/blobs/${layer.digest}`);
+      expect(resumed.status).toBe(200);
+      expect(resumed.headers.get("x-ferry-cache")).toBe("bypass");
+      expect(sha256(await resumed.bytes())).toBe(layer.digest);
+      // The bytes' answers (the front's 307s carry none): the whole blob, then the rest from the byte reached.
+      const answers = upstream.log.filter((e) => e.method === "GET" && (e.status === 200 || e.status === 206) && layerPath.test(e.path));
+      expect(answers.map((e) => e.headers.range ?? "whole")).toEqual(["whole", "bytes=1048576-"]);
+
+      // Silent after the first MiB, then every resume refused: the client's stream is cut, never completed.
+      upstream.clearLog();
+      await upstream.setFault({ kind: "stall", afterBytes: 1024 * 1024, match: layerPath, times: 1 });
       const cut = await fetch(`${ferry.url}/v2/library/big/blobs/${layer.digest}`);
       expect(cut.status).toBe(200);
+      // Switched once the first MiB is out, a stall timeout (1 s) before the first resume.
+      await waitFor(() => upstream.log.some((e) => layerPath.test(e.path) && e.bytes === 1024 * 1024), { timeoutMs: 10_000, intervalMs: 10, what: "the first MiB sent" });
+      await upstream.setFault({ kind: "status", status: 503, match: layerPath });
       expect(cut.headers.get("x-ferry-cache")).toBe("bypass");
       const body = await cut.bytes().then(
         (b) => `complete: ${b.byteLength} bytes`,
@@ -170,9 +187,7 @@ describe("a full cache disk", () => {
       );
       expect(body).toBe("broken");
       await upstream.setFault(null);
-      // Again the tier's (its count restarted when the GET was answered).
-      expect((await endpointState(ferry))[0]!.consecutiveFailures).toBe(1);
-      expect(ferry.logs().match(/endpoint failed; cooling down/g)?.length).toBe(2);
+      expect(ferry.logs()).toMatch(/endpoint failed; cooling down/);
       // Once it answers again the blob streams whole, still uncached.
       const whole = await fetch(`${ferry.url}/v2/library/big/blobs/${layer.digest}`);
       expect(whole.status).toBe(200);
@@ -183,7 +198,7 @@ describe("a full cache disk", () => {
       rmSync(filler, { force: true });
       await ferry.stop();
     }
-  }, 60_000);
+  }, 90_000);
 
   test("streamed uncached, a download holds a max_downloads place while it runs", async () => {
     const cacheDir = join(mountPoint, "d");
@@ -195,18 +210,18 @@ describe("a full cache disk", () => {
       fill(filler);
       const layer = big.blobs.reduce((a, b) => (a.size > b.size ? a : b));
       const other = small.blobs[0]!;
-      // The first stream stalls after 1 MiB and holds the only place until its stall timeout.
+      // The first stream stalls after 1 MiB and holds the only place through its stall timeout and resume.
       await upstream.setFault({ kind: "stall", afterBytes: 1024 * 1024, match: new RegExp(layer.digest.slice(7)), times: 1 });
       const first = await fetch(`${ferry.url}/v2/library/big/blobs/${layer.digest}`);
       expect(first.status).toBe(200);
       const firstBody = first.bytes().then(
-        () => "complete",
+        (b) => sha256(b),
         () => "broken",
       );
       expect(await places()).toEqual({ max: 1, taken: 1, waiting: 0 });
       const second = fetch(`${ferry.url}/v2/library/five/blobs/${other.digest}`);
       await waitFor(async () => (await places()).waiting === 1, { what: "the second download to wait for the place" });
-      expect(await firstBody).toBe("broken");
+      expect(await firstBody).toBe(layer.digest);
       const r = await second;
       expect(r.status).toBe(200);
       expect(sha256(await r.bytes())).toBe(other.digest);

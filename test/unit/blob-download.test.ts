@@ -157,6 +157,8 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
     expect((failed as UpstreamError).failure).toEqual({ kind: "timeout", phase: "body" });
     expect(source.opens).toEqual([0, 1000, 1000, 1000]);
     await download.finished;
+    // Each silent body is its tier's failure, the last one's too.
+    expect(source.bodyFailures).toBe(4);
     expect(download.state).toBe("failed");
   });
 
