@@ -174,7 +174,8 @@ export function writeOnWorker(path: string, size: number, algorithm: "sha256" | 
     async write(chunk) {
       if (failure) throw failure;
       const owned = chunk.byteOffset === 0 && chunk.byteLength === chunk.buffer.byteLength && chunk.buffer instanceof ArrayBuffer;
-      const sent = owned ? chunk : chunk.slice();
+      // A copy of anything else (a Buffer's slice() would be a view: its memory would be detached).
+      const sent = owned ? chunk : new Uint8Array(chunk);
       const position = queued;
       queued += sent.byteLength; // before the transfer detaches it
       w.postMessage({ id, chunk: sent, position } satisfies WriteRequest, [sent.buffer as ArrayBuffer]);

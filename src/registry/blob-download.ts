@@ -394,6 +394,8 @@ export class BlobDownload {
           await this.fetchFrom(source);
           break;
         } catch (error) {
+          // Broken after its last byte: nothing to resume (bytes=size- is a 416); verify what is in.
+          if (error instanceof UpstreamError && this.size !== undefined && this.written >= this.size) break;
           // A body that broke is its tier's failure, the last attempt's too.
           const resumable = isResumable(error) && source.bodyFailed(error as Error) && this.size !== undefined && attempt < MAX_DOWNLOAD_ATTEMPTS;
           if (!resumable) throw error;

@@ -104,8 +104,12 @@ export async function openUncached(source: BlobSource, digest: string, opts: Unc
         const failure = attemptAbort.signal.aborted
           ? new UpstreamError(source.kind, { kind: "timeout", phase: "body" })
           : new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
-        await resumeAfter(failure);
-        continue;
+        // Broken after its last byte: nothing to resume (bytes=size- is a 416); verify what is in.
+        if (size !== undefined && received >= size) read = { done: true, value: undefined };
+        else {
+          await resumeAfter(failure);
+          continue;
+        }
       } finally {
         clearTimeout(stallTimer);
       }

@@ -124,6 +124,21 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) describ
     expect(download.state).toBe("done");
   });
 
+  test("a body that breaks after its last byte is not resumed (bytes=size- would be a 416): the blob is verified and stored", async () => {
+    const { store: s } = await store();
+    const blob = bytes(5000);
+    const source = new ScriptedSource(blob.byteLength);
+    const download = start(s, digestOf(blob), source);
+    await download.ready;
+    const reader = download.reader(0, undefined);
+    source.push(blob);
+    await waitUntil(() => download.written === blob.byteLength);
+    source.fail();
+    expect(await new Response(reader).bytes()).toEqual(blob);
+    await download.finished;
+    expect({ state: download.state, opens: source.opens }).toEqual({ state: "done", opens: [0] });
+  });
+
   test("a body that goes silent is cut after the stall timeout and resumed from the byte reached", async () => {
     const { store: s } = await store();
     const blob = bytes(10_000);

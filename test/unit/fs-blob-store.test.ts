@@ -3,6 +3,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, utimesSync, writeFileSync
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { BlobIntegrityError } from "../../src/cache/blob-store.ts";
+import { startFileWriter } from "../../src/cache/file-writer.ts";
 import { FsBlobStore } from "../../src/cache/fs-blob-store.ts";
 import { digestOf } from "../../src/protocol/digest.ts";
 
@@ -43,6 +44,22 @@ describe("FsBlobStore", () => {
     await short.write(blob(100, 4));
     await expect(short.commit(101)).rejects.toThrow("length mismatch");
     expect(readdirSync(join(dir, "tmp"))).toEqual([]);
+  });
+
+  test("a piped body of Buffer views into shared memory is copied to the writer thread, never detached from its owner", async () => {
+    expect(await startFileWriter()).toBe(true);
+    const store = new FsBlobStore(tempDir(), { hashOnWorker: true });
+    await store.init();
+    // Two chunks that share one ArrayBuffer with bytes the caller still uses (Buffer.slice is a view).
+    const shared = Buffer.alloc(3000, 9);
+    const chunks = [shared.subarray(1000, 2000), shared.subarray(2000, 3000)];
+    const digest = digestOf(Buffer.concat(chunks));
+    const w = await store.begin({ registry: "docker.io", digest }, 2000);
+    w.expectSize?.(2000);
+    await w.pipe!(new ReadableStream({ start: (c) => (chunks.forEach((chunk) => c.enqueue(chunk)), c.close()) }), () => {});
+    expect((await w.commit(2000)).size).toBe(2000);
+    expect(shared.byteLength).toBe(3000);
+    expect(shared[0]).toBe(9);
   });
 
   test("temp files left by a crash are removed at start-up", async () => {
