@@ -10,7 +10,7 @@ import { parseDigest } from "../protocol/digest.ts";
 import type { ByteRange } from "../protocol/range.ts";
 import { UpstreamError } from "../upstream/errors.ts";
 import { isResumable, MAX_DOWNLOAD_ATTEMPTS, type DownloadSlots, type RefusedBody } from "./blob-download.ts";
-import type { BlobSource } from "./blob-sources.ts";
+import type { BlobSource, OpenedBody } from "./blob-sources.ts";
 import { cursorStreamWithFirstBytes, type ReadCursor } from "./read-cursor.ts";
 
 export interface UncachedOptions {
@@ -69,21 +69,29 @@ export async function openUncached(source: BlobSource, digest: string, opts: Unc
   /** The body broke: asks the source again from the byte reached, as a cached download would (blob-download.ts). */
   const resumeAfter = async (failure: UpstreamError): Promise<void> => {
     for (;;) {
+      if (finished) throw failure; // the client left
       // A body that broke is its tier's failure, the last attempt's too.
       const resumable = isResumable(failure) && source.bodyFailed(failure) && size !== undefined && attempt < MAX_DOWNLOAD_ATTEMPTS;
-      if (!resumable || finished) throw failure;
+      if (!resumable) throw failure;
       attempt++;
       opts.onResume(received, attempt, failure);
       abort = new AbortController();
+      let opened: OpenedBody;
       try {
-        const opened = await source.open(received, abort.signal);
-        reader = readerOf(opened.body);
-        stallTimeoutMs = opened.stallTimeoutMs;
-        return;
+        opened = await source.open(received, abort.signal);
       } catch (error) {
         if (!(error instanceof UpstreamError)) throw error;
         failure = error;
+        continue;
       }
+      if (finished) {
+        // The client left while it opened: the new body is nobody's.
+        opened.body.cancel().catch(() => {});
+        throw failure;
+      }
+      reader = readerOf(opened.body);
+      stallTimeoutMs = opened.stallTimeoutMs;
+      return;
     }
   };
   /** The next whole chunk in the order received, one behind the body; null at its verified end. */

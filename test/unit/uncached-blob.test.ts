@@ -8,6 +8,8 @@ import { digestOf } from "../../src/protocol/digest.ts";
 import { parseRange, type ByteRange } from "../../src/protocol/range.ts";
 import { MAX_DOWNLOAD_ATTEMPTS } from "../../src/registry/blob-download.ts";
 import { openUncached } from "../../src/registry/uncached-blob.ts";
+import type { BlobSource } from "../../src/registry/blob-sources.ts";
+import { waitFor } from "../harness/proc.ts";
 import { prng, runSeed } from "../harness/seeded.ts";
 import { BREAKS, PlannedSource } from "./support/planned-source.ts";
 
@@ -34,6 +36,39 @@ describe("uncached blob streams", () => {
     const opened = await openUncached(source, digestOf(blob), { range: () => undefined, onMismatch: () => {}, onResume: () => {} });
     expect(await drain(opened.body)).toEqual({ bytes: Buffer.from(blob), failed: false });
     expect(source.opens).toEqual([0]);
+  });
+
+  test("a client that leaves while a resume opens: the new body is cancelled, not read by nobody", async () => {
+    const blob = new Uint8Array(3000).fill(5);
+    let openResume!: (body: ReadableStream<Uint8Array>) => void;
+    let resumedBodyCancelled = false;
+    const opens: number[] = [];
+    const source: BlobSource = {
+      kind: "upstream",
+      open: async (offset) => {
+        opens.push(offset);
+        if (offset === 0) {
+          let sent = 0;
+          const body = new ReadableStream<Uint8Array>({
+            pull: (c) => (sent++ < 2 ? c.enqueue(blob.slice(0, 1000)) : c.error(new Error("connection reset"))),
+          });
+          return { size: blob.byteLength, body, stallTimeoutMs: 1000 };
+        }
+        const body = await new Promise<ReadableStream<Uint8Array>>((resolve) => (openResume = resolve));
+        return { size: blob.byteLength, body, stallTimeoutMs: 1000 };
+      },
+      bodyFailed: () => true,
+    };
+    const opened = await openUncached(source, digestOf(blob), { range: () => undefined, onMismatch: () => {}, onResume: () => {} });
+    const reader = opened.body.getReader();
+    expect((await reader.read()).value?.byteLength).toBe(1000);
+    const next = reader.read(); // the held chunk waits for the body, which breaks: a resume opens
+    await waitFor(() => opens.length === 2, { timeoutMs: 5_000, intervalMs: 1, what: "the resume's open" });
+    await reader.cancel();
+    expect((await next).done).toBe(true);
+    openResume(new ReadableStream({ cancel: () => void (resumedBodyCancelled = true) }));
+    await waitFor(() => resumedBodyCancelled, { timeoutMs: 5_000, intervalMs: 1, what: "the resumed body cancelled" });
+    expect(opens).toEqual([0, 2000]);
   });
 
   test("seeded: bodies that break are resumed from the byte reached; the client gets its exact range or a failed stream", async () => {
