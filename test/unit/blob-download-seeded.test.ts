@@ -66,7 +66,7 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) {
         });
         const use = random() < 0.5 ? ("lent" as const) : ("owned" as const);
         const what = `seed ${seed} run ${run}: size ${size}, ${use} readers ${JSON.stringify(ranges)}, plan ${JSON.stringify(plan)}`;
-        const source = new PlannedSource(blob, plan, random, 150, 64 * 1024);
+        const source = new PlannedSource(blob, plan, random, 300, 64 * 1024); // 300 ms of silence is a stall: well above a loaded machine's pauses
         const download = BlobDownload.start({ key, source, createWriter: (n) => store.begin(key, n), log: createLogger("silent") });
         const ready = await download.ready.then(
           () => true,

@@ -82,7 +82,7 @@ describe("uncached blob streams", () => {
       const plan = Array.from({ length: breaks }, () => ({ kind: BREAKS[Math.floor(random() * BREAKS.length)]!, after: Math.floor(random() * size) }));
       const header = random() < 0.5 ? undefined : `bytes=${Math.floor(random() * size)}-${random() < 0.5 ? "" : Math.floor(random() * size * 1.2)}`;
       const what = `seed ${seed} run ${run}: size ${size}, range ${header ?? "none"}, plan ${JSON.stringify(plan)}`;
-      const source = new PlannedSource(blob, plan, random, 20);
+      const source = new PlannedSource(blob, plan, random, 100); // 100 ms of silence is a stall: well above a loaded machine's pauses
       const mismatches: BlobIntegrityError[] = [];
       const resumes: number[] = [];
       const opened = await openUncached(source, digestOf(blob), {
