@@ -396,9 +396,7 @@ export class BlobDownload {
         } catch (error) {
           // Broken after its last byte: nothing to resume (bytes=size- is a 416); verify what is in.
           if (error instanceof UpstreamError && this.size !== undefined && this.written >= this.size) break;
-          // A body that broke is its tier's failure, the last attempt's too.
-          const resumable = isResumable(error) && source.bodyFailed(error as Error) && this.size !== undefined && attempt < MAX_DOWNLOAD_ATTEMPTS;
-          if (!resumable) throw error;
+          if (!worthResuming(error, source, this.size, attempt)) throw error;
           log.warn({ digest: key.digest, registry: key.registry, from: source.kind, at: this.written, attempt, error: (error as Error).message }, "blob download interrupted; resuming");
         }
       }
@@ -481,8 +479,7 @@ export class BlobDownload {
     } catch (error) {
       reader.cancel().catch(() => {});
       if (error instanceof CacheWriteError) throw error; // ours, not the source's: no resume, no cooldown
-      if (abort.signal.aborted) throw new UpstreamError(source.kind, { kind: "timeout", phase: "body" });
-      throw new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
+      throw bodyBroke(source, abort.signal, error);
     } finally {
       clearTimeout(stallTimer);
     }
@@ -508,8 +505,7 @@ export class BlobDownload {
       });
     } catch (error) {
       if (error instanceof CacheWriteError) throw error; // ours, not the source's: no resume, no cooldown
-      if (abort.signal.aborted) throw new UpstreamError(source.kind, { kind: "timeout", phase: "body" });
-      throw new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
+      throw bodyBroke(source, abort.signal, error);
     } finally {
       clearStallTimer();
       // What is in the file counts: a resume goes on from there.
@@ -526,9 +522,20 @@ export interface RefusedBody {
   abort: AbortController;
 }
 
-/** Network trouble, timeouts and 5xx/429 are worth a resume; a 404 or 401 is not. */
-export function isResumable(error: unknown): boolean {
+/**
+ * Whether attempt `attempt` failing with `error` is worth another from the byte reached:
+ * network trouble, timeouts and 5xx/429 are, a 404 or 401 is not, nor a blob of unknown size.
+ * A body that broke is its tier's failure (the last attempt's too), so the source hears of it first.
+ */
+export function worthResuming(error: unknown, source: BlobSource, size: number | undefined, attempt: number): boolean {
   if (!(error instanceof UpstreamError)) return false;
   const f = error.failure;
-  return f.kind !== "status" || f.status >= 500 || f.status === 429;
+  const retryable = f.kind !== "status" || f.status >= 500 || f.status === 429;
+  return retryable && source.bodyFailed(error) && size !== undefined && attempt < MAX_DOWNLOAD_ATTEMPTS;
+}
+
+/** What a body that failed mid-read is: silence (the stall timer aborted it) or a network break. */
+export function bodyBroke(source: BlobSource, stallAbort: AbortSignal, error: unknown): UpstreamError {
+  if (stallAbort.aborted) return new UpstreamError(source.kind, { kind: "timeout", phase: "body" });
+  return new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
 }

@@ -9,7 +9,7 @@ import { BlobIntegrityError } from "../cache/blob-store.ts";
 import { parseDigest } from "../protocol/digest.ts";
 import type { ByteRange } from "../protocol/range.ts";
 import { UpstreamError } from "../upstream/errors.ts";
-import { isResumable, MAX_DOWNLOAD_ATTEMPTS, type DownloadSlots, type RefusedBody } from "./blob-download.ts";
+import { bodyBroke, worthResuming, type DownloadSlots, type RefusedBody } from "./blob-download.ts";
 import type { BlobSource, OpenedBody } from "./blob-sources.ts";
 import { cursorStreamWithFirstBytes, type ReadCursor } from "./read-cursor.ts";
 
@@ -70,9 +70,7 @@ export async function openUncached(source: BlobSource, digest: string, opts: Unc
   const resumeAfter = async (failure: UpstreamError): Promise<void> => {
     for (;;) {
       if (finished) throw failure; // the client left
-      // A body that broke is its tier's failure, the last attempt's too.
-      const resumable = isResumable(failure) && source.bodyFailed(failure) && size !== undefined && attempt < MAX_DOWNLOAD_ATTEMPTS;
-      if (!resumable) throw failure;
+      if (!worthResuming(failure, source, size, attempt)) throw failure;
       attempt++;
       opts.onResume(received, attempt, failure);
       abort = new AbortController();
@@ -109,9 +107,7 @@ export async function openUncached(source: BlobSource, digest: string, opts: Unc
       try {
         read = await reader.read();
       } catch (error) {
-        const failure = attemptAbort.signal.aborted
-          ? new UpstreamError(source.kind, { kind: "timeout", phase: "body" })
-          : new UpstreamError(source.kind, { kind: "network", message: `body interrupted: ${(error as Error).message}` });
+        const failure = bodyBroke(source, attemptAbort.signal, error);
         // Broken after its last byte: nothing to resume (bytes=size- is a 416); verify what is in.
         if (size !== undefined && received >= size) read = { done: true, value: undefined };
         else {

@@ -9,11 +9,11 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { startFileWriter } from "../../src/cache/file-writer.ts";
 import { FsBlobStore } from "../../src/cache/fs-blob-store.ts";
-import { createLogger } from "../../src/observe/logger.ts";
 import { digestOf } from "../../src/protocol/digest.ts";
-import { BlobDownload, MAX_DOWNLOAD_ATTEMPTS } from "../../src/registry/blob-download.ts";
+import { MAX_DOWNLOAD_ATTEMPTS } from "../../src/registry/blob-download.ts";
 import { prng, runSeed } from "../harness/seeded.ts";
 import { BREAKS, PlannedSource } from "./support/planned-source.ts";
+import { startDownload } from "./support/scripted-source.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -67,7 +67,7 @@ for (const path of ["chunks through JS", "piped, hashed on the worker"]) {
         const use = random() < 0.5 ? ("lent" as const) : ("owned" as const);
         const what = `seed ${seed} run ${run}: size ${size}, ${use} readers ${JSON.stringify(ranges)}, plan ${JSON.stringify(plan)}`;
         const source = new PlannedSource(blob, plan, random, 300, 64 * 1024); // 300 ms of silence is a stall: well above a loaded machine's pauses
-        const download = BlobDownload.start({ key, source, createWriter: (n) => store.begin(key, n), log: createLogger("silent") });
+        const download = startDownload(store, digest, source);
         const ready = await download.ready.then(
           () => true,
           () => false,

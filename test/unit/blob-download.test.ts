@@ -8,15 +8,14 @@ import { join } from "node:path";
 import { BlobIntegrityError } from "../../src/cache/blob-store.ts";
 import { startFileWriter } from "../../src/cache/file-writer.ts";
 import { FsBlobStore } from "../../src/cache/fs-blob-store.ts";
-import { createLogger } from "../../src/observe/logger.ts";
 import { digestOf } from "../../src/protocol/digest.ts";
-import { BlobDownload, DownloadSlots } from "../../src/registry/blob-download.ts";
+import { DownloadSlots } from "../../src/registry/blob-download.ts";
 import { Bandwidth } from "../../src/shared/bandwidth.ts";
 import { chunkBytesCounted } from "../../src/shared/chunk-garbage.ts";
 import type { BlobSource } from "../../src/registry/blob-sources.ts";
 import { UpstreamError } from "../../src/upstream/errors.ts";
 import { curlDigest, serveHttpAndHttps } from "./support/http-clients.ts";
-import { ScriptedSource } from "./support/scripted-source.ts";
+import { ScriptedSource, startDownload as start } from "./support/scripted-source.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -41,9 +40,6 @@ function bytes(n: number, seed = 1): Uint8Array {
   return b;
 }
 
-function start(s: FsBlobStore, digest: string, source: BlobSource, slots?: DownloadSlots): BlobDownload {
-  return BlobDownload.start({ key: { registry: "docker.io", digest }, source, createWriter: (size) => s.begin({ registry: "docker.io", digest }, size), log: createLogger("silent"), slots });
-}
 
 /** Reads until `count` bytes arrived (or the stream ended); the reader stays open. */
 async function readBytes(reader: { read(): Promise<{ done: boolean; value?: Uint8Array }> }, count: number): Promise<Uint8Array> {

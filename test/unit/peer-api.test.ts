@@ -5,12 +5,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { FsBlobStore } from "../../src/cache/fs-blob-store.ts";
-import { createLogger } from "../../src/observe/logger.ts";
 import { digestOf } from "../../src/protocol/digest.ts";
-import { BlobDownload } from "../../src/registry/blob-download.ts";
+import type { BlobDownload } from "../../src/registry/blob-download.ts";
 import { PEER_PATH, PEER_TOKEN_HEADER } from "../../src/registry/peer-blobs.ts";
 import { peerApi } from "../../src/server/peer-api.ts";
-import { ScriptedSource } from "./support/scripted-source.ts";
+import { ScriptedSource, startDownload } from "./support/scripted-source.ts";
 
 const dirs: string[] = [];
 afterEach(() => {
@@ -44,7 +43,7 @@ describe("peer endpoint", () => {
     const blob = new Uint8Array(10_000).fill(7);
     const digest = digestOf(blob);
     const source = new ScriptedSource(blob.byteLength, 50); // every attempt goes silent
-    const download = BlobDownload.start({ key: { registry: "docker.io", digest }, source, createWriter: (size) => store.begin({ registry: "docker.io", digest }, size), log: createLogger("silent") });
+    const download = startDownload(store, digest, source);
     downloads.set(`docker.io/${digest}`, download);
     await download.ready;
     const response = await app.handle(peerRequest(digest));
@@ -59,7 +58,7 @@ describe("peer endpoint", () => {
     const blob = new Uint8Array(10_000).map((_, i) => (i * 13) & 0xff);
     const digest = digestOf(blob);
     const source = new ScriptedSource(blob.byteLength);
-    const download = BlobDownload.start({ key: { registry: "docker.io", digest }, source, createWriter: (size) => store.begin({ registry: "docker.io", digest }, size), log: createLogger("silent") });
+    const download = startDownload(store, digest, source);
     downloads.set(`docker.io/${digest}`, download);
     await download.ready;
     const whole = app.handle(peerRequest(digest));

@@ -1,6 +1,16 @@
 // A BlobSource whose bodies a test feeds chunk by chunk (the interface an upstream or the
-// shared store sits behind), for BlobDownload and what serves its readers.
+// shared store sits behind), for BlobDownload and what serves its readers; and how the tests
+// start a download.
+import type { FsBlobStore } from "../../../src/cache/fs-blob-store.ts";
+import { createLogger } from "../../../src/observe/logger.ts";
+import { BlobDownload, type DownloadSlots } from "../../../src/registry/blob-download.ts";
 import type { BlobSource, OpenedBody } from "../../../src/registry/blob-sources.ts";
+
+/** A download of docker.io's `digest` from `source` into `store`, logging nothing. */
+export function startDownload(store: FsBlobStore, digest: string, source: BlobSource, slots?: DownloadSlots): BlobDownload {
+  const key = { registry: "docker.io", digest };
+  return BlobDownload.start({ key, source, createWriter: (size) => store.begin(key, size), log: createLogger("silent"), slots });
+}
 
 /**
  * A source whose bodies the test feeds chunk by chunk. Each open() is recorded with its
@@ -44,7 +54,7 @@ export class ScriptedSource implements BlobSource {
 
   push(chunk: Uint8Array): void {
     // A fresh buffer per chunk, as a fetch body gives (a piped download hands it to another thread).
-    this.controller!.enqueue(chunk.slice());
+    this.controller!.enqueue(new Uint8Array(chunk));
   }
   end(): void {
     this.controller!.close();
